@@ -1,0 +1,70 @@
+"""``engram``: run the processes (gateway, worker, dev stack)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_gateway(_: argparse.Namespace) -> int:
+    from engram_common.settings import GatewaySettings
+    from engram_gateway.app import main
+
+    settings = GatewaySettings()
+    _logging(settings.log_level)
+    main(settings)
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    from engram_common.settings import WorkerSettings
+    from engram_worker.worker import main
+
+    settings = WorkerSettings()
+    _logging(settings.log_level)
+    asyncio.run(main(settings))
+    return 0
+
+
+def cmd_dev(_: argparse.Namespace) -> int:
+    from engram_common.devstack import run_dev_stack
+    from engram_common.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    _logging(settings.log_level)
+    return run_dev_stack(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engram", description="Engram: cognitive memory spaces for AI agents on NATS."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("gateway", help="run the HTTP gateway (ENGRAM_HTTP_HOST/PORT)").set_defaults(
+        func=cmd_gateway
+    )
+    sub.add_parser("worker", help="run a worker that hosts spaces").set_defaults(func=cmd_worker)
+    sub.add_parser(
+        "dev", help="run nats-server (JetStream, data in ENGRAM_DATA_DIR), a gateway and a worker"
+    ).set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The wire contract: every message body on ``spaces.<id>.…`` and over HTTP.
+
+Each model is defined once here and used by the gateway, the worker and the SDK.
+Commands are imperative (they go into a space's WAL), events are past tense
+(published by the worker), queries are request/reply. Embeddings travel in the
+WAL as base64 of little-endian float32; HTTP and NATS clients may also send a
+plain list of floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from engram_common.ids import MEMORY_ID_PATTERN, SPACE_ID_PATTERN
+
+SCHEMA_VERSION: Literal[1] = 1
+
+MAX_CONTENT_BYTES = 100 * 1024
+MAX_BATCH = 1000
+MAX_TAGS = 64
+MAX_METADATA = 64
+DEFAULT_CONFIDENCE = 0.7
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+MemoryId = Annotated[str, StringConstraints(pattern=MEMORY_ID_PATTERN)]
+SpaceId = Annotated[str, StringConstraints(pattern=SPACE_ID_PATTERN)]
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MetaValue = Annotated[str, StringConstraints(max_length=4096)]
+Consistency = Literal["read_your_writes", "strong", "eventual"]
+Metric = Literal["cos", "ip", "l2sq"]
+
+
+class Model(BaseModel):
+    """Base of every message: immutable, unknown fields rejected (typos get named)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---------------------------------------------------------------------------
+# embeddings
+
+
+def encode_embedding(vector: np.ndarray | list[float]) -> str:
+    """Base64 of the vector as little-endian float32 (the WAL form)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_embedding(b64: str) -> np.ndarray:
+    """Inverse of :func:`encode_embedding`; raises ``ValueError`` on bad input."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"embedding_b64 is not valid base64: {exc}") from None
+    if len(raw) % 4:
+        raise ValueError("embedding_b64 must hold whole float32 values (length % 4 != 0)")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# memories
+
+
+class MemoryIn(Model):
+    """A memory as a client sends it (HTTP body or inside a ``remember`` command)."""
+
+    content: str = Field(min_length=1, description="The memory's text (≤ 100 KiB UTF-8).")
+    id: MemoryId | None = Field(
+        default=None, description="Your id for the memory; a new unique id when omitted."
+    )
+    embedding: list[FiniteFloat] | None = Field(
+        default=None,
+        description="The vector (length = the space's dim); embedded from text when omitted.",
+    )
+    embedding_b64: str | None = Field(
+        default=None, description="Alternative to `embedding`: base64 of little-endian float32."
+    )
+    confidence: float = Field(default=DEFAULT_CONFIDENCE, ge=0.0, le=1.0, allow_inf_nan=False)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA)
+    occurred_at: datetime | None = Field(
+        default=None, description="When the remembered thing happened; defaults to store time."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MemoryIn:
+        if not self.content.strip():
+            raise ValueError("content must not be blank")
+        if len(self.content.encode("utf-8")) > MAX_CONTENT_BYTES:
+            raise ValueError(f"content is over {MAX_CONTENT_BYTES} bytes (100 KiB) of UTF-8")
+        if self.embedding is not None and self.embedding_b64 is not None:
+            raise ValueError("give either embedding or embedding_b64, not both")
+        if self.embedding_b64 is not None:
+            vec = decode_embedding(self.embedding_b64)
+            if not np.isfinite(vec).all():
+                raise ValueError("embedding_b64 holds NaN or infinite values")
+        return self
+
+    def vector(self) -> np.ndarray | None:
+        """The embedding as float32, or ``None`` when the text still has to be embedded."""
+        if self.embedding is not None:
+            return np.asarray(self.embedding, dtype=np.float32)
+        if self.embedding_b64 is not None:
+            return decode_embedding(self.embedding_b64)
+        return None
+
+
+class MemoryBatch(Model):
+    """Several memories in one request (each becomes one WAL message)."""
+
+    memories: list[MemoryIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Memory(Model):
+    """A stored memory as the worker returns it."""
+
+    id: str
+    content: str
+    confidence: float
+    tags: list[str]
+    metadata: dict[str, str]
+    occurred_at: datetime
+    created_at: datetime
+    seq: int = Field(description="Stream sequence of the message that stored this version.")
+    embedding: list[float] | None = None
+
+
+# ---------------------------------------------------------------------------
+# commands (into the WAL)
+
+
+class RememberCommand(Model):
+    """``spaces.<id>.remember``: store one memory (an existing id is replaced)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: CommandId
+    memory: MemoryIn
+
+
+# ---------------------------------------------------------------------------
+# queries (request/reply on spaces.<id>.q.<name>)
+
+
+class RecallRequest(Model):
+    """``spaces.<id>.q.recall`` and ``POST …/recall``: find memories by cue."""
+
+    query: str | None = Field(default=None, min_length=1, max_length=MAX_CONTENT_BYTES)
+    embedding: list[FiniteFloat] | None = None
+    k: int = Field(default=10, ge=1, le=1000)
+    consistency: Consistency = "read_your_writes"
+    min_seq: int | None = Field(
+        default=None, ge=0, description="Wait until the worker has applied this stream sequence."
+    )
+
+    @model_validator(mode="after")
+    def _one_cue(self) -> RecallRequest:
+        if (self.query is None) == (self.embedding is None):
+            raise ValueError("give exactly one cue: query (text) or embedding (vector)")
+        return self
+
+
+class RecallResult(Model):
+    memory: Memory
+    score: float
+    similarity: float
+    activation: float
+    confidence: float
+    hops: int
+
+
+class RecallResponse(Model):
+    space: str
+    applied_seq: int
+    results: list[RecallResult]
+
+
+class GetRequest(Model):
+    memory_id: str
+    include_embedding: bool = False
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class GetResponse(Model):
+    space: str
+    applied_seq: int
+    memory: Memory
+
+
+class ListRequest(Model):
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = None
+    include_embedding: bool = False
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class ListResponse(Model):
+    space: str
+    applied_seq: int
+    memories: list[Memory]
+    next_cursor: str | None
+
+
+class StatsRequest(Model):
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class StatsResponse(Model):
+    space: str
+    memories: int
+    applied_seq: int
+    rejected: int
+
+
+class QueryError(Model):
+    """The ``error`` member of a failed query reply (mirrors problem+json)."""
+
+    status: int
+    title: str
+    detail: str
+
+
+def error_reply(status: int, title: str, detail: str) -> dict[str, Any]:
+    return {"error": QueryError(status=status, title=title, detail=detail).model_dump()}
+
+
+# ---------------------------------------------------------------------------
+# events (published by the worker on spaces.<id>.evt.<kind>)
+
+
+class MemoryStored(Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    space: str
+    seq: int
+    memory_id: str
+    command_id: str
+    replaced: bool = False
+
+
+class MessageRejected(Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    space: str
+    seq: int
+    reason: str
+    command_id: str | None = None
+
+
+# ---------------------------------------------------------------------------
+# registry
+
+
+SpaceStatus = Literal["active", "deleting"]
+
+
+class SpaceRecord(Model):
+    """A space as the registry (KV ``ENGRAM_SPACES``) holds it."""
+
+    id: str
+    status: SpaceStatus = "active"
+    dim: int
+    metric: Metric = "cos"
+    embedder: str
+    created_at: datetime
+
+
+class CreateSpace(Model):
+    """``POST /api/v1/spaces`` body."""
+
+    id: str = Field(description="3-64 chars of [a-z0-9_-], starting with a letter or digit.")
+    dim: int | None = Field(default=None, ge=2, le=4096)
+    metric: Metric = "cos"
+    embedder: str | None = None

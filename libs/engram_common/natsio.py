@@ -1,0 +1,211 @@
+"""Shared NATS plumbing: connections, the space registry (KV) and WAL streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from engram_common.ids import validate_space_id
+from engram_common.messages import Metric, SpaceRecord
+from engram_common.subjects import REGISTRY_BUCKET, stream_name, wal_subjects
+
+log = logging.getLogger(__name__)
+
+#: Duplicate window of a space's WAL: retries with the same command id inside it
+#: are dropped by JetStream (outside it the fold's upsert makes them harmless).
+DUPLICATE_WINDOW_S = 120.0
+
+
+async def connect(url: str, name: str) -> Client:
+    """Connect with unlimited reconnects (the broker may restart under us)."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    return await nats.connect(
+        url.split(","),
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+    )
+
+
+def space_stream_config(space: str, replicas: int = 1) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=stream_name(space),
+        description=f"Engram WAL of memory space {space}",
+        subjects=[wal_subjects(space)],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        discard=api.DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
+        allow_direct=True,
+    )
+
+
+class SpaceConflict(ValueError):
+    """A space exists with settings other than the ones asked for."""
+
+
+class SpaceLimitReached(RuntimeError):
+    pass
+
+
+Listener = Callable[[str, SpaceRecord | None], Awaitable[None]]
+
+
+class SpaceRegistry:
+    """The registry of spaces in KV ``ENGRAM_SPACES``, with a watched local cache.
+
+    ``create_or_get`` is atomic across processes: the stream is created first
+    (idempotent for an identical config), then the record with KV ``create``,
+    which only one caller wins; the others read the winner's record.
+    """
+
+    def __init__(self, js: JetStreamContext, *, replicas: int = 1) -> None:
+        self._js = js
+        self._replicas = replicas
+        self._kv: KeyValue | None = None
+        self._cache: dict[str, SpaceRecord] = {}
+        self._listeners: list[Listener] = []
+        self._watch_task: asyncio.Task[None] | None = None
+        self.loaded = asyncio.Event()
+
+    @property
+    def kv(self) -> KeyValue:
+        assert self._kv is not None, "SpaceRegistry.open() first"
+        return self._kv
+
+    async def open(self) -> None:
+        try:
+            self._kv = await self._js.key_value(REGISTRY_BUCKET)
+        except BucketNotFoundError:
+            self._kv = await self._js.create_key_value(
+                bucket=REGISTRY_BUCKET,
+                history=1,
+                storage=api.StorageType.FILE,
+                replicas=self._replicas,
+                description="Engram memory space registry",
+            )
+
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(space_id, record_or_None)`` on every registry change."""
+        self._listeners.append(listener)
+
+    async def start_watch(self) -> None:
+        """Follow the registry; :attr:`loaded` is set once the current state is in."""
+        watcher = await self.kv.watchall()
+
+        async def run() -> None:
+            async for entry in watcher:
+                if entry is None:
+                    self.loaded.set()
+                    continue
+                rec: SpaceRecord | None = None
+                if entry.operation is None and entry.value:
+                    try:
+                        rec = SpaceRecord.model_validate_json(entry.value)
+                    except ValidationError:
+                        log.error("registry: unreadable record for %r", entry.key)
+                        continue
+                if rec is None:
+                    self._cache.pop(entry.key, None)
+                else:
+                    self._cache[entry.key] = rec
+                for listener in self._listeners:
+                    try:
+                        await listener(entry.key, rec)
+                    except Exception:
+                        log.exception("registry listener failed for %r", entry.key)
+
+        self._watch_task = asyncio.create_task(run(), name="registry-watch")
+        self._watcher = watcher
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
+
+    def cached(self, space: str) -> SpaceRecord | None:
+        return self._cache.get(space)
+
+    def cached_all(self) -> list[SpaceRecord]:
+        return sorted(self._cache.values(), key=lambda r: r.id)
+
+    async def get(self, space: str) -> SpaceRecord | None:
+        """Read the record from KV (not the cache) and refresh the cache."""
+        try:
+            entry = await self.kv.get(space)
+        except KeyNotFoundError:
+            self._cache.pop(space, None)
+            return None
+        if not entry.value:
+            return None
+        rec = SpaceRecord.model_validate_json(entry.value)
+        self._cache[space] = rec
+        return rec
+
+    async def ensure_stream(self, space: str) -> None:
+        await self._js.add_stream(config=space_stream_config(space, self._replicas))
+
+    async def create_or_get(
+        self,
+        space: str,
+        *,
+        dim: int | None = None,
+        metric: Metric | None = None,
+        embedder: str | None = None,
+        default_dim: int = 384,
+        default_embedder: str = "hash-ngram-v1",
+        max_spaces: int | None = None,
+    ) -> tuple[SpaceRecord, bool]:
+        """Return ``(record, created)``. Settings left ``None`` take the defaults for a
+        new space and match anything for an existing one; raise
+        :class:`SpaceConflict` if the space exists with other settings."""
+        validate_space_id(space)
+        existing = self.cached(space) or await self.get(space)
+        if existing is None:
+            if max_spaces is not None and len(self._cache) >= max_spaces:
+                raise SpaceLimitReached(
+                    f"the registry holds {len(self._cache)} spaces, the limit "
+                    f"(ENGRAM_MAX_SPACES) is {max_spaces}"
+                )
+            await self.ensure_stream(space)
+            rec = SpaceRecord(
+                id=space,
+                dim=dim or default_dim,
+                metric=metric or "cos",
+                embedder=embedder or default_embedder,
+                created_at=datetime.now(UTC),
+            )
+            try:
+                await self.kv.create(space, rec.model_dump_json().encode())
+            except KeyWrongLastSequenceError:
+                existing = await self.get(space)
+                assert existing is not None
+            else:
+                self._cache[space] = rec
+                return rec, True
+        asked = {"dim": dim, "metric": metric, "embedder": embedder}
+        if any(v is not None and getattr(existing, k) != v for k, v in asked.items()):
+            raise SpaceConflict(
+                f"space {space!r} exists with dim={existing.dim}, metric={existing.metric}, "
+                f"embedder={existing.embedder}; asked for "
+                + ", ".join(f"{k}={v}" for k, v in asked.items() if v is not None)
+            )
+        return existing, False

@@ -1,0 +1,49 @@
+"""Settings from the environment (``ENGRAM_`` prefix), read once in ``main()``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every Engram process needs."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGRAM_", extra="ignore")
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s).")
+    data_dir: Path = Field(default=Path(".engram"), description="Local data (dev stack).")
+    default_dim: int = Field(default=384, ge=2, le=4096, description="dim of new spaces.")
+    default_embedder: str = Field(default="hash-ngram-v1", description="Embedder of new spaces.")
+    stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of new streams.")
+    log_level: str = Field(default="INFO")
+
+
+class GatewaySettings(CommonSettings):
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
+    http_port: int = Field(default=7432, description="Port of the HTTP API.")
+    default_space: str = Field(default="default", description="Created at gateway start.")
+    auto_create_spaces: bool = Field(
+        default=True, description="First write to an unknown valid space creates it."
+    )
+    max_spaces: int = Field(default=10_000, ge=1, description="Most spaces the registry holds.")
+    query_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a worker.")
+    publish_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for PubAcks.")
+    max_body_bytes: int = Field(default=128 * 1024 * 1024, description="Largest request body.")
+
+
+class WorkerSettings(CommonSettings):
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    index_dtype: Literal["f32", "f16"] = Field(
+        default="f32", description="usearch scalar type; f16 halves memory, inserts faster."
+    )
+    index_batch: int = Field(default=1024, ge=1, description="Vectors per index insert batch.")
+    apply_wait_timeout: float = Field(
+        default=5.0, gt=0, description="Most seconds a query waits for its min_seq."
+    )
+    query_concurrency: int = Field(default=64, ge=1, description="Queries handled at once.")

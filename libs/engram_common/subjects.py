@@ -1,0 +1,51 @@
+"""Names on the broker. Everything about space ``S`` lives under ``spaces.S.>``.
+
+The WAL stream captures ``spaces.S.*`` (exactly three tokens: the commands);
+queries (``spaces.S.q.<name>``) and events (``spaces.S.evt.<kind>``) have four
+tokens and are never captured by it.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+REGISTRY_BUCKET: Final = "ENGRAM_SPACES"
+SNAPSHOT_BUCKET: Final = "ENGRAM_SNAPSHOTS"
+STREAM_PREFIX: Final = "ENGRAM_SPACE_"
+
+CommandVerb = Literal["remember", "forget", "link", "reinforce", "consolidate"]
+QueryName = Literal["recall", "get", "list", "stats"]
+EventKind = Literal["stored", "forgotten", "linked", "activated", "rejected", "consolidated"]
+
+#: Queue group shared by the workers that answer queries.
+QUERY_QUEUE: Final = "engram-workers"
+
+
+def stream_name(space: str) -> str:
+    """The JetStream stream that is space ``space``'s write-ahead log."""
+    return f"{STREAM_PREFIX}{space}"
+
+
+def wal_subjects(space: str) -> str:
+    """The subject filter of a space's WAL stream (commands only)."""
+    return f"spaces.{space}.*"
+
+
+def command_subject(space: str, verb: CommandVerb) -> str:
+    return f"spaces.{space}.{verb}"
+
+
+def query_subject(space: str, name: QueryName) -> str:
+    return f"spaces.{space}.q.{name}"
+
+
+def event_subject(space: str, kind: EventKind) -> str:
+    return f"spaces.{space}.evt.{kind}"
+
+
+def split_subject(subject: str) -> tuple[str, str]:
+    """``spaces.S.verb`` → ``(S, verb)``; raises ``ValueError`` on other shapes."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != "spaces":
+        raise ValueError(f"not a command subject: {subject!r}")
+    return parts[1], parts[2]

@@ -1,0 +1,1 @@
+"""Engram gateway: the HTTP API in front of the spaces' WALs and workers."""

@@ -1,0 +1,185 @@
+"""The gateway's side of NATS: publish commands into WALs, forward queries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from engram_common.embedders import Embedder, get_embedder
+from engram_common.messages import Model, RememberCommand, SpaceRecord
+from engram_common.natsio import SpaceConflict, SpaceLimitReached, SpaceRegistry
+from engram_common.settings import GatewaySettings
+from engram_common.subjects import QueryName, command_subject, query_subject, stream_name
+from engram_gateway.problems import Problem
+
+
+class NatsBridge:
+    """Publishes commands (waiting for PubAcks) and requests queries.
+
+    Remembers the highest acknowledged stream sequence per space, which is the
+    ``min_seq`` of read-your-writes queries through this gateway.
+    """
+
+    def __init__(
+        self, nc: Client, js: JetStreamContext, registry: SpaceRegistry, settings: GatewaySettings
+    ) -> None:
+        self.nc = nc
+        self.js = js
+        self.registry = registry
+        self.settings = settings
+        self.acked: dict[str, int] = {}
+        self._embedders: dict[tuple[str, int], Embedder] = {}
+
+    def embedder_for(self, rec: SpaceRecord) -> Embedder:
+        """The space's embedder (one instance per name and dim)."""
+        key = (rec.embedder, rec.dim)
+        if key not in self._embedders:
+            self._embedders[key] = get_embedder(rec.embedder, rec.dim)
+        return self._embedders[key]
+
+    # -- spaces --------------------------------------------------------------
+
+    async def create_or_get(self, space: str, **asked: Any) -> tuple[SpaceRecord, bool]:
+        s = self.settings
+        try:
+            return await self.registry.create_or_get(
+                space,
+                default_dim=s.default_dim,
+                default_embedder=s.default_embedder,
+                max_spaces=s.max_spaces,
+                **asked,
+            )
+        except SpaceConflict as exc:
+            raise Problem(
+                409,
+                "Space conflict",
+                str(exc),
+                hint="Use another space id, or omit the settings to get the existing space.",
+            ) from None
+        except SpaceLimitReached as exc:
+            raise Problem(
+                409,
+                "Space limit reached",
+                str(exc),
+                hint="Delete unused spaces or raise ENGRAM_MAX_SPACES.",
+            ) from None
+
+    async def space_for_read(self, space: str) -> SpaceRecord:
+        rec = self.registry.cached(space) or await self.registry.get(space)
+        if rec is None or rec.status != "active":
+            raise Problem(
+                404,
+                "Space not found",
+                f"memory space {space!r} does not exist",
+                hint="Create it with POST /api/v1/spaces or write a memory to it.",
+            )
+        return rec
+
+    async def space_for_write(self, space: str) -> SpaceRecord:
+        rec = self.registry.cached(space) or await self.registry.get(space)
+        if rec is None:
+            if not self.settings.auto_create_spaces:
+                raise Problem(
+                    404,
+                    "Space not found",
+                    f"memory space {space!r} does not exist",
+                    hint="Create it with POST /api/v1/spaces (ENGRAM_AUTO_CREATE_SPACES is off).",
+                )
+            rec, _ = await self.create_or_get(space)
+        if rec.status != "active":
+            raise Problem(409, "Space not writable", f"memory space {space!r} is {rec.status}")
+        return rec
+
+    # -- commands ------------------------------------------------------------
+
+    async def publish_remember(self, space: str, commands: list[RememberCommand]) -> int:
+        """Publish one WAL message per command, pipelined; return the last seq.
+
+        Each message carries ``Nats-Msg-Id = command_id``: a retry with the same
+        ids inside the duplicate window is acknowledged without being stored twice.
+        """
+        subject = command_subject(space, "remember")
+        stream = stream_name(space)
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for cmd in commands:
+                futures.append(
+                    await self.js.publish_async(
+                        subject,
+                        cmd.model_dump_json(exclude_none=True).encode(),
+                        headers={"Nats-Msg-Id": cmd.command_id},
+                        stream=stream,
+                    )
+                )
+            acks = await asyncio.wait_for(asyncio.gather(*futures), self.settings.publish_timeout)
+        except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.TooManyStalledMsgsError):
+            for f in futures:
+                f.cancel()
+            raise Problem(
+                503,
+                "Not acknowledged",
+                f"JetStream did not acknowledge the write to space {space!r} in time; "
+                "some memories may be stored",
+                hint="Retry with the same Idempotency-Key: stored memories are not duplicated.",
+                headers={"Retry-After": "1"},
+            ) from None
+        except (
+            nats.js.errors.NoStreamResponseError,
+            nats.js.errors.APIError,
+            nats.errors.ConnectionClosedError,
+        ) as exc:
+            for f in futures:
+                f.cancel()
+            raise Problem(
+                503,
+                "Write failed",
+                f"could not write to space {space!r}: {exc!r}",
+                hint="Check that NATS is up; retry with the same Idempotency-Key.",
+                headers={"Retry-After": "1"},
+            ) from None
+        last = max(int(a.seq) for a in acks)
+        if last > self.acked.get(space, 0):
+            self.acked[space] = last
+        return last
+
+    # -- queries -------------------------------------------------------------
+
+    async def query(self, space: str, name: QueryName, body: Model | dict[str, Any]) -> bytes:
+        """Request a query from the worker hosting ``space``; return the raw JSON reply.
+        Worker errors become :class:`Problem` with the worker's status and detail."""
+        payload = (
+            body.model_dump_json(exclude_none=True).encode()
+            if isinstance(body, Model)
+            else json.dumps(body).encode()
+        )
+        try:
+            msg = await self.nc.request(
+                query_subject(space, name), payload, timeout=self.settings.query_timeout
+            )
+        except nats.errors.NoRespondersError:
+            raise Problem(
+                503,
+                "No worker",
+                f"no worker is serving space {space!r} right now",
+                hint="Start a worker (engram worker) or retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+        except nats.errors.TimeoutError:
+            raise Problem(
+                504,
+                "Worker timeout",
+                f"the worker for space {space!r} did not answer in "
+                f"{self.settings.query_timeout:g}s",
+                hint="Retry; if it persists, check the worker's logs.",
+            ) from None
+        data = msg.data
+        if data.startswith(b'{"error"'):
+            err = json.loads(data)["error"]
+            raise Problem(int(err["status"]), err["title"], err["detail"])
+        return bytes(data)

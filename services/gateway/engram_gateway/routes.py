@@ -1,0 +1,303 @@
+"""HTTP routes. Thin: validate, then hand over to the bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from engram_common.embedders import Embedder, get_embedder
+from engram_common.ids import derived_id, new_id, space_id_problem
+from engram_common.messages import (
+    CreateSpace,
+    GetRequest,
+    ListRequest,
+    MemoryBatch,
+    MemoryIn,
+    RecallRequest,
+    RememberCommand,
+    SpaceRecord,
+    StatsRequest,
+    encode_embedding,
+)
+from engram_gateway.bridge import NatsBridge
+from engram_gateway.problems import Problem, field_problem, parse_json, parse_model
+
+JSON = "application/json"
+
+
+def _bridge(state: State) -> NatsBridge:
+    bridge: NatsBridge = state.bridge
+    return bridge
+
+
+def checked_space(space: str) -> str:
+    """The one place a space id from a request is validated."""
+    problem = space_id_problem(space)
+    if problem is not None:
+        raise Problem(
+            400,
+            "Invalid space id",
+            problem,
+            slug="invalid-space-id",
+            hint="Use e.g. 'agent-42' or 'support_bot'.",
+        )
+    return space
+
+
+def _raw(data: bytes, status: int = 200) -> Response[bytes]:
+    return Response(content=data, status_code=status, media_type=JSON)
+
+
+# -- health ---------------------------------------------------------------
+
+
+@get("/health", tags=["ops"], summary="Liveness: the process is up")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/ready", tags=["ops"], summary="Readiness: NATS connected and registry loaded")
+async def ready(state: State) -> Response[dict[str, Any]]:
+    bridge = _bridge(state)
+    checks = {
+        "nats_connected": bool(bridge.nc.is_connected),
+        "registry_loaded": bridge.registry.loaded.is_set(),
+    }
+    ok = all(checks.values())
+    return Response(
+        {"status": "ready" if ok else "not ready", **checks}, status_code=200 if ok else 503
+    )
+
+
+# -- spaces ---------------------------------------------------------------
+
+
+@post(
+    "/api/v1/spaces",
+    tags=["spaces"],
+    summary="Create a space (or get the existing one)",
+    description="Body: `CreateSpace` (`id`, optional `dim`, `metric`, `embedder`). "
+    "201 when created, 200 when it already existed with the same settings.",
+)
+async def create_space(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
+    body = parse_model(CreateSpace, parse_json(await request.body()))
+    space = checked_space(body.id)
+    if body.embedder is not None:
+        try:
+            get_embedder(body.embedder, body.dim or _bridge(state).settings.default_dim)
+        except ValueError as exc:
+            raise field_problem("embedder", str(exc)) from None
+    rec, created = await _bridge(state).create_or_get(
+        space,
+        dim=body.dim,
+        metric=body.metric if "metric" in body.model_fields_set else None,
+        embedder=body.embedder,
+    )
+    return Response(rec.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@get("/api/v1/spaces", tags=["spaces"], summary="List spaces")
+async def list_spaces(state: State) -> dict[str, Any]:
+    recs = _bridge(state).registry.cached_all()
+    return {"spaces": [r.model_dump(mode="json") for r in recs if r.status == "active"]}
+
+
+@get(
+    "/api/v1/spaces/{space:str}",
+    tags=["spaces"],
+    summary="A space's record with its memory count and applied sequence",
+)
+async def show_space(space: str, state: State) -> dict[str, Any]:
+    bridge = _bridge(state)
+    rec = await bridge.space_for_read(checked_space(space))
+    stats = json.loads(await bridge.query(space, "stats", StatsRequest()))
+    return {
+        **rec.model_dump(mode="json"),
+        "memories": stats["memories"],
+        "applied_seq": stats["applied_seq"],
+    }
+
+
+# -- memories ---------------------------------------------------------------
+
+
+def _commands(
+    embedder: Embedder,
+    space: str,
+    rec: SpaceRecord,
+    memories: list[MemoryIn],
+    prefix: str,
+    idem_key: str | None,
+) -> list[RememberCommand]:
+    """Give each memory its id and command id and its vector in WAL form."""
+    to_embed = [
+        i for i, m in enumerate(memories) if m.embedding is None and m.embedding_b64 is None
+    ]
+    vectors: dict[int, np.ndarray] = {}
+    if to_embed:
+        embedded = embedder.embed([memories[i].content for i in to_embed])
+        vectors = dict(zip(to_embed, embedded, strict=True))
+    commands = []
+    for i, mem in enumerate(memories):
+        where = f"{prefix}[{i}]" if prefix else ""
+        vec = vectors.get(i)
+        if vec is None:
+            vec = mem.vector()
+            assert vec is not None
+            if vec.shape != (rec.dim,):
+                field = f"{where}.embedding" if where else "embedding"
+                if mem.embedding_b64 is not None:
+                    field += "_b64"
+                raise field_problem(
+                    field,
+                    f"expected {rec.dim} values (space {space!r} has dim "
+                    f"{rec.dim}), got {vec.shape[0]}",
+                )
+        if idem_key is None:
+            command_id = new_id()
+            memory_id = mem.id or new_id()
+        else:
+            command_id = f"{idem_key}:{i}"
+            memory_id = mem.id or derived_id(space, idem_key, str(i))
+        commands.append(
+            RememberCommand(
+                command_id=command_id,
+                memory=mem.model_copy(
+                    update={
+                        "id": memory_id,
+                        "embedding": None,
+                        "embedding_b64": encode_embedding(vec),
+                    }
+                ),
+            )
+        )
+    return commands
+
+
+@post(
+    "/api/v1/spaces/{space:str}/memories",
+    tags=["memories"],
+    status_code=202,
+    summary="Remember one memory or a batch",
+    description='Body: one `MemoryIn`, or `{"memories": [MemoryIn, …]}` (≤ 1000). '
+    "Answers 202 `{ids, seq}` once JetStream has acknowledged every message. "
+    "An `Idempotency-Key` header makes retries return the same ids and seq.",
+)
+async def remember(space: str, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    checked_space(space)
+    bridge = _bridge(state)
+    doc = parse_json(await request.body())
+    if isinstance(doc, dict) and "memories" in doc:
+        memories, prefix = parse_model(MemoryBatch, doc).memories, "memories"
+    else:
+        memories, prefix = [parse_model(MemoryIn, doc)], ""
+    idem_key = request.headers.get("idempotency-key")
+    if idem_key is not None and not 1 <= len(idem_key) <= 128:
+        raise field_problem("Idempotency-Key", "must be 1-128 characters")
+    rec = await bridge.space_for_write(space)
+    if len(memories) > 32:
+        commands = await asyncio.to_thread(
+            _commands, bridge.embedder_for(rec), space, rec, memories, prefix, idem_key
+        )
+    else:
+        commands = _commands(bridge.embedder_for(rec), space, rec, memories, prefix, idem_key)
+    seq = await bridge.publish_remember(space, commands)
+    ids = [c.memory.id for c in commands]
+    return Response({"ids": ids, "seq": seq}, status_code=202)
+
+
+@get(
+    "/api/v1/spaces/{space:str}/memories/{memory_id:str}",
+    tags=["memories"],
+    summary="Get one memory",
+)
+async def get_memory(
+    space: str,
+    memory_id: str,
+    state: State,
+    include_embedding: bool = Parameter(default=False, description="Include the vector."),
+) -> Response[bytes]:
+    bridge = _bridge(state)
+    await bridge.space_for_read(checked_space(space))
+    raw = await bridge.query(
+        space,
+        "get",
+        GetRequest(
+            memory_id=memory_id,
+            include_embedding=include_embedding,
+            min_seq=bridge.acked.get(space),
+        ),
+    )
+    return _raw(json.dumps(json.loads(raw)["memory"]).encode())
+
+
+@get(
+    "/api/v1/spaces/{space:str}/memories",
+    tags=["memories"],
+    summary="Page through a space's memories (stream order)",
+)
+async def list_memories(
+    space: str,
+    state: State,
+    limit: int = Parameter(default=100, ge=1, le=1000),
+    cursor: str | None = Parameter(default=None, description="next_cursor of the previous page"),
+    include_embedding: bool = False,
+) -> Response[bytes]:
+    bridge = _bridge(state)
+    await bridge.space_for_read(checked_space(space))
+    return _raw(
+        await bridge.query(
+            space,
+            "list",
+            ListRequest(
+                limit=limit,
+                cursor=cursor,
+                include_embedding=include_embedding,
+                min_seq=bridge.acked.get(space),
+            ),
+        )
+    )
+
+
+@post(
+    "/api/v1/spaces/{space:str}/recall",
+    tags=["recall"],
+    status_code=200,
+    summary="Recall memories by text or vector cue",
+    description="Body: `RecallRequest`. `consistency`: `read_your_writes` (default: waits "
+    "for this gateway's writes), `strong` (waits for the stream's last "
+    "sequence), `eventual` (no wait).",
+)
+async def recall(space: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    checked_space(space)
+    bridge = _bridge(state)
+    req = parse_model(RecallRequest, parse_json(await request.body()))
+    rec = await bridge.space_for_read(space)
+    if req.embedding is not None and len(req.embedding) != rec.dim:
+        raise field_problem(
+            "embedding",
+            f"expected {rec.dim} values (space {space!r} has dim "
+            f"{rec.dim}), got {len(req.embedding)}",
+        )
+    if req.consistency == "read_your_writes" and req.min_seq is None:
+        req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
+    return _raw(await bridge.query(space, "recall", req))
+
+
+ROUTES = [
+    health,
+    ready,
+    create_space,
+    list_spaces,
+    show_space,
+    remember,
+    get_memory,
+    list_memories,
+    recall,
+]

@@ -1,0 +1,1 @@
+"""Engram worker: hosts memory spaces, folds their WALs, answers queries."""

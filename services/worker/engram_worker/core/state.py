@@ -1,0 +1,294 @@
+"""``SpaceState``: one memory space folded from its WAL.
+
+``apply_message`` is the only way state changes, and the same function serves
+live tailing and replay. The position (``applied_seq``) is part of the state, so
+a message at or below it is skipped: redeliveries and replays are harmless.
+
+Vectors are buffered and inserted into the HNSW index in batches (HNSW insert is
+the ingest ceiling; a batch insert uses every core). A batch is detached from
+the state by :meth:`take_flush` and inserted by :meth:`run_flush`, which may run
+in a thread while the fold goes on; anything the fold replaces meanwhile is
+removed by the next flush. Queries call :meth:`flush` first, so a recall sees
+every applied memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from pydantic import ValidationError
+
+from engram_common.embedders import Embedder
+from engram_common.messages import (
+    Memory,
+    MemoryStored,
+    MessageRejected,
+    RecallResult,
+    RememberCommand,
+    SpaceRecord,
+)
+from engram_worker.core.index import VectorIndex
+
+Event = MemoryStored | MessageRejected
+
+
+class CommandRejected(ValueError):
+    """A WAL message that cannot be folded; the reason is published as-is."""
+
+    def __init__(self, reason: str, command_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.command_id = command_id
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid message: " + "; ".join(parts)
+
+
+def decode_command(verb: str, data: bytes) -> RememberCommand:
+    """Decode one WAL message; raises :class:`CommandRejected` with a readable reason."""
+    if verb != "remember":
+        raise CommandRejected(f"unknown command {verb!r}; known commands: remember")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandRejected(f"not JSON: {exc}") from None
+    command_id = doc.get("command_id") if isinstance(doc, dict) else None
+    cid = command_id if isinstance(command_id, str) else None
+    if not isinstance(doc, dict):
+        raise CommandRejected("invalid message: expected a JSON object")
+    if doc.get("schema_version") != 1:
+        raise CommandRejected(
+            f"unsupported schema_version {doc.get('schema_version')!r}; expected 1", cid
+        )
+    try:
+        return RememberCommand.model_validate(doc)
+    except ValidationError as exc:
+        raise CommandRejected(_validation_reason(exc), cid) from None
+
+
+@dataclass(slots=True)
+class StoredMemory:
+    id: str
+    key: int
+    seq: int
+    command_id: str
+    content: str
+    confidence: float
+    tags: list[str]
+    metadata: dict[str, str]
+    occurred_at: datetime
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class FlushBatch:
+    keys: np.ndarray
+    vectors: np.ndarray
+    stale: list[int] = field(default_factory=list)
+
+
+class SpaceState:
+    """Records, vector index and position of one space."""
+
+    def __init__(
+        self,
+        record: SpaceRecord,
+        embedder: Embedder,
+        *,
+        index_dtype: str = "f32",
+    ) -> None:
+        self.space = record.id
+        self.dim = record.dim
+        self.embedder = embedder
+        self.index = VectorIndex(record.dim, record.metric, index_dtype)
+        self.applied_seq = 0
+        self.rejected = 0
+        self._by_id: dict[str, StoredMemory] = {}
+        self._by_key: dict[int, StoredMemory] = {}
+        self._seqs: list[int] = []  # sorted seqs of live records, for paging
+        self._by_seq: dict[int, str] = {}
+        self._next_key = 1
+        self._pending: dict[int, np.ndarray] = {}
+        self._inflight: dict[int, np.ndarray] = {}  # taken by take_flush, not yet indexed
+        self._stale: list[int] = []
+
+    # -- fold ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def apply_message(self, verb: str, data: bytes, seq: int, timestamp: datetime) -> Event | None:
+        """Fold one WAL message. Returns the event to publish, or ``None`` when the
+        message is at or below the position (already applied)."""
+        if seq <= self.applied_seq:
+            return None
+        try:
+            command = decode_command(verb, data)
+            event: Event = self.apply(command, seq, timestamp)
+        except CommandRejected as exc:
+            self.rejected += 1
+            event = MessageRejected(
+                space=self.space, seq=seq, reason=exc.reason, command_id=exc.command_id
+            )
+        self.applied_seq = seq
+        return event
+
+    def apply(self, command: RememberCommand, seq: int, timestamp: datetime) -> MemoryStored:
+        """Fold a decoded command (does not move the position; see apply_message)."""
+        mem = command.memory
+        vector = mem.vector()
+        if vector is None:
+            vector = self.embedder.embed([mem.content])[0]
+        elif vector.shape != (self.dim,):
+            raise CommandRejected(
+                f"memory.embedding has {vector.shape[0]} values; space {self.space!r} has "
+                f"dim {self.dim}",
+                command.command_id,
+            )
+        memory_id = mem.id or command.command_id
+        created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        replaced = self._drop(memory_id)
+        key = self._next_key
+        self._next_key += 1
+        rec = StoredMemory(
+            id=memory_id,
+            key=key,
+            seq=seq,
+            command_id=command.command_id,
+            content=mem.content,
+            confidence=mem.confidence,
+            tags=list(mem.tags),
+            metadata=dict(mem.metadata),
+            occurred_at=mem.occurred_at or created,
+            created_at=created,
+        )
+        self._by_id[memory_id] = rec
+        self._by_key[key] = rec
+        self._seqs.append(seq)  # seqs only grow, so the list stays sorted
+        self._by_seq[seq] = memory_id
+        self._pending[key] = vector
+        return MemoryStored(
+            space=self.space,
+            seq=seq,
+            memory_id=memory_id,
+            command_id=command.command_id,
+            replaced=replaced,
+        )
+
+    def _drop(self, memory_id: str) -> bool:
+        old = self._by_id.pop(memory_id, None)
+        if old is None:
+            return False
+        del self._by_key[old.key]
+        del self._by_seq[old.seq]
+        i = bisect.bisect_left(self._seqs, old.seq)
+        del self._seqs[i]
+        if self._pending.pop(old.key, None) is None:
+            self._stale.append(old.key)
+        return True
+
+    # -- index batching ----------------------------------------------------
+
+    def take_flush(self) -> FlushBatch | None:
+        """Detach the buffered vectors (and stale keys) for :meth:`run_flush`."""
+        if not self._pending and not self._stale:
+            return None
+        keys = np.fromiter(self._pending.keys(), dtype=np.uint64, count=len(self._pending))
+        vectors = (
+            np.stack(list(self._pending.values()))
+            if self._pending
+            else np.empty((0, self.dim), dtype=np.float32)
+        )
+        batch = FlushBatch(keys=keys, vectors=vectors, stale=self._stale)
+        self._inflight = self._pending
+        self._pending = {}
+        self._stale = []
+        return batch
+
+    def run_flush(self, batch: FlushBatch) -> None:
+        """Insert a detached batch (safe to run in a thread; serialise with searches)."""
+        self.index.remove(batch.stale)
+        self.index.add(batch.keys, batch.vectors)
+        self._inflight = {}
+
+    def flush(self) -> None:
+        batch = self.take_flush()
+        if batch is not None:
+            self.run_flush(batch)
+
+    # -- queries -----------------------------------------------------------
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed([text])[0]
+
+    def recall(self, cue: np.ndarray, k: int) -> list[RecallResult]:
+        """Similarity recall: seeds from the index, scored by similarity × confidence."""
+        if cue.shape != (self.dim,):
+            raise ValueError(f"embedding has {cue.shape[0]} values; space has dim {self.dim}")
+        self.flush()
+        keys, sims = self.index.search(cue.astype(np.float32), max(4 * k, 32))
+        results = []
+        for key, sim in zip(keys.tolist(), sims.tolist(), strict=True):
+            rec = self._by_key.get(key)
+            if rec is None:
+                continue
+            activation = min(max(sim, 0.0), 1.0)
+            results.append(
+                RecallResult(
+                    memory=self.to_memory(rec),
+                    score=activation * rec.confidence,
+                    similarity=sim,
+                    activation=activation,
+                    confidence=rec.confidence,
+                    hops=0,
+                )
+            )
+        results.sort(key=lambda r: r.score, reverse=True)
+        return results[:k]
+
+    def get(self, memory_id: str) -> StoredMemory | None:
+        return self._by_id.get(memory_id)
+
+    def page(self, after_seq: int, limit: int) -> tuple[list[StoredMemory], int | None]:
+        """Live memories in stream order after ``after_seq``; returns the next cursor."""
+        i = bisect.bisect_right(self._seqs, after_seq)
+        seqs = self._seqs[i : i + limit]
+        recs = [self._by_id[self._by_seq[s]] for s in seqs]
+        more = i + limit < len(self._seqs)
+        return recs, (seqs[-1] if more and seqs else None)
+
+    def vector_of(self, rec: StoredMemory) -> np.ndarray | None:
+        vec = self._pending.get(rec.key)
+        if vec is None:
+            vec = self._inflight.get(rec.key)
+        return vec if vec is not None else self.index.get(rec.key)
+
+    def to_memory(self, rec: StoredMemory, include_embedding: bool = False) -> Memory:
+        embedding = None
+        if include_embedding:
+            vec = self.vector_of(rec)
+            embedding = None if vec is None else [float(x) for x in vec]
+        return Memory(
+            id=rec.id,
+            content=rec.content,
+            confidence=rec.confidence,
+            tags=rec.tags,
+            metadata=rec.metadata,
+            occurred_at=rec.occurred_at,
+            created_at=rec.created_at,
+            seq=rec.seq,
+            embedding=embedding,
+        )

@@ -1,0 +1,287 @@
+"""The worker's composition root: hosts spaces and answers their queries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TypeVar
+
+import numpy as np
+from faststream import Path
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+from pydantic import BaseModel, ValidationError
+
+from engram_common.messages import (
+    GetRequest,
+    GetResponse,
+    ListRequest,
+    ListResponse,
+    RecallRequest,
+    RecallResponse,
+    SpaceRecord,
+    StatsRequest,
+    StatsResponse,
+    error_reply,
+)
+from engram_common.natsio import SpaceRegistry
+from engram_common.settings import WorkerSettings
+from engram_common.subjects import QUERY_QUEUE, QueryName
+from engram_worker.core.state import SpaceState
+from engram_worker.host import NotCaughtUp, SpaceHost
+
+log = logging.getLogger(__name__)
+
+
+class QueryFailed(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _invalid(exc: ValidationError) -> QueryFailed:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return QueryFailed(400, "Invalid query", "; ".join(parts))
+
+
+class Worker:
+    """Hosts every active space in the registry (sharding comes with more workers)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.hosts: dict[str, SpaceHost] = {}
+        self._loading: dict[str, asyncio.Task[SpaceHost]] = {}
+        self.broker = self._build_broker()
+        self._registry: SpaceRegistry | None = None
+
+    # -- wiring ------------------------------------------------------------
+
+    def _build_broker(self) -> NatsBroker:
+        broker = NatsBroker(
+            self.settings.nats_url.split(","),
+            name=f"engram-worker-{self.settings.worker_id}",
+            max_reconnect_attempts=-1,
+            log_level=logging.DEBUG,
+        )
+
+        def query(name: QueryName, description: str) -> None:
+            async def handler(msg: NatsMessage, space: str = Path()) -> bytes:
+                return await self.handle(space, name, msg.body)
+
+            broker.subscriber(
+                f"spaces.{{space}}.q.{name}",
+                queue=QUERY_QUEUE,
+                max_workers=self.settings.query_concurrency,
+                title=f"spaces.<id>.q.{name}",
+                description=description,
+            )(handler)
+
+        query("recall", "Recall memories of a space by text or vector cue.")
+        query("get", "Get one memory of a space by id.")
+        query("list", "Page through a space's memories in stream order.")
+        query("stats", "Count and position of a space.")
+        return broker
+
+    @property
+    def registry(self) -> SpaceRegistry:
+        assert self._registry is not None, "Worker.start() first"
+        return self._registry
+
+    async def start(self) -> None:
+        await self.broker.start()
+        js = self.broker.connection.jetstream()
+        self._registry = SpaceRegistry(js, replicas=self.settings.stream_replicas)
+        await self.registry.open()
+        self.registry.on_change(self._on_registry_change)
+        await self.registry.start_watch()
+        await asyncio.wait_for(self.registry.loaded.wait(), 30)
+        await asyncio.gather(
+            *(self.ensure_host(rec.id) for rec in self.registry.cached_all()),
+            return_exceptions=True,
+        )
+        log.info("worker %s: hosting %d spaces", self.settings.worker_id, len(self.hosts))
+
+    async def stop(self) -> None:
+        if self._registry is not None:
+            await self._registry.close()
+        for host in list(self.hosts.values()):
+            await host.stop()
+        self.hosts.clear()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+
+    async def _on_registry_change(self, space: str, rec: SpaceRecord | None) -> None:
+        if rec is not None and rec.status == "active":
+            if space not in self.hosts and space not in self._loading:
+                asyncio.create_task(self._host_quietly(space))
+        elif space in self.hosts:
+            await self.hosts.pop(space).stop()
+
+    async def _host_quietly(self, space: str) -> None:
+        try:
+            await self.ensure_host(space)
+        except Exception:
+            log.exception("space %s: failed to load", space)
+
+    async def ensure_host(self, space: str) -> SpaceHost:
+        """The host of ``space``, loading it first if needed (concurrent callers share
+        one load). Raises :class:`QueryFailed` (404) for unknown spaces."""
+        host = self.hosts.get(space)
+        if host is not None:
+            return host
+        task = self._loading.get(space)
+        if task is None:
+            task = asyncio.create_task(self._load(space))
+            self._loading[space] = task
+            task.add_done_callback(lambda _: self._loading.pop(space, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, space: str) -> SpaceHost:
+        rec = self.registry.cached(space) or await self.registry.get(space)
+        if rec is None or rec.status != "active":
+            raise QueryFailed(404, "Space not found", f"memory space {space!r} does not exist")
+        host = SpaceHost(
+            rec, self.broker.connection, self.broker.connection.jetstream(), self.settings
+        )
+        await host.start()
+        self.hosts[space] = host
+        return host
+
+    # -- queries -----------------------------------------------------------
+
+    async def handle(self, space: str, name: QueryName, data: bytes) -> bytes:
+        """Answer one query; every failure becomes an ``{"error": …}`` reply."""
+        try:
+            return await self._answer(space, name, data)
+        except QueryFailed as exc:
+            return json.dumps(error_reply(exc.status, exc.title, exc.detail)).encode()
+        except NotCaughtUp as exc:
+            return json.dumps(error_reply(504, "Not caught up", str(exc))).encode()
+        except Exception as exc:
+            log.exception("space %s: query %s failed", space, name)
+            return json.dumps(error_reply(500, "Query failed", repr(exc))).encode()
+
+    async def _wait(self, host: SpaceHost, min_seq: int | None) -> None:
+        if min_seq:
+            await host.wait_applied(min_seq, self.settings.apply_wait_timeout)
+
+    async def _answer(self, space: str, name: QueryName, data: bytes) -> bytes:
+        host = await self.ensure_host(space)
+        answer = {
+            "recall": self._recall,
+            "get": self._get,
+            "list": self._list,
+            "stats": self._stats,
+        }[name]
+        return await answer(host, data or b"{}")
+
+    async def _recall(self, host: SpaceHost, data: bytes) -> bytes:
+        req = _parse(RecallRequest, data)
+        state = host.state
+        min_seq = req.min_seq
+        if req.consistency == "strong":
+            min_seq = max(min_seq or 0, await host.stream_last_seq())
+        elif req.consistency == "eventual":
+            min_seq = None
+        await self._wait(host, min_seq)
+        if req.embedding is not None:
+            cue = np.asarray(req.embedding, dtype=np.float32)
+            if cue.shape != (state.dim,):
+                raise QueryFailed(
+                    400,
+                    "Invalid query",
+                    f"embedding: expected {state.dim} values (the space's dim), got {cue.shape[0]}",
+                )
+        else:
+            assert req.query is not None
+            cue = state.embed_query(req.query)
+        results = await host.with_index(lambda st: st.recall(cue, req.k))
+        return _dump(
+            RecallResponse(space=host.space, applied_seq=state.applied_seq, results=results)
+        )
+
+    async def _get(self, host: SpaceHost, data: bytes) -> bytes:
+        req = _parse(GetRequest, data)
+        await self._wait(host, req.min_seq)
+        rec = host.state.get(req.memory_id)
+        if rec is None:
+            raise QueryFailed(
+                404,
+                "Memory not found",
+                f"memory {req.memory_id!r} does not exist in space {host.space!r}",
+            )
+        memory = await host.with_index(lambda st: st.to_memory(rec, req.include_embedding))
+        return _dump(
+            GetResponse(space=host.space, applied_seq=host.state.applied_seq, memory=memory)
+        )
+
+    async def _list(self, host: SpaceHost, data: bytes) -> bytes:
+        req = _parse(ListRequest, data)
+        await self._wait(host, req.min_seq)
+        try:
+            after = int(req.cursor) if req.cursor else 0
+        except ValueError:
+            raise QueryFailed(
+                400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
+            ) from None
+
+        def page(st: SpaceState) -> ListResponse:
+            recs, nxt = st.page(after, req.limit)
+            return ListResponse(
+                space=host.space,
+                applied_seq=st.applied_seq,
+                memories=[st.to_memory(r, req.include_embedding) for r in recs],
+                next_cursor=None if nxt is None else str(nxt),
+            )
+
+        return _dump(await host.with_index(page))
+
+    async def _stats(self, host: SpaceHost, data: bytes) -> bytes:
+        req = _parse(StatsRequest, data)
+        await self._wait(host, req.min_seq)
+        state = host.state
+        return _dump(
+            StatsResponse(
+                space=host.space,
+                memories=len(state),
+                applied_seq=state.applied_seq,
+                rejected=state.rejected,
+            )
+        )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: bytes) -> M:
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _dump(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+async def main(settings: WorkerSettings, stop: asyncio.Event | None = None) -> None:
+    """Run a worker until ``stop`` is set (or SIGINT/SIGTERM)."""
+    import signal
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    worker = Worker(settings)
+    await worker.start()
+    print(f"engram worker {settings.worker_id} ready on {settings.nats_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await worker.stop()
