@@ -37,7 +37,7 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
@@ -99,7 +99,8 @@ def run_dev_stack(settings: GatewaySettings) -> int:
             f"\nEngram is running (data in {data}):\n"
             f"  HTTP API  {http}/api/v1/spaces\n"
             f"  OpenAPI   {http}/schema\n"
-            f"  NATS      nats://127.0.0.1:{nats_port}  (monitoring http://127.0.0.1:{nats_port + 4000})\n"
+            f"  NATS      nats://127.0.0.1:{nats_port}"
+            f"  (monitoring http://127.0.0.1:{nats_port + 4000})\n"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -10,6 +10,7 @@ real model plugs in by implementing :class:`Embedder` and registering a factory.
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -47,8 +48,7 @@ class HashNgramEmbedder:
         words = _WORD.findall(text.lower())
         feats: list[tuple[bytes, float]] = [(b"w:" + w.encode(), 1.0) for w in words]
         feats.extend(
-            (b"b:" + a.encode() + b" " + b.encode(), 0.7)
-            for a, b in zip(words, words[1:], strict=False)
+            (b"b:" + a.encode() + b" " + b.encode(), 0.7) for a, b in itertools.pairwise(words)
         )
         for w in words:
             padded = f"<{w}>".encode()

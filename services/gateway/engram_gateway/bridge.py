@@ -108,8 +108,8 @@ class NatsBridge:
         stream = stream_name(space)
         futures: list[asyncio.Future[Any]] = []
         try:
-            for cmd in commands:
-                futures.append(
+            for cmd in commands:  # a loop, so a failure part-way can cancel the rest
+                futures.append(  # noqa: PERF401
                     await self.js.publish_async(
                         subject,
                         cmd.model_dump_json(exclude_none=True).encode(),

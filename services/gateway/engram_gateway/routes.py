@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from engram_common.embedders import Embedder, get_embedder
 from engram_common.ids import derived_id, new_id, space_id_problem
@@ -113,7 +113,7 @@ async def list_spaces(state: State) -> dict[str, Any]:
     tags=["spaces"],
     summary="A space's record with its memory count and applied sequence",
 )
-async def show_space(space: str, state: State) -> dict[str, Any]:
+async def show_space(space: FromPath[str], state: State) -> dict[str, Any]:
     bridge = _bridge(state)
     rec = await bridge.space_for_read(checked_space(space))
     stats = json.loads(await bridge.query(space, "stats", StatsRequest()))
@@ -189,7 +189,9 @@ def _commands(
     "Answers 202 `{ids, seq}` once JetStream has acknowledged every message. "
     "An `Idempotency-Key` header makes retries return the same ids and seq.",
 )
-async def remember(space: str, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def remember(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[Any]:
     checked_space(space)
     bridge = _bridge(state)
     doc = parse_json(await request.body())
@@ -218,10 +220,10 @@ async def remember(space: str, request: Request[Any, Any, Any], state: State) ->
     summary="Get one memory",
 )
 async def get_memory(
-    space: str,
-    memory_id: str,
+    space: FromPath[str],
+    memory_id: FromPath[str],
     state: State,
-    include_embedding: bool = Parameter(default=False, description="Include the vector."),
+    include_embedding: Annotated[bool, QueryParameter(description="Include the vector.")] = False,
 ) -> Response[bytes]:
     bridge = _bridge(state)
     await bridge.space_for_read(checked_space(space))
@@ -243,11 +245,13 @@ async def get_memory(
     summary="Page through a space's memories (stream order)",
 )
 async def list_memories(
-    space: str,
+    space: FromPath[str],
     state: State,
-    limit: int = Parameter(default=100, ge=1, le=1000),
-    cursor: str | None = Parameter(default=None, description="next_cursor of the previous page"),
-    include_embedding: bool = False,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="Page size.")] = 100,
+    cursor: Annotated[
+        str | None, QueryParameter(description="`next_cursor` of the previous page.")
+    ] = None,
+    include_embedding: Annotated[bool, QueryParameter(description="Include vectors.")] = False,
 ) -> Response[bytes]:
     bridge = _bridge(state)
     await bridge.space_for_read(checked_space(space))
@@ -274,7 +278,9 @@ async def list_memories(
     "for this gateway's writes), `strong` (waits for the stream's last "
     "sequence), `eventual` (no wait).",
 )
-async def recall(space: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+async def recall(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[bytes]:
     checked_space(space)
     bridge = _bridge(state)
     req = parse_model(RecallRequest, parse_json(await request.body()))

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from engram_common.embedders import get_embedder
-from engram_common.messages import MemoryStored, SpaceRecord
+from engram_common.messages import MemoryStored, MessageRejected, SpaceRecord
 from engram_common.settings import WorkerSettings
 from engram_common.subjects import event_subject, stream_name, wal_subjects
 from engram_worker.core.state import SpaceState
@@ -110,12 +110,7 @@ class SpaceHost:
             verb = msg.subject.rsplit(".", 1)[-1]
             event = self.state.apply_message(verb, msg.data, seq, meta.timestamp)
             if event is not None and seq >= self._live_from:
-                kind = "stored" if isinstance(event, MemoryStored) else "rejected"
-                await self._nc.publish(
-                    event_subject(self.space, kind), event.model_dump_json().encode()
-                )
-                if kind == "rejected":
-                    log.warning("space %s: rejected seq %d: %s", self.space, seq, event.reason)  # type: ignore[union-attr]
+                await self._publish(event)
             if self.state.pending >= self._settings.index_batch or meta.num_pending == 0:
                 await self.flush()
             if seq >= self._catch_up_to:
@@ -125,6 +120,14 @@ class SpaceHost:
                 self._on_applied(self.space, self.state.applied_seq)
         except Exception:  # the fold must never stall the space
             log.exception("space %s: failed on a WAL message", self.space)
+
+    async def _publish(self, event: MemoryStored | MessageRejected) -> None:
+        if isinstance(event, MemoryStored):
+            subject = event_subject(self.space, "stored")
+        else:
+            subject = event_subject(self.space, "rejected")
+            log.warning("space %s: rejected seq %d: %s", self.space, event.seq, event.reason)
+        await self._nc.publish(subject, event.model_dump_json().encode())
 
     async def flush(self) -> None:
         async with self._lock:

@@ -58,6 +58,7 @@ class Worker:
         self._loading: dict[str, asyncio.Task[SpaceHost]] = {}
         self.broker = self._build_broker()
         self._registry: SpaceRegistry | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- wiring ------------------------------------------------------------
 
@@ -118,7 +119,9 @@ class Worker:
     async def _on_registry_change(self, space: str, rec: SpaceRecord | None) -> None:
         if rec is not None and rec.status == "active":
             if space not in self.hosts and space not in self._loading:
-                asyncio.create_task(self._host_quietly(space))
+                task = asyncio.create_task(self._host_quietly(space))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         elif space in self.hosts:
             await self.hosts.pop(space).stop()
 

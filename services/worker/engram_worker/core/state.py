@@ -232,7 +232,8 @@ class SpaceState:
     # -- queries -----------------------------------------------------------
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed([text])[0]
+        vec: np.ndarray = self.embedder.embed([text])[0]
+        return vec
 
     def recall(self, cue: np.ndarray, k: int) -> list[RecallResult]:
         """Similarity recall: seeds from the index, scored by similarity × confidence."""
@@ -274,7 +275,9 @@ class SpaceState:
         vec = self._pending.get(rec.key)
         if vec is None:
             vec = self._inflight.get(rec.key)
-        return vec if vec is not None else self.index.get(rec.key)
+        if vec is None:
+            vec = self.index.get(rec.key)
+        return vec
 
     def to_memory(self, rec: StoredMemory, include_embedding: bool = False) -> Memory:
         embedding = None
