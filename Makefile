@@ -24,7 +24,7 @@ test: $(STAMP)
 
 ## Slow tests (crash and scale); CI runs them too
 test-slow: $(STAMP)
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow || [ $$? -eq 5 ]
 
 test-all: $(STAMP)
 	$(BIN)/pytest
