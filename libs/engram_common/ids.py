@@ -26,7 +26,7 @@ class InvalidSpaceId(ValueError):
 
 def space_id_problem(space_id: str) -> str | None:
     """Return why ``space_id`` is invalid, or ``None`` when it is valid."""
-    if SPACE_ID_RE.match(space_id):
+    if SPACE_ID_RE.fullmatch(space_id):  # fullmatch: '$' would accept a trailing newline
         return None
     return f"space id {space_id!r} is invalid: {SPACE_ID_EXPECTED}"
 

@@ -64,6 +64,25 @@ def decode_embedding(b64: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
 
+def _check_float32(values: list[float] | None) -> None:
+    """Vectors are stored as float32: finite doubles beyond its range would become inf."""
+    if values is None:
+        return
+    with np.errstate(over="ignore"):
+        as_f32 = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(as_f32).all():
+        raise ValueError("embedding holds values beyond float32 range (|x| > 3.4e38)")
+
+
+def vector_problem(vector: np.ndarray, dim: int, metric: str) -> str | None:
+    """Why ``vector`` cannot be stored in a space of ``dim``/``metric``, or ``None``."""
+    if vector.shape != (dim,):
+        return f"expected {dim} values (the space's dim), got {vector.shape[0]}"
+    if metric == "cos" and not np.any(vector):
+        return "all zeros: a zero vector has no direction for cosine similarity"
+    return None
+
+
 # ---------------------------------------------------------------------------
 # memories
 
@@ -97,6 +116,7 @@ class MemoryIn(Model):
             raise ValueError(f"content is over {MAX_CONTENT_BYTES} bytes (100 KiB) of UTF-8")
         if self.embedding is not None and self.embedding_b64 is not None:
             raise ValueError("give either embedding or embedding_b64, not both")
+        _check_float32(self.embedding)
         if self.embedding_b64 is not None:
             vec = decode_embedding(self.embedding_b64)
             if not np.isfinite(vec).all():
@@ -163,6 +183,7 @@ class RecallRequest(Model):
     def _one_cue(self) -> RecallRequest:
         if (self.query is None) == (self.embedding is None):
             raise ValueError("give exactly one cue: query (text) or embedding (vector)")
+        _check_float32(self.embedding)
         return self
 
 

@@ -47,3 +47,9 @@ class WorkerSettings(CommonSettings):
         default=5.0, gt=0, description="Most seconds a query waits for its min_seq."
     )
     query_concurrency: int = Field(default=64, ge=1, description="Queries handled at once.")
+    event_window: float = Field(
+        default=60.0,
+        ge=0,
+        description="Messages folded within this many seconds of being written are announced "
+        "as events; older history (a replay) is folded quietly.",
+    )

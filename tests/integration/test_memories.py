@@ -172,6 +172,8 @@ BAD_INPUTS = [
     ),
     ({"memories": []}, "memories"),
     ({"content": "x", "embedding_b64": "%%%"}, "base64"),
+    ({"content": "x", "embedding": [0.0] * 16}, "all zeros"),
+    ({"content": "x", "embedding": [1e39] * 16}, "float32"),
 ]
 
 

@@ -113,26 +113,26 @@ def test_nan_json_literal_in_confidence_is_refused() -> None:
     assert "confidence" in errors_of(info)
 
 
-@pytest.mark.xfail(
-    reason="BUG: embedding values are checked as float64 only; 1e39 is finite as a "
-    "float64 but becomes inf as float32 (the WAL / index type), so vector() returns inf "
-    "and recall scores turn NaN",
-    strict=True,
-)
+# Regression: 1e39 is a finite double but inf as float32 (the WAL and index type);
+# it used to be accepted, stored as inf and turn every recall score into NaN.
 @pytest.mark.parametrize("big", [1e39, -3.5e38, 1e300])
 def test_embedding_values_that_overflow_float32_are_refused(big: float) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         MemoryIn(content="x", embedding=[0.1, big, 0.3])
+    assert "float32" in errors_of(info)
 
 
-@pytest.mark.xfail(
-    reason="BUG: RecallRequest.embedding accepts values that overflow float32; the "
-    "worker's cue becomes inf and every similarity NaN",
-    strict=True,
-)
+def test_largest_float32_embedding_value_is_accepted() -> None:
+    biggest = float(np.finfo(np.float32).max)
+    vec = MemoryIn(content="x", embedding=[biggest, -biggest]).vector()
+    assert vec is not None
+    assert np.isfinite(vec).all()
+
+
 def test_recall_embedding_values_that_overflow_float32_are_refused() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         RecallRequest(embedding=[0.1, 1e39, 0.3])
+    assert "float32" in errors_of(info)
 
 
 def test_embedding_list_becomes_a_float32_vector() -> None:

@@ -24,6 +24,7 @@ from engram_common.messages import (
     SpaceRecord,
     StatsRequest,
     encode_embedding,
+    vector_problem,
 )
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import Problem, field_problem, parse_json, parse_model
@@ -150,15 +151,12 @@ def _commands(
         if vec is None:
             vec = mem.vector()
             assert vec is not None
-            if vec.shape != (rec.dim,):
+            problem = vector_problem(vec, rec.dim, rec.metric)
+            if problem is not None:
                 field = f"{where}.embedding" if where else "embedding"
                 if mem.embedding_b64 is not None:
                     field += "_b64"
-                raise field_problem(
-                    field,
-                    f"expected {rec.dim} values (space {space!r} has dim "
-                    f"{rec.dim}), got {vec.shape[0]}",
-                )
+                raise field_problem(field, f"{problem} (space {space!r})")
         if idem_key is None:
             command_id = new_id()
             memory_id = mem.id or new_id()

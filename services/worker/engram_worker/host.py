@@ -16,6 +16,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -64,17 +65,14 @@ class SpaceHost:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._sub: JetStreamContext.PushSubscription | None = None
-        self._live_from = 1
         self._on_applied = on_applied
         self.caught_up = asyncio.Event()
         self._catch_up_to = 0
 
     async def start(self) -> None:
-        """Subscribe from the position + 1. Messages already in the stream at this
-        moment are replay: they are folded without publishing events again."""
+        """Subscribe from the position + 1 and fold everything after it."""
         info = await self._js.stream_info(stream_name(self.space))
         last = info.state.last_seq
-        self._live_from = last + 1
         self._catch_up_to = last
         if self.state.applied_seq >= last:
             self.caught_up.set()
@@ -109,7 +107,11 @@ class SpaceHost:
             seq = meta.sequence.stream
             verb = msg.subject.rsplit(".", 1)[-1]
             event = self.state.apply_message(verb, msg.data, seq, meta.timestamp)
-            if event is not None and seq >= self._live_from:
+            # Announce what was written recently; a replay of old history stays quiet.
+            # Recent includes the last messages before a crash, so events are
+            # at-least-once for them.
+            age = time.time() - meta.timestamp.timestamp()
+            if event is not None and age <= self._settings.event_window:
                 await self._publish(event)
             if self.state.pending >= self._settings.index_batch or meta.num_pending == 0:
                 await self.flush()

@@ -30,6 +30,7 @@ from engram_common.messages import (
     RecallResult,
     RememberCommand,
     SpaceRecord,
+    vector_problem,
 )
 from engram_worker.core.index import VectorIndex
 
@@ -59,8 +60,8 @@ def decode_command(verb: str, data: bytes) -> RememberCommand:
         raise CommandRejected(f"unknown command {verb!r}; known commands: remember")
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandRejected(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, Unicode, huge ints, nesting
+        raise CommandRejected(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     command_id = doc.get("command_id") if isinstance(doc, dict) else None
     cid = command_id if isinstance(command_id, str) else None
     if not isinstance(doc, dict):
@@ -73,6 +74,8 @@ def decode_command(verb: str, data: bytes) -> RememberCommand:
         return RememberCommand.model_validate(doc)
     except ValidationError as exc:
         raise CommandRejected(_validation_reason(exc), cid) from None
+    except (ValueError, RecursionError) as exc:
+        raise CommandRejected(f"invalid message: {type(exc).__name__}", cid) from None
 
 
 @dataclass(slots=True)
@@ -108,6 +111,7 @@ class SpaceState:
     ) -> None:
         self.space = record.id
         self.dim = record.dim
+        self.metric = record.metric
         self.embedder = embedder
         self.index = VectorIndex(record.dim, record.metric, index_dtype)
         self.applied_seq = 0
@@ -152,12 +156,10 @@ class SpaceState:
         vector = mem.vector()
         if vector is None:
             vector = self.embedder.embed([mem.content])[0]
-        elif vector.shape != (self.dim,):
-            raise CommandRejected(
-                f"memory.embedding has {vector.shape[0]} values; space {self.space!r} has "
-                f"dim {self.dim}",
-                command.command_id,
-            )
+        else:
+            problem = vector_problem(vector, self.dim, self.metric)
+            if problem is not None:
+                raise CommandRejected(f"memory.embedding: {problem}", command.command_id)
         memory_id = mem.id or command.command_id
         created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
         replaced = self._drop(memory_id)
@@ -257,7 +259,8 @@ class SpaceState:
                     hops=0,
                 )
             )
-        results.sort(key=lambda r: r.score, reverse=True)
+        # ties broken by stream order, so replicas and replays answer identically
+        results.sort(key=lambda r: (-r.score, -r.similarity, r.memory.seq))
         return results[:k]
 
     def get(self, memory_id: str) -> StoredMemory | None:
