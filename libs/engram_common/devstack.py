@@ -54,7 +54,9 @@ def start_nats_server(
     if monitor_port:
         args += ["-m", str(monitor_port)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=out, stderr=out)
+    # its own session: a terminal's Ctrl-C reaches only our parent, which stops
+    # the stack in order (gateway, worker, then the broker they drain into)
+    proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
     wait_for_port("127.0.0.1", port, 15, proc)
     return proc
 
@@ -76,6 +78,13 @@ def run_dev_stack(settings: GatewaySettings) -> int:
                     print(f"{name} did not stop in 10s; killing it", file=sys.stderr)
                     proc.kill()
 
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds the wait loop below into stop_all()
+
+    # SIGINT explicitly too: a shell's background job starts with SIGINT ignored
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
     env = {
         **os.environ,
         "ENGRAM_NATS_URL": f"nats://127.0.0.1:{nats_port}",
@@ -91,8 +100,8 @@ def run_dev_stack(settings: GatewaySettings) -> int:
             )
         )
         engram = [sys.executable, "-m", "engram_common.cli"]
-        procs.append(("worker", subprocess.Popen([*engram, "worker"], env=env)))
-        procs.append(("gateway", subprocess.Popen([*engram, "gateway"], env=env)))
+        for role in ("worker", "gateway"):
+            procs.append((role, subprocess.Popen([*engram, role], env=env, start_new_session=True)))
         wait_for_port(settings.http_host, settings.http_port, 30, procs[-1][1])
         http = f"http://{settings.http_host}:{settings.http_port}"
         print(

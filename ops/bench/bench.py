@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -103,6 +103,9 @@ class Config:
         return max(120.0, self.n / 300)
 
 
+Cpu = dict[str, float]  # CPU seconds (user + system, all threads) by process
+
+
 @dataclass
 class Rate:
     name: str
@@ -110,10 +113,29 @@ class Rate:
     seconds: float
     per_s: float
     note: str = ""
+    cpu_s: Cpu = field(default_factory=dict)
+    stage_of: str = ""  # a part of that measurement (the memories lo→hi)
 
     @classmethod
-    def of(cls, name: str, count: int, seconds: float, note: str = "") -> Rate:
-        return cls(name, count, round(seconds, 4), round(count / seconds, 1), note)
+    def of(
+        cls,
+        name: str,
+        count: int,
+        seconds: float,
+        note: str = "",
+        cpu: Cpu | None = None,
+        stage_of: str = "",
+    ) -> Rate:
+        cpu = {k: round(v, 3) for k, v in (cpu or {}).items()}
+        return cls(name, count, round(seconds, 4), round(count / seconds, 1), note, cpu, stage_of)
+
+    @property
+    def label(self) -> str:
+        return f"  {self.name}" if self.stage_of else self.name
+
+    def cpu_ms_per_1k(self) -> dict[str, float]:
+        per = {k: v * 1e6 / self.count for k, v in self.cpu_s.items()}
+        return per | {"total": sum(per.values())} if per else {}
 
 
 @dataclass
@@ -159,8 +181,11 @@ class Results:
     targets: list[Target] = field(default_factory=list)
     elapsed_s: float = 0.0
 
-    def rate(self, name: str) -> Rate:
-        return next(r for r in self.rates if r.name == name)
+    def rate(self, name: str, stage_of: str = "") -> Rate:
+        return next(r for r in self.rates if r.name == name and r.stage_of == stage_of)
+
+    def stages(self, of: str) -> list[Rate]:
+        return [r for r in self.rates if r.stage_of == of]
 
     def latency(self, name: str, size: int) -> Latency:
         return next(x for x in self.latencies if x.name == name and x.size == size)
@@ -201,16 +226,32 @@ def bench_raw_usearch(cfg: Config, data: Dataset, res: Results) -> None:
     """Batch add in the same stages as the Engram ingest, search at each checkpoint."""
     index = Index(ndim=cfg.dim, metric="cos", dtype="f32")
     keys = np.arange(1, cfg.n + 1, dtype=np.uint64)
-    add_s, lo = 0.0, 0
+    stages: list[Rate] = []
+    lo = 0
     for size in cfg.checkpoints:
-        t0 = time.perf_counter()
-        index.add(keys[lo:size], data.vectors[lo:size], threads=0)
-        add_s += time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        _add(index, keys[lo:size], data.vectors[lo:size])
+        cpu = {"bench": time.process_time() - c0}
+        seconds = time.perf_counter() - t0
+        stages.append(Rate.of(_stage(lo, size), size - lo, seconds, "", cpu, "raw usearch add"))
         lo = size
         for count in (cfg.k, max(4 * cfg.k, 32)):
             name = f"raw usearch search k={count}"
             res.latencies.append(Latency.of(name, size, _time_searches(cfg, index, data, count)))
-    res.rates.append(Rate.of("raw usearch add", cfg.n, add_s, "f32, threads=0"))
+    add_s = sum(r.seconds for r in stages)
+    cpu = {"bench": sum(r.cpu_s["bench"] for r in stages)}
+    res.rates.append(Rate.of("raw usearch add", cfg.n, add_s, "f32, threads=0", cpu))
+    if len(stages) > 1:
+        res.rates.extend(stages)
+
+
+def _add(index: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
+    try:
+        index.add(keys, vectors, threads=0)
+    except RuntimeError as exc:  # usearch turns Ctrl-C into this
+        if "terminated" in str(exc):
+            raise KeyboardInterrupt from exc
+        raise
 
 
 def _time_searches(cfg: Config, index: Index, data: Dataset, count: int) -> list[float]:
@@ -243,6 +284,24 @@ class Stack:
         for name, proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}")
+
+    def cpu(self) -> Cpu:
+        """CPU seconds so far of every process of the stack and of this one."""
+        used = {name: process_cpu_s(proc.pid) for name, proc in self.procs}
+        return {k: v for k, v in used.items() if v == v} | {"bench": time.process_time()}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads); NaN without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_since(before: Cpu, after: Cpu) -> Cpu:
+    return {k: after[k] - before[k] for k in after if k in before}
 
 
 def free_port() -> int:
@@ -313,7 +372,7 @@ def running_stack() -> Iterator[Stack]:
         _spawn(stack, "gateway", env)
         _wait_ready(stack)
         yield stack
-    except BaseException:
+    except Exception:
         for name, _ in stack.procs:
             print(f"--- last lines of {name}.log ---\n{_tail(stack.log(name))}", file=sys.stderr)
         raise
@@ -471,18 +530,27 @@ def remember_messages(data: Dataset, lo: int, hi: int, run: str) -> list[Publish
     return msgs
 
 
+@dataclass
+class Stage:
+    """One timed ingest: seconds until every PubAck, until searchable, CPU used."""
+
+    acked_s: float
+    searchable_s: float
+    cpu_s: Cpu
+
+
 async def ingest_nats_stage(
-    cfg: Config, nc: Client, data: Dataset, lo: int, hi: int, run: str
-) -> tuple[float, float]:
-    """Publish memories ``lo..hi``; return (seconds to all acks, seconds to searchable)."""
+    cfg: Config, stack: Stack, nc: Client, data: Dataset, lo: int, hi: int, run: str
+) -> Stage:
+    """Publish memories ``lo..hi`` straight into the WAL and wait until searchable."""
     msgs = remember_messages(data, lo, hi, run)
     cue = cue_body(data.vectors[hi - 1], 1, "strong")
-    t0 = time.perf_counter()
+    cpu0, t0 = stack.cpu(), time.perf_counter()
     last_seq = await publish_windowed(nc.jetstream(), msgs, cfg.window)
     acked = time.perf_counter() - t0
     async with asyncio.timeout(cfg.searchable_timeout):
         await wait_searchable_nats(nc, NATS_SPACE, last_seq, cue)
-    return acked, time.perf_counter() - t0
+    return Stage(acked, time.perf_counter() - t0, cpu_since(cpu0, stack.cpu()))
 
 
 def http_bodies(data: Dataset, batch: int) -> list[bytes]:
@@ -518,8 +586,9 @@ async def post_batches(http: httpx.AsyncClient, bodies: list[bytes], in_flight: 
 
 
 async def bench_http_ingest(
-    cfg: Config, http: httpx.AsyncClient, nc: Client, data: Dataset, res: Results
+    cfg: Config, stack: Stack, http: httpx.AsyncClient, nc: Client, data: Dataset, res: Results
 ) -> None:
+    """Batches through the gateway into a fresh space, until searchable."""
     await create_space(http, HTTP_SPACE, cfg.dim)
     async with asyncio.timeout(HOSTED_TIMEOUT):
         await wait_hosted(nc, HTTP_SPACE)
@@ -527,7 +596,7 @@ async def bench_http_ingest(
     bodies = http_bodies(data, cfg.http_batch)
     encode_s = time.perf_counter() - t0
     cue = cue_body(data.vectors[-1], 1, "strong")
-    t0 = time.perf_counter()
+    cpu0, t0 = stack.cpu(), time.perf_counter()
     last_seq = await post_batches(http, bodies, cfg.http_in_flight)
     acked = time.perf_counter() - t0
     async with asyncio.timeout(cfg.searchable_timeout):
@@ -537,7 +606,8 @@ async def bench_http_ingest(
         f"{cfg.http_batch}/request, {cfg.http_in_flight} in flight, acked {acked:.2f} s "
         f"(client encode {encode_s:.2f} s untimed)"
     )
-    res.rates.append(Rate.of("engram http ingest", cfg.n, seconds, note))
+    cpu = cpu_since(cpu0, stack.cpu())
+    res.rates.append(Rate.of("engram http ingest", cfg.n, seconds, note, cpu))
 
 
 # ---------------------------------------------------------------------------
@@ -605,7 +675,7 @@ async def measure_floors(
 
 
 async def bench_nats_path(
-    cfg: Config, nc: Client, http: httpx.AsyncClient, data: Dataset, res: Results
+    cfg: Config, stack: Stack, nc: Client, http: httpx.AsyncClient, data: Dataset, res: Results
 ) -> None:
     """Ingest straight into the WAL in stages; measure recall at each checkpoint."""
     await create_space(http, NATS_SPACE, cfg.dim)
@@ -613,22 +683,29 @@ async def bench_nats_path(
         await wait_hosted(nc, NATS_SPACE)
     run = f"bench{int(time.time())}"
     stages: list[Rate] = []
-    acked_s, lo = 0.0, 0
+    acked_s, lo, cpu = 0.0, 0, Counter[str]()
     for size in cfg.checkpoints:
-        acked, searchable = await ingest_nats_stage(cfg, nc, data, lo, size, run)
+        stage = await ingest_nats_stage(cfg, stack, nc, data, lo, size, run)
+        note = f"acked {stage.acked_s:.2f} s"
         stages.append(
-            Rate.of(f"  stage {_k(lo)}→{_k(size)}", size - lo, searchable, f"acked {acked:.2f} s")
+            Rate.of(
+                _stage(lo, size),
+                size - lo,
+                stage.searchable_s,
+                note,
+                stage.cpu_s,
+                "engram nats ingest",
+            )
         )
-        acked_s += acked
+        acked_s += stage.acked_s
+        cpu.update(stage.cpu_s)
         lo = size
+        stack.check_alive()
         await measure_recall(cfg, nc, http, data, size, res)
     await measure_floors(cfg, nc, http, cfg.n, res)
     total_s = sum(r.seconds for r in stages)
-    res.rates.append(
-        Rate.of(
-            "engram nats ingest", cfg.n, total_s, f"{cfg.window} in flight, acked {acked_s:.2f} s"
-        )
-    )
+    note = f"{cfg.window} in flight, acked {acked_s:.2f} s"
+    res.rates.append(Rate.of("engram nats ingest", cfg.n, total_s, note, dict(cpu)))
     if len(stages) > 1:
         res.rates.extend(stages)
     res.rates.append(Rate.of("engram nats publish (acked)", cfg.n, acked_s))
@@ -645,9 +722,9 @@ async def bench_engram(cfg: Config, stack: Stack, data: Dataset, res: Results) -
         ) as http:
             await bench_raw_jetstream(cfg, nc, res)
             stack.check_alive()
-            await bench_nats_path(cfg, nc, http, data, res)
+            await bench_nats_path(cfg, stack, nc, http, data, res)
             stack.check_alive()
-            await bench_http_ingest(cfg, http, nc, data, res)
+            await bench_http_ingest(cfg, stack, http, nc, data, res)
             stack.check_alive()
     finally:
         await nc.close()
@@ -660,6 +737,18 @@ def compute_ratios(cfg: Config, res: Results) -> None:
     res.ratios["engram nats publish / raw jetstream publish"] = (
         res.rate("engram nats publish (acked)").per_s / res.rate("raw jetstream publish").per_s
     )
+    for raw_stage, stage in zip(
+        res.stages("raw usearch add"), res.stages("engram nats ingest"), strict=True
+    ):
+        res.ratios[f"nats ingest / raw usearch add, {stage.name}"] = stage.per_s / raw_stage.per_s
+    raw_cpu = res.rate("raw usearch add").cpu_ms_per_1k().get("total")
+    for path in ("nats", "http"):
+        cpu = res.rate(f"engram {path} ingest").cpu_ms_per_1k()
+        if raw_cpu and "worker" in cpu:
+            res.ratios[f"{path} ingest worker cpu / raw usearch add cpu"] = cpu["worker"] / raw_cpu
+            res.ratios[f"{path} ingest all-process cpu / raw usearch add cpu"] = (
+                cpu["total"] / raw_cpu
+            )
     for size in cfg.checkpoints:
         raw = res.latency(f"raw usearch search k={cfg.k}", size).p50_ms
         for path in ("nats", "http"):
@@ -705,7 +794,14 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "nats_server": server,
         **versions,
+        "loadavg_start": _loadavg(),
     }
+
+
+def _loadavg() -> list[float]:
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
+    return []
 
 
 def run(cfg: Config) -> Results:
@@ -725,6 +821,7 @@ def run(cfg: Config) -> Results:
         asyncio.run(bench_engram(cfg, stack, data, res))
     compute_ratios(cfg, res)
     compute_targets(cfg, res)
+    res.environment["loadavg_end"] = _loadavg()
     res.elapsed_s = round(time.perf_counter() - started, 1)
     return res
 
@@ -737,6 +834,10 @@ def _k(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
+def _stage(lo: int, hi: int) -> str:
+    return f"stage {_k(lo)}→{_k(hi)}"
+
+
 def _step(text: str) -> None:
     print(f"  … {text}", flush=True)
 
@@ -744,9 +845,17 @@ def _step(text: str) -> None:
 def render(res: Results) -> str:
     lines = ["", "THROUGHPUT", f"  {'measurement':<40} {'count':>8} {'seconds':>9} {'per s':>11}"]
     lines += [
-        f"  {r.name:<40} {r.count:>8} {r.seconds:>9.2f} {r.per_s:>11,.0f}  {r.note}"
+        f"  {r.label:<40} {r.count:>8} {r.seconds:>9.2f} {r.per_s:>11,.0f}  {r.note}"
         for r in res.rates
     ]
+    lines += ["", "CPU ms per 1000 memories (all threads; steadier than wall time on a busy box)"]
+    cols = ["worker", "gateway", "nats-server", "bench", "total"]
+    lines.append(f"  {'measurement':<40}" + "".join(f"{c:>12}" for c in cols))
+    for r in res.rates:
+        per = r.cpu_ms_per_1k()
+        if per:
+            cells = (f"{per[c]:>12,.0f}" if c in per else f"{'-':>12}" for c in cols)
+            lines.append(f"  {r.label:<40}" + "".join(cells))
     lines += ["", "LATENCY", f"  {'measurement':<40} {'size':>8} {'p50 ms':>9} {'p99 ms':>9}"]
     lines += [
         f"  {x.name:<40} {_k(x.size):>8} {x.p50_ms:>9.3f} {x.p99_ms:>9.3f}  (n={x.samples})"
@@ -760,6 +869,12 @@ def render(res: Results) -> str:
         note = f"  ({t.note})" if t.note else ""
         lines.append(f"  {verdict} {t.name}: {t.value:.3f} vs {t.limit:g}{note}")
     lines.append(f"\ntotal {res.elapsed_s:.0f} s")
+    load, cpus = res.environment.get("loadavg_start") or [0.0], res.environment.get("cpus") or 1
+    if load[0] > 0.5 * cpus:
+        lines.append(
+            f"WARNING: load average {load[0]} on {cpus} CPUs when the run started: other work "
+            "shared the machine, wall-clock figures and ratios are noisy (compare the CPU table)."
+        )
     return "\n".join(lines)
 
 
@@ -773,7 +888,7 @@ def write_json(res: Results, out: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=None, help="memories (default 100000)")
     parser.add_argument("--dim", type=int, default=384, help="vector dimensions (default 384)")
     parser.add_argument(
@@ -783,8 +898,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     args = parser.parse_args(argv)
     n = args.n if args.n is not None else 5_000 if args.quick else 100_000
-    if n < 1 or args.dim < 2:
-        parser.error("--n must be ≥ 1 and --dim ≥ 2")
+    if n < 1 or not 2 <= args.dim <= 4096:
+        parser.error("--n must be ≥ 1 and --dim within 2..4096 (what a space accepts)")
     samples = args.samples or (200 if args.quick else 1000)
     return Config(
         n=n,

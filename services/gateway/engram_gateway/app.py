@@ -38,7 +38,10 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             yield
         finally:
             await registry.close()
-            await nc.drain()
+            try:
+                await nc.drain()
+            except Exception as exc:  # the broker may already be gone
+                log.warning("gateway: NATS drain failed on shutdown: %r", exc)
 
     return Litestar(
         route_handlers=ROUTES,
