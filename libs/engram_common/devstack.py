@@ -101,7 +101,8 @@ def run_dev_stack(settings: GatewaySettings) -> int:
         )
         engram = [sys.executable, "-m", "engram_common.cli"]
         for role in ("worker", "gateway"):
-            procs.append((role, subprocess.Popen([*engram, role], env=env, start_new_session=True)))
+            # one at a time, so a failed start still leaves the others to stop
+            procs.append((role, subprocess.Popen([*engram, role], env=env, start_new_session=True)))  # noqa: PERF401
         wait_for_port(settings.http_host, settings.http_port, 30, procs[-1][1])
         http = f"http://{settings.http_host}:{settings.http_port}"
         print(

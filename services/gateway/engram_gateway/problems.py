@@ -110,6 +110,24 @@ def parse_json(raw: bytes) -> Any:
         ) from None
 
 
+def parse_body(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body straight from bytes (one pass, no intermediate dict)."""
+    if not raw.strip():
+        parse_json(raw)  # raises the empty-body problem
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        bad_json = [e for e in exc.errors() if e["type"] == "json_invalid"]
+        if bad_json:
+            raise Problem(
+                400,
+                "Malformed JSON",
+                f"the request body is not valid JSON: {bad_json[0]['msg']}",
+                hint="Send a JSON document with Content-Type: application/json.",
+            ) from None
+        raise invalid_input(exc) from None
+
+
 def parse_model(model: type[M], doc: Any, prefix: str = "") -> M:
     try:
         return model.model_validate(doc)

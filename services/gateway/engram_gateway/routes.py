@@ -27,7 +27,7 @@ from engram_common.messages import (
     vector_problem,
 )
 from engram_gateway.bridge import NatsBridge
-from engram_gateway.problems import Problem, field_problem, parse_json, parse_model
+from engram_gateway.problems import Problem, field_problem, parse_body, parse_json, parse_model
 
 JSON = "application/json"
 
@@ -87,7 +87,7 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     "201 when created, 200 when it already existed with the same settings.",
 )
 async def create_space(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
-    body = parse_model(CreateSpace, parse_json(await request.body()))
+    body = parse_body(CreateSpace, await request.body())
     space = checked_space(body.id)
     if body.embedder is not None:
         try:
@@ -281,7 +281,7 @@ async def recall(
 ) -> Response[bytes]:
     checked_space(space)
     bridge = _bridge(state)
-    req = parse_model(RecallRequest, parse_json(await request.body()))
+    req = parse_body(RecallRequest, await request.body())
     rec = await bridge.space_for_read(space)
     if req.embedding is not None and len(req.embedding) != rec.dim:
         raise field_problem(

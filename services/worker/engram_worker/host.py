@@ -67,6 +67,8 @@ class SpaceHost:
         self._sub: JetStreamContext.PushSubscription | None = None
         self._on_applied = on_applied
         self.caught_up = asyncio.Event()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._folded = 0
         self._catch_up_to = 0
 
     async def start(self) -> None:
@@ -92,6 +94,10 @@ class SpaceHost:
         log.info("space %s: hosting from seq %d (stream last seq %d)", self.space, start, last)
 
     async def stop(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flush_task
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -113,8 +119,16 @@ class SpaceHost:
             age = time.time() - meta.timestamp.timestamp()
             if event is not None and age <= self._settings.event_window:
                 await self._publish(event)
-            if self.state.pending >= self._settings.index_batch or meta.num_pending == 0:
-                await self.flush()
+            pending = self.state.pending
+            if pending >= 4 * self._settings.index_batch:
+                await self.flush()  # back-pressure: the index is the ingest ceiling
+            elif pending >= self._settings.index_batch or meta.num_pending == 0:
+                self._kick_flush()
+            self._folded += 1
+            if self._folded % 256 == 0:
+                # nats-py hands queued messages to this callback without yielding:
+                # give queries and the flush task a turn
+                await asyncio.sleep(0)
             if seq >= self._catch_up_to:
                 self.caught_up.set()
             self._wake(self.state.applied_seq)
@@ -131,11 +145,26 @@ class SpaceHost:
             log.warning("space %s: rejected seq %d: %s", self.space, event.seq, event.reason)
         await self._nc.publish(subject, event.model_dump_json().encode())
 
+    def _kick_flush(self) -> None:
+        """Insert buffered vectors in the background while the fold goes on."""
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self.state.pending:
+                await self.flush()
+        except Exception:
+            log.exception("space %s: index insert failed", self.space)
+
     async def flush(self) -> None:
-        async with self._lock:
-            batch = self.state.take_flush()
-            if batch is not None:
-                await asyncio.to_thread(self.state.run_flush, batch)
+        """Insert buffered vectors, at most ``index_batch`` per locked step, so a query
+        never waits behind one huge insert."""
+        while self.state.pending:
+            async with self._lock:
+                batch = self.state.take_flush(self._settings.index_batch)
+                if batch is not None:
+                    await asyncio.to_thread(self.state.run_flush, batch)
 
     def _wake(self, applied: int) -> None:
         while self._waiters and self._waiters[0][0] <= applied:

@@ -15,6 +15,7 @@ every applied memory.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -204,19 +205,26 @@ class SpaceState:
 
     # -- index batching ----------------------------------------------------
 
-    def take_flush(self) -> FlushBatch | None:
-        """Detach the buffered vectors (and stale keys) for :meth:`run_flush`."""
+    def take_flush(self, limit: int | None = None) -> FlushBatch | None:
+        """Detach up to ``limit`` buffered vectors (and the stale keys) for
+        :meth:`run_flush`; ``None`` when there is nothing to do."""
         if not self._pending and not self._stale:
             return None
-        keys = np.fromiter(self._pending.keys(), dtype=np.uint64, count=len(self._pending))
-        vectors = (
-            np.stack(list(self._pending.values()))
-            if self._pending
-            else np.empty((0, self.dim), dtype=np.float32)
+        if limit is None or len(self._pending) <= limit:
+            taken, self._pending = self._pending, {}
+        else:
+            keys = list(itertools.islice(self._pending, limit))
+            taken = {k: self._pending.pop(k) for k in keys}
+        batch = FlushBatch(
+            keys=np.fromiter(taken.keys(), dtype=np.uint64, count=len(taken)),
+            vectors=(
+                np.stack(list(taken.values()))
+                if taken
+                else np.empty((0, self.dim), dtype=np.float32)
+            ),
+            stale=self._stale,
         )
-        batch = FlushBatch(keys=keys, vectors=vectors, stale=self._stale)
-        self._inflight = self._pending
-        self._pending = {}
+        self._inflight = taken
         self._stale = []
         return batch
 
@@ -243,25 +251,26 @@ class SpaceState:
             raise ValueError(f"embedding has {cue.shape[0]} values; space has dim {self.dim}")
         self.flush()
         keys, sims = self.index.search(cue.astype(np.float32), max(4 * k, 32))
-        results = []
+        scored = []
         for key, sim in zip(keys.tolist(), sims.tolist(), strict=True):
             rec = self._by_key.get(key)
-            if rec is None:
+            if rec is None:  # replaced while its vector was still being inserted
                 continue
             activation = min(max(sim, 0.0), 1.0)
-            results.append(
-                RecallResult(
-                    memory=self.to_memory(rec),
-                    score=activation * rec.confidence,
-                    similarity=sim,
-                    activation=activation,
-                    confidence=rec.confidence,
-                    hops=0,
-                )
-            )
+            scored.append((activation * rec.confidence, sim, activation, rec))
         # ties broken by stream order, so replicas and replays answer identically
-        results.sort(key=lambda r: (-r.score, -r.similarity, r.memory.seq))
-        return results[:k]
+        scored.sort(key=lambda t: (-t[0], -t[1], t[3].seq))
+        return [
+            RecallResult(
+                memory=self.to_memory(rec),
+                score=score,
+                similarity=sim,
+                activation=activation,
+                confidence=rec.confidence,
+                hops=0,
+            )
+            for score, sim, activation, rec in scored[:k]
+        ]
 
     def get(self, memory_id: str) -> StoredMemory | None:
         return self._by_id.get(memory_id)
