@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, TypeVar
 
@@ -91,29 +90,15 @@ def field_problem(field: str, message: str, hint: str | None = None) -> Problem:
     )
 
 
-def parse_json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise Problem(
-            400,
-            "Invalid input",
-            "the request body is empty; send a JSON object",
-            slug="malformed-json",
-        )
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem(
-            400,
-            "Malformed JSON",
-            f"the request body is not valid JSON: {exc}",
-            hint="Send a JSON document with Content-Type: application/json.",
-        ) from None
-
-
 def parse_body(model: type[M], raw: bytes) -> M:
     """Validate a JSON body straight from bytes (one pass, no intermediate dict)."""
     if not raw.strip():
-        parse_json(raw)  # raises the empty-body problem
+        raise Problem(
+            400,
+            "Malformed JSON",
+            "the request body is empty; send a JSON object",
+            hint="Send a JSON document with Content-Type: application/json.",
+        )
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -126,13 +111,6 @@ def parse_body(model: type[M], raw: bytes) -> M:
                 hint="Send a JSON document with Content-Type: application/json.",
             ) from None
         raise invalid_input(exc) from None
-
-
-def parse_model(model: type[M], doc: Any, prefix: str = "") -> M:
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        raise invalid_input(exc, prefix) from None
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:

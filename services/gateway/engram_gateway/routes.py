@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Annotated, Any
 
 import numpy as np
@@ -27,9 +28,10 @@ from engram_common.messages import (
     vector_problem,
 )
 from engram_gateway.bridge import NatsBridge
-from engram_gateway.problems import Problem, field_problem, parse_body, parse_json, parse_model
+from engram_gateway.problems import Problem, field_problem, parse_body
 
 JSON = "application/json"
+_BATCH = re.compile(rb'\s*\{\s*"memories"\s*:')
 
 
 def _bridge(state: State) -> NatsBridge:
@@ -117,7 +119,9 @@ async def list_spaces(state: State) -> dict[str, Any]:
 async def show_space(space: FromPath[str], state: State) -> dict[str, Any]:
     bridge = _bridge(state)
     rec = await bridge.space_for_read(checked_space(space))
-    stats = json.loads(await bridge.query(space, "stats", StatsRequest()))
+    stats = json.loads(
+        await bridge.query(space, "stats", StatsRequest(min_seq=bridge.acked.get(space)))
+    )
     return {
         **rec.model_dump(mode="json"),
         "memories": stats["memories"],
@@ -163,8 +167,9 @@ def _commands(
         else:
             command_id = f"{idem_key}:{i}"
             memory_id = mem.id or derived_id(space, idem_key, str(i))
+        # model_construct: every part is validated already (the memory by MemoryIn)
         commands.append(
-            RememberCommand(
+            RememberCommand.model_construct(
                 command_id=command_id,
                 memory=mem.model_copy(
                     update={
@@ -192,11 +197,13 @@ async def remember(
 ) -> Response[Any]:
     checked_space(space)
     bridge = _bridge(state)
-    doc = parse_json(await request.body())
-    if isinstance(doc, dict) and "memories" in doc:
-        memories, prefix = parse_model(MemoryBatch, doc).memories, "memories"
+    raw = await request.body()
+    # a batch body has one key, "memories"; validating straight from bytes is ~4x
+    # faster than json.loads + validate for a batch of float lists
+    if _BATCH.match(raw):
+        memories, prefix = parse_body(MemoryBatch, raw).memories, "memories"
     else:
-        memories, prefix = [parse_model(MemoryIn, doc)], ""
+        memories, prefix = [parse_body(MemoryIn, raw)], ""
     idem_key = request.headers.get("idempotency-key")
     if idem_key is not None and not 1 <= len(idem_key) <= 128:
         raise field_problem("Idempotency-Key", "must be 1-128 characters")
