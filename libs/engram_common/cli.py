@@ -14,10 +14,6 @@ def _logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # FastStream logs every subscriber task start at INFO; its warnings and errors stay.
-    logging.getLogger("faststream").setLevel(
-        max(logging.WARNING, logging.getLevelName(level.upper()))
-    )
 
 
 def cmd_gateway(_: argparse.Namespace) -> int:
