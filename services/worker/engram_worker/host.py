@@ -51,7 +51,6 @@ class SpaceHost:
         nc: Client,
         js: JetStreamContext,
         settings: WorkerSettings,
-        on_applied: Callable[[str, int], None] | None = None,
     ) -> None:
         self.record = record
         self.space = record.id
@@ -65,19 +64,13 @@ class SpaceHost:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._sub: JetStreamContext.PushSubscription | None = None
-        self._on_applied = on_applied
-        self.caught_up = asyncio.Event()
         self._flush_task: asyncio.Task[None] | None = None
         self._folded = 0
-        self._catch_up_to = 0
 
     async def start(self) -> None:
         """Subscribe from the position + 1 and fold everything after it."""
         info = await self._js.stream_info(stream_name(self.space))
         last = info.state.last_seq
-        self._catch_up_to = last
-        if self.state.applied_seq >= last:
-            self.caught_up.set()
         start = self.state.applied_seq + 1
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
@@ -129,11 +122,7 @@ class SpaceHost:
                 # nats-py hands queued messages to this callback without yielding:
                 # give queries and the flush task a turn
                 await asyncio.sleep(0)
-            if seq >= self._catch_up_to:
-                self.caught_up.set()
             self._wake(self.state.applied_seq)
-            if self._on_applied is not None:
-                self._on_applied(self.space, self.state.applied_seq)
         except Exception:  # the fold must never stall the space
             log.exception("space %s: failed on a WAL message", self.space)
 
