@@ -164,6 +164,18 @@ class RememberCommand(Model):
     memory: MemoryIn
 
 
+class ForgetCommand(Model):
+    """``spaces.<id>.forget``: drop a memory and erase the message that stored it.
+    Forgetting an unknown id is a no-op."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: CommandId
+    memory_id: MemoryId
+
+
+Command = RememberCommand | ForgetCommand
+
+
 # ---------------------------------------------------------------------------
 # queries (request/reply on spaces.<id>.q.<name>)
 
@@ -262,6 +274,21 @@ class MemoryStored(Model):
     memory_id: str
     command_id: str
     replaced: bool = False
+    replaced_seq: int | None = Field(
+        default=None, description="Stream seq of the replaced version (erased from the WAL)."
+    )
+
+
+class MemoryForgotten(Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    space: str
+    seq: int
+    memory_id: str
+    command_id: str
+    existed: bool
+    erased_seq: int | None = Field(
+        default=None, description="Stream seq of the message that stored it (erased)."
+    )
 
 
 class MessageRejected(Model):

@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from engram_common.messages import MemoryStored, MessageRejected, encode_embedding
+from engram_common.messages import (
+    MemoryForgotten,
+    MemoryStored,
+    MessageRejected,
+    encode_embedding,
+)
 from engram_worker.core.state import SpaceState
 from tests.unit.wal import (
     EPOCH,
@@ -439,7 +444,7 @@ def test_rejection_carries_the_command_id_when_it_can_be_read(state: SpaceState)
 
 def test_unknown_verb_reason_lists_the_known_commands(state: SpaceState) -> None:
     event = rejected(state, body(VALID), 1, verb="frobnicate")
-    assert event.reason == "unknown command 'frobnicate'; known commands: remember"
+    assert event.reason == "unknown command 'frobnicate'; known commands: forget, remember"
 
 
 def test_validation_reason_is_short_and_located(state: SpaceState) -> None:
@@ -656,3 +661,35 @@ def test_zero_vector_is_rejected_in_a_cosine_space(state: SpaceState) -> None:
     event = rejected(state, remember("x", embedding=[0.0] * DIM), 1)
     assert "all zeros" in event.reason
     assert len(state) == 0
+
+
+def forget(memory_id: str, command_id: str = "f") -> bytes:
+    return body({"schema_version": 1, "command_id": command_id, "memory_id": memory_id})
+
+
+def test_forget_drops_the_memory_and_names_the_message_to_erase(state: SpaceState) -> None:
+    stored(state, remember("secret", memory_id="s", embedding=basis(DIM, 0)), 1)
+    stored(state, remember("other", memory_id="o", embedding=basis(DIM, 1)), 2)
+    event = state.apply_message("forget", forget("s"), 3, ts(3))
+    assert isinstance(event, MemoryForgotten)
+    assert event.existed is True
+    assert event.erased_seq == 1
+    assert live_ids(state) == ["o"]
+    assert [r.memory.id for r in state.recall(basis(DIM, 0), 10)] == ["o"]
+    assert state.applied_seq == 3
+
+
+def test_forgetting_an_unknown_id_is_a_no_op(state: SpaceState) -> None:
+    stored(state, remember("kept", memory_id="k", embedding=basis(DIM, 0)), 1)
+    event = state.apply_message("forget", forget("nobody"), 2, ts(2))
+    assert isinstance(event, MemoryForgotten)
+    assert event.existed is False
+    assert event.erased_seq is None
+    assert live_ids(state) == ["k"]
+
+
+def test_upsert_names_the_replaced_message_to_erase(state: SpaceState) -> None:
+    stored(state, remember("v1", memory_id="x", embedding=basis(DIM, 0)), 1)
+    event = stored(state, remember("v2", memory_id="x", embedding=basis(DIM, 1)), 2)
+    assert event.replaced is True
+    assert event.replaced_seq == 1

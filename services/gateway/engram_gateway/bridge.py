@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import nats.errors
@@ -12,10 +13,16 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from engram_common.embedders import Embedder, get_embedder
-from engram_common.messages import Model, RememberCommand, SpaceRecord
+from engram_common.messages import Command, Model, SpaceRecord
 from engram_common.natsio import SpaceConflict, SpaceLimitReached, SpaceRegistry
 from engram_common.settings import GatewaySettings
-from engram_common.subjects import QueryName, command_subject, query_subject, stream_name
+from engram_common.subjects import (
+    CommandVerb,
+    QueryName,
+    command_subject,
+    query_subject,
+    stream_name,
+)
 from engram_gateway.problems import Problem
 
 
@@ -98,13 +105,13 @@ class NatsBridge:
 
     # -- commands ------------------------------------------------------------
 
-    async def publish_remember(self, space: str, commands: list[RememberCommand]) -> int:
+    async def publish(self, space: str, verb: CommandVerb, commands: Sequence[Command]) -> int:
         """Publish one WAL message per command, pipelined; return the last seq.
 
         Each message carries ``Nats-Msg-Id = command_id``: a retry with the same
         ids inside the duplicate window is acknowledged without being stored twice.
         """
-        subject = command_subject(space, "remember")
+        subject = command_subject(space, verb)
         stream = stream_name(space)
         futures: list[asyncio.Future[Any]] = []
         try:

@@ -8,14 +8,21 @@ import re
 from typing import Annotated, Any
 
 import numpy as np
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
 
 from engram_common.embedders import Embedder, get_embedder
-from engram_common.ids import derived_id, new_id, space_id_problem
+from engram_common.ids import (
+    MEMORY_ID_EXPECTED,
+    MEMORY_ID_RE,
+    derived_id,
+    new_id,
+    space_id_problem,
+)
 from engram_common.messages import (
     CreateSpace,
+    ForgetCommand,
     GetRequest,
     ListRequest,
     MemoryBatch,
@@ -204,9 +211,7 @@ async def remember(
         memories, prefix = parse_body(MemoryBatch, raw).memories, "memories"
     else:
         memories, prefix = [parse_body(MemoryIn, raw)], ""
-    idem_key = request.headers.get("idempotency-key")
-    if idem_key is not None and not 1 <= len(idem_key) <= 128:
-        raise field_problem("Idempotency-Key", "must be 1-128 characters")
+    idem_key = _idempotency_key(request)
     rec = await bridge.space_for_write(space)
     if len(memories) > 32:
         commands = await asyncio.to_thread(
@@ -214,9 +219,40 @@ async def remember(
         )
     else:
         commands = _commands(bridge.embedder_for(rec), space, rec, memories, prefix, idem_key)
-    seq = await bridge.publish_remember(space, commands)
+    seq = await bridge.publish(space, "remember", commands)
     ids = [c.memory.id for c in commands]
     return Response({"ids": ids, "seq": seq}, status_code=202)
+
+
+def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 128:
+        raise field_problem("Idempotency-Key", "must be 1-128 characters")
+    return key
+
+
+@delete(
+    "/api/v1/spaces/{space:str}/memories/{memory_id:str}",
+    tags=["memories"],
+    status_code=202,
+    summary="Forget a memory",
+    description="Answers 202 `{seq}` once the forget command is in the WAL. The worker drops "
+    "the memory from index and records and erases the stream message that stored it "
+    "(JetStream overwrites the bytes). Forgetting an unknown id is a no-op.",
+)
+async def forget(
+    space: FromPath[str], memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
+    checked_space(space)
+    if not MEMORY_ID_RE.fullmatch(memory_id):
+        raise field_problem("memory_id", f"{memory_id!r} is invalid: {MEMORY_ID_EXPECTED}")
+    bridge = _bridge(state)
+    await bridge.space_for_write(space)
+    command_id = _idempotency_key(request) or new_id()
+    seq = await bridge.publish(
+        space, "forget", [ForgetCommand(command_id=command_id, memory_id=memory_id)]
+    )
+    return Response({"seq": seq}, status_code=202)
 
 
 @get(
@@ -308,6 +344,7 @@ ROUTES = [
     list_spaces,
     show_space,
     remember,
+    forget,
     get_memory,
     list_memories,
     recall,

@@ -23,12 +23,13 @@ from typing import TypeVar
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
 
 from engram_common.embedders import get_embedder
-from engram_common.messages import MemoryStored, MessageRejected, SpaceRecord
+from engram_common.messages import MemoryForgotten, MemoryStored, SpaceRecord
 from engram_common.settings import WorkerSettings
 from engram_common.subjects import event_subject, stream_name, wal_subjects
-from engram_worker.core.state import SpaceState
+from engram_worker.core.state import Event, SpaceState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,8 +111,10 @@ class SpaceHost:
             # Recent includes the last messages before a crash, so events are
             # at-least-once for them.
             age = time.time() - meta.timestamp.timestamp()
-            if event is not None and age <= self._settings.event_window:
-                await self._publish(event)
+            if event is not None:
+                await self._erase(event)
+                if age <= self._settings.event_window:
+                    await self._publish(event)
             pending = self.state.pending
             if pending >= 4 * self._settings.index_batch:
                 await self.flush()  # back-pressure: the index is the ingest ceiling
@@ -126,13 +129,34 @@ class SpaceHost:
         except Exception:  # the fold must never stall the space
             log.exception("space %s: failed on a WAL message", self.space)
 
-    async def _publish(self, event: MemoryStored | MessageRejected) -> None:
+    async def _publish(self, event: Event) -> None:
         if isinstance(event, MemoryStored):
             subject = event_subject(self.space, "stored")
+        elif isinstance(event, MemoryForgotten):
+            subject = event_subject(self.space, "forgotten")
         else:
             subject = event_subject(self.space, "rejected")
             log.warning("space %s: rejected seq %d: %s", self.space, event.seq, event.reason)
         await self._nc.publish(subject, event.model_dump_json().encode())
+
+    async def _erase(self, event: Event) -> None:
+        """Erase the WAL message of a forgotten or replaced version. JetStream's
+        message delete overwrites the bytes on disk. Idempotent: a replay erases
+        again, and an already erased message is simply not found."""
+        if isinstance(event, MemoryStored):
+            seq = event.replaced_seq
+        elif isinstance(event, MemoryForgotten):
+            seq = event.erased_seq
+        else:
+            return
+        if seq is None:
+            return
+        try:
+            await self._js.delete_msg(stream_name(self.space), seq)
+        except NotFoundError:
+            pass  # erased before (replay, or another replica)
+        except Exception as exc:
+            log.error("space %s: could not erase seq %d: %r", self.space, seq, exc)
 
     def _kick_flush(self) -> None:
         """Insert buffered vectors in the background while the fold goes on."""

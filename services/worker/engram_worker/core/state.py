@@ -25,7 +25,10 @@ from pydantic import ValidationError
 
 from engram_common.embedders import Embedder
 from engram_common.messages import (
+    Command,
+    ForgetCommand,
     Memory,
+    MemoryForgotten,
     MemoryStored,
     MessageRejected,
     RecallResult,
@@ -35,7 +38,7 @@ from engram_common.messages import (
 )
 from engram_worker.core.index import VectorIndex
 
-Event = MemoryStored | MessageRejected
+Event = MemoryStored | MemoryForgotten | MessageRejected
 
 
 class CommandRejected(ValueError):
@@ -55,10 +58,19 @@ def _validation_reason(exc: ValidationError) -> str:
     return "invalid message: " + "; ".join(parts)
 
 
-def decode_command(verb: str, data: bytes) -> RememberCommand:
+_COMMANDS: dict[str, type[RememberCommand] | type[ForgetCommand]] = {
+    "remember": RememberCommand,
+    "forget": ForgetCommand,
+}
+
+
+def decode_command(verb: str, data: bytes) -> Command:
     """Decode one WAL message; raises :class:`CommandRejected` with a readable reason."""
-    if verb != "remember":
-        raise CommandRejected(f"unknown command {verb!r}; known commands: remember")
+    model = _COMMANDS.get(verb)
+    if model is None:
+        raise CommandRejected(
+            f"unknown command {verb!r}; known commands: {', '.join(sorted(_COMMANDS))}"
+        )
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, Unicode, huge ints, nesting
@@ -72,7 +84,7 @@ def decode_command(verb: str, data: bytes) -> RememberCommand:
             f"unsupported schema_version {doc.get('schema_version')!r}; expected 1", cid
         )
     try:
-        return RememberCommand.model_validate(doc)
+        return model.model_validate(doc)
     except ValidationError as exc:
         raise CommandRejected(_validation_reason(exc), cid) from None
     except (ValueError, RecursionError) as exc:
@@ -151,8 +163,21 @@ class SpaceState:
         self.applied_seq = seq
         return event
 
-    def apply(self, command: RememberCommand, seq: int, timestamp: datetime) -> MemoryStored:
+    def apply(self, command: Command, seq: int, timestamp: datetime) -> Event:
         """Fold a decoded command (does not move the position; see apply_message)."""
+        if isinstance(command, ForgetCommand):
+            old = self._drop(command.memory_id)
+            return MemoryForgotten(
+                space=self.space,
+                seq=seq,
+                memory_id=command.memory_id,
+                command_id=command.command_id,
+                existed=old is not None,
+                erased_seq=None if old is None else old.seq,
+            )
+        return self._remember(command, seq, timestamp)
+
+    def _remember(self, command: RememberCommand, seq: int, timestamp: datetime) -> MemoryStored:
         mem = command.memory
         vector = mem.vector()
         if vector is None:
@@ -188,20 +213,21 @@ class SpaceState:
             seq=seq,
             memory_id=memory_id,
             command_id=command.command_id,
-            replaced=replaced,
+            replaced=replaced is not None,
+            replaced_seq=None if replaced is None else replaced.seq,
         )
 
-    def _drop(self, memory_id: str) -> bool:
+    def _drop(self, memory_id: str) -> StoredMemory | None:
         old = self._by_id.pop(memory_id, None)
         if old is None:
-            return False
+            return None
         del self._by_key[old.key]
         del self._by_seq[old.seq]
         i = bisect.bisect_left(self._seqs, old.seq)
         del self._seqs[i]
         if self._pending.pop(old.key, None) is None:
             self._stale.append(old.key)
-        return True
+        return old
 
     # -- index batching ----------------------------------------------------
 
