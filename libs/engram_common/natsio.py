@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -159,6 +160,36 @@ class SpaceRegistry:
         rec = SpaceRecord.model_validate_json(entry.value)
         self._cache[space] = rec
         return rec
+
+    async def mark_deleting(self, space: str) -> SpaceRecord | None:
+        """Turn the record ``deleting`` (writes refused, reads 404, workers unload);
+        ``None`` when there is no such space. Idempotent."""
+        while True:
+            try:
+                entry = await self.kv.get(space)
+            except KeyNotFoundError:
+                return None
+            if not entry.value:
+                return None
+            rec = SpaceRecord.model_validate_json(entry.value)
+            if rec.status == "deleting":
+                return rec
+            deleting = rec.model_copy(update={"status": "deleting"})
+            try:
+                await self.kv.update(
+                    space, deleting.model_dump_json().encode(), last=entry.revision
+                )
+            except KeyWrongLastSequenceError:
+                continue  # changed under us: read again
+            self._cache[space] = deleting
+            return deleting
+
+    async def remove(self, space: str) -> None:
+        """Delete the space's WAL stream, then its record: the id is free again."""
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._js.delete_stream(stream_name(space))
+        await self.kv.delete(space)
+        self._cache.pop(space, None)
 
     async def ensure_stream(self, space: str) -> None:
         await self._js.add_stream(config=space_stream_config(space, self._replicas))

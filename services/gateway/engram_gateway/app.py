@@ -30,8 +30,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         js = nc.jetstream()
         registry = SpaceRegistry(js, replicas=settings.stream_replicas)
         await registry.open()
-        await registry.start_watch()
         bridge = NatsBridge(nc, js, registry, settings)
+        registry.on_change(bridge.on_space_change)
+        await registry.start_watch()
         await bridge.create_or_get(settings.default_space)
         app.state.bridge = bridge
         try:

@@ -43,6 +43,19 @@ class NatsBridge:
         self.acked: dict[str, int] = {}
         self._embedders: dict[tuple[str, int], Embedder] = {}
 
+    async def on_space_change(self, space: str, rec: SpaceRecord | None) -> None:
+        """Registry listener: a deleted (or re-created) space starts from seq 0."""
+        if rec is None or rec.status != "active":
+            self.acked.pop(space, None)
+
+    async def delete_space(self, space: str) -> None:
+        """Mark the space deleting, then delete its stream and record."""
+        rec = await self.registry.mark_deleting(space)
+        if rec is None:
+            raise Problem(404, "Space not found", f"memory space {space!r} does not exist")
+        self.acked.pop(space, None)
+        await self.registry.remove(space)
+
     def embedder_for(self, rec: SpaceRecord) -> Embedder:
         """The space's embedder (one instance per name and dim)."""
         key = (rec.embedder, rec.dim)

@@ -136,6 +136,20 @@ async def show_space(space: FromPath[str], state: State) -> dict[str, Any]:
     }
 
 
+@delete(
+    "/api/v1/spaces/{space:str}",
+    tags=["spaces"],
+    status_code=202,
+    summary="Delete a space and everything in it",
+    description="The record turns `deleting` (writes 409, reads 404), workers unload the "
+    "space, its WAL stream is deleted, then the record: the id is free again and "
+    "creating it gives an empty space.",
+)
+async def delete_space(space: FromPath[str], state: State) -> Response[dict[str, Any]]:
+    await _bridge(state).delete_space(checked_space(space))
+    return Response({"id": space, "status": "deleted"}, status_code=202)
+
+
 # -- memories ---------------------------------------------------------------
 
 
@@ -343,6 +357,7 @@ ROUTES = [
     create_space,
     list_spaces,
     show_space,
+    delete_space,
     remember,
     forget,
     get_memory,

@@ -118,13 +118,19 @@ class Worker:
                 await self._nc.drain()
 
     async def _on_registry_change(self, space: str, rec: SpaceRecord | None) -> None:
-        if rec is not None and rec.status == "active":
-            if space not in self.hosts and space not in self._loading:
-                task = asyncio.create_task(self._host_quietly(space))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-        elif space in self.hosts:
-            await self.hosts.pop(space).stop()
+        host = self.hosts.get(space)
+        if host is not None and (
+            rec is None or rec.status != "active" or rec.created_at != host.record.created_at
+        ):
+            # deleted, being deleted, or deleted and created again: drop the old state
+            del self.hosts[space]
+            await host.stop()
+            host = None
+        wanted = rec is not None and rec.status == "active"
+        if wanted and host is None and space not in self._loading:
+            task = asyncio.create_task(self._host_quietly(space))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _host_quietly(self, space: str) -> None:
         try:
