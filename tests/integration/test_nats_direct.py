@@ -144,3 +144,6 @@ async def test_bad_queries_get_error_replies(
     assert dims["error"]["status"] == 400 and "16" in dims["error"]["detail"]
     missing = await request(nc, "no-such-space-x", "recall", {"query": "x"})
     assert missing["error"]["status"] == 404
+    unknown = await request(nc, space_id, "frobnicate", {})
+    assert unknown["error"]["status"] == 404
+    assert "recall" in unknown["error"]["detail"]

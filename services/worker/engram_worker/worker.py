@@ -67,7 +67,13 @@ class Worker:
         """``spaces.<id>.q.<name>``: answer in a task of its own (bounded), so a query
         waiting for its ``min_seq`` never holds up the others."""
         parts = msg.subject.split(".")
-        if len(parts) != 4 or parts[3] not in _QUERIES or not msg.reply:
+        if not msg.reply:
+            return
+        if len(parts) != 4 or parts[3] not in _QUERIES:
+            known = ", ".join(sorted(_QUERIES))
+            reply = error_reply(404, "Unknown query", f"{msg.subject!r}: known queries: {known}")
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps(reply).encode())
             return
         space, name = parts[1], cast(QueryName, parts[3])
 
