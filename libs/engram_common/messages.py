@@ -267,24 +267,24 @@ def error_reply(status: int, title: str, detail: str) -> dict[str, Any]:
 # events (published by the worker on spaces.<id>.evt.<kind>)
 
 
-class MemoryStored(Model):
+class MemoryEvent(Model):
+    """What every event about one memory carries."""
+
     schema_version: Literal[1] = SCHEMA_VERSION
     space: str
     seq: int
     memory_id: str
     command_id: str
+
+
+class MemoryStored(MemoryEvent):
     replaced: bool = False
     replaced_seq: int | None = Field(
         default=None, description="Stream seq of the replaced version (erased from the WAL)."
     )
 
 
-class MemoryForgotten(Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
-    space: str
-    seq: int
-    memory_id: str
-    command_id: str
+class MemoryForgotten(MemoryEvent):
     existed: bool
     erased_seq: int | None = Field(
         default=None, description="Stream seq of the message that stored it (erased)."

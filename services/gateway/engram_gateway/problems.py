@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
 
@@ -159,4 +159,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: handle_internal,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "Problem"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "Problem"]

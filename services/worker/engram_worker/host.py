@@ -28,7 +28,7 @@ from nats.js.errors import NotFoundError
 from engram_common.embedders import get_embedder
 from engram_common.messages import MemoryForgotten, MemoryStored, SpaceRecord
 from engram_common.settings import WorkerSettings
-from engram_common.subjects import event_subject, stream_name, wal_subjects
+from engram_common.subjects import event_subject, split_subject, stream_name, wal_subjects
 from engram_worker.core.state import Event, SpaceState
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class SpaceHost:
         try:
             meta = msg.metadata
             seq = meta.sequence.stream
-            verb = msg.subject.rsplit(".", 1)[-1]
+            _, verb = split_subject(msg.subject)
             event = self.state.apply_message(verb, msg.data, seq, meta.timestamp)
             # Announce what was written recently; a replay of old history stays quiet.
             # Recent includes the last messages before a crash, so events are

@@ -44,7 +44,3 @@ class VectorIndex:
     def get(self, key: int) -> np.ndarray | None:
         vec = self._index.get(int(key))
         return None if vec is None else np.asarray(vec, dtype=np.float32)
-
-    @property
-    def memory_bytes(self) -> int:
-        return int(self._index.memory_usage)
