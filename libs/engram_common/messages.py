@@ -249,6 +249,26 @@ class StatsResponse(Model):
     memories: int
     applied_seq: int
     rejected: int
+    snapshot_seq: int = Field(default=0, description="Position of the newest snapshot (0: none).")
+    snapshot_at: datetime | None = Field(default=None, description="When it was written.")
+    recovery: str = Field(default="", description="How the worker loaded the space.")
+    worker: str = Field(default="", description="The worker that answered.")
+
+
+class ReloadRequest(Model):
+    """``engram.ctl.reload``: hosting workers load ``space`` again from its snapshot
+    (``engram replay`` sends it after writing a rebuilt snapshot)."""
+
+    schema_version: Literal[1] = 1
+    space: str
+
+
+class ReloadReply(Model):
+    worker: str
+    space: str
+    recovery: str
+    applied_seq: int
+    memories: int
 
 
 class QueryError(Model):

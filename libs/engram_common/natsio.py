@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from engram_common.ids import validate_space_id
 from engram_common.messages import Metric, SpaceRecord
+from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import REGISTRY_BUCKET, stream_name, wal_subjects
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,13 @@ class SpaceRegistry:
             return deleting
 
     async def remove(self, space: str) -> None:
-        """Delete the space's WAL stream, then its record: the id is free again."""
+        """Delete the space's WAL stream and erase its snapshot, then its record: the
+        id is free again."""
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self._js.delete_stream(stream_name(space))
+        snapshots = SnapshotStore(self._js, self._replicas)
+        await snapshots.open()
+        await snapshots.erase(space)
         await self.kv.delete(space)
         self._cache.pop(space, None)
 

@@ -53,3 +53,17 @@ class WorkerSettings(CommonSettings):
         description="Messages folded within this many seconds of being written are announced "
         "as events; older history (a replay) is folded quietly.",
     )
+    snapshot_every: int = Field(
+        default=50_000, ge=1, description="Write a space's snapshot after this many commands."
+    )
+    snapshot_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Write a snapshot when anything changed and the last is this many seconds old.",
+    )
+    snapshot_forget_delay: float = Field(
+        default=10.0,
+        ge=0,
+        description="A memory forgotten (or replaced) while in the newest snapshot leaves it "
+        "within this many seconds: a new snapshot is written and the old one erased.",
+    )

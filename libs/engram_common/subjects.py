@@ -19,6 +19,8 @@ EventKind = Literal["stored", "forgotten", "linked", "activated", "rejected", "c
 
 #: Queue group shared by the workers that answer queries.
 QUERY_QUEUE: Final = "engram-workers"
+# operator control (not under spaces.>: an agent's permissions never reach it)
+RELOAD_SUBJECT: Final = "engram.ctl.reload"
 
 
 def stream_name(space: str) -> str:

@@ -7,6 +7,14 @@ the resulting event, and inserts vectors into the index in batches: when the
 batch is full or the consumer has nothing pending. Index inserts run in a
 thread under the host's lock; searches take the same lock, so the usearch
 index is only ever touched by one actor at a time.
+
+Recovery: :meth:`SpaceHost.start` restores the newest snapshot (if it is whole
+and belongs to this incarnation of the space) and tails the WAL from the
+snapshot's position + 1; anything wrong with the snapshot means a full replay,
+said in the log and in :attr:`SpaceHost.recovery`. Snapshots are written every
+``snapshot_every`` commands, ``snapshot_interval`` seconds after a change,
+``snapshot_forget_delay`` seconds after a forget that touched the newest
+snapshot, and on a graceful stop.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from nats.aio.client import Client
@@ -28,7 +37,10 @@ from nats.js.errors import NotFoundError
 from engram_common.embedders import get_embedder
 from engram_common.messages import MemoryForgotten, MemoryStored, SpaceRecord
 from engram_common.settings import WorkerSettings
+from engram_common.snapshots import SnapshotStore, SnapshotUnreadable
 from engram_common.subjects import event_subject, split_subject, stream_name, wal_subjects
+from engram_worker.core.index import VectorIndex
+from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
 from engram_worker.core.state import Event, SpaceState
 
 log = logging.getLogger(__name__)
@@ -44,7 +56,7 @@ class NotCaughtUp(TimeoutError):
 
 
 class SpaceHost:
-    """Hosts one space: WAL consumer, state, event publisher, waiters."""
+    """Hosts one space: WAL consumer, state, event publisher, waiters, snapshots."""
 
     def __init__(
         self,
@@ -52,26 +64,51 @@ class SpaceHost:
         nc: Client,
         js: JetStreamContext,
         settings: WorkerSettings,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.record = record
         self.space = record.id
         self._nc = nc
         self._js = js
         self._settings = settings
-        self.state = SpaceState(
-            record, get_embedder(record.embedder, record.dim), index_dtype=settings.index_dtype
-        )
+        self._snapshots = snapshots
+        self.state = self._fresh_state()
         self._lock = asyncio.Lock()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._sub: JetStreamContext.PushSubscription | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._snap_lock = asyncio.Lock()
         self._folded = 0
+        self._done_seq = 0  # every message up to here is folded, erased and announced
+        self.retired = False  # deleted (or re-created): write no more snapshots
+        # snapshots
+        self.recovery = "not started"
+        self.snapshot_seq = 0  # position of the newest snapshot written or restored
+        self.snapshot_at: float | None = None  # its wall-clock time
+        self._captured_seq = 0  # position of the snapshot being written (>= snapshot_seq)
+        self._last_snapshot = time.monotonic()
+        self._since_snapshot = 0  # commands folded since the last capture
+        self._forget_due: float | None = None  # when a forget first touched a snapshot
+        self._erase_retry: list[int] = []
 
-    async def start(self) -> None:
-        """Subscribe from the position + 1 and fold everything after it."""
+    def _fresh_state(self) -> SpaceState:
+        rec = self.record
+        return SpaceState(
+            rec, get_embedder(rec.embedder, rec.dim), index_dtype=self._settings.index_dtype
+        )
+
+    async def start(self, *, use_snapshot: bool = True) -> None:
+        """Restore the snapshot (unless told not to), then subscribe from its position + 1
+        and fold everything after it."""
         info = await self._js.stream_info(stream_name(self.space))
         last = info.state.last_seq
+        if use_snapshot and self._snapshots is not None:
+            await self._recover(last)
+        else:
+            self.recovery = "replayed the WAL (snapshot not used)"
+        self._done_seq = self._captured_seq = self.state.applied_seq
         start = self.state.applied_seq + 1
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
@@ -86,16 +123,33 @@ class SpaceHost:
             pending_bytes_limit=-1,
         )
         log.info("space %s: hosting from seq %d (stream last seq %d)", self.space, start, last)
+        if self._snapshots is not None:
+            self._snapshot_task = asyncio.create_task(self._snapshot_loop())
 
-    async def stop(self) -> None:
-        if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._flush_task
+    async def stop(self, *, snapshot: bool = False) -> None:
+        """Stop tailing; with ``snapshot``, first write one if anything changed since
+        the last (a graceful shutdown)."""
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+        for task in (self._snapshot_task, self._flush_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if snapshot and self._snapshot_changed() and not self.retired:
+            if self._done_seq < self.state.applied_seq:
+                log.warning(
+                    "space %s: stopped while folding seq %d; no snapshot on the way out",
+                    self.space,
+                    self.state.applied_seq,
+                )
+            else:
+                try:
+                    await self.snapshot()
+                except Exception:
+                    log.exception("space %s: snapshot on shutdown failed", self.space)
         for _, _, fut in self._waiters:
             if not fut.done():
                 fut.cancel()
@@ -112,6 +166,7 @@ class SpaceHost:
             # at-least-once for them.
             age = time.time() - meta.timestamp.timestamp()
             if event is not None:
+                self._since_snapshot += 1
                 await self._erase(event)
                 if age <= self._settings.event_window:
                     await self._publish(event)
@@ -125,9 +180,11 @@ class SpaceHost:
                 # nats-py hands queued messages to this callback without yielding:
                 # give queries and the flush task a turn
                 await asyncio.sleep(0)
-            self._wake(self.state.applied_seq)
         except Exception:  # the fold must never stall the space
             log.exception("space %s: failed on a WAL message", self.space)
+        finally:
+            self._done_seq = self.state.applied_seq
+            self._wake(self._done_seq)
 
     async def _publish(self, event: Event) -> None:
         if isinstance(event, MemoryStored):
@@ -151,12 +208,20 @@ class SpaceHost:
             return
         if seq is None:
             return
+        if seq <= self._captured_seq and self._forget_due is None:
+            self._forget_due = time.monotonic()  # the newest snapshot holds it
+        if not await self._erase_seq(seq):
+            self._erase_retry.append(seq)
+
+    async def _erase_seq(self, seq: int) -> bool:
         try:
             await self._js.delete_msg(stream_name(self.space), seq)
         except NotFoundError:
             pass  # erased before (replay, or another replica)
         except Exception as exc:
-            log.error("space %s: could not erase seq %d: %r", self.space, seq, exc)
+            log.error("space %s: could not erase seq %d (will retry): %r", self.space, seq, exc)
+            return False
+        return True
 
     def _kick_flush(self) -> None:
         """Insert buffered vectors in the background while the fold goes on."""
@@ -186,8 +251,9 @@ class SpaceHost:
                 fut.set_result(None)
 
     async def wait_applied(self, seq: int, timeout: float) -> None:
-        """Return once ``seq`` is applied; raise :class:`NotCaughtUp` after ``timeout``."""
-        if self.state.applied_seq >= seq:
+        """Return once ``seq`` is applied (and what it erases, erased); raise
+        :class:`NotCaughtUp` after ``timeout``."""
+        if self._done_seq >= seq:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
@@ -208,3 +274,174 @@ class SpaceHost:
                 await asyncio.to_thread(self.state.run_flush, batch)
             # messages folded while the thread ran are inserted inline by fn's flush
             return fn(self.state)
+
+    # -- snapshots -----------------------------------------------------------
+
+    async def _recover(self, stream_last: int) -> None:
+        """Restore the newest snapshot if it is usable; otherwise leave the state
+        empty (the WAL is replayed from seq 1) and say why."""
+        assert self._snapshots is not None
+        started = time.perf_counter()
+        try:
+            loaded = await self._snapshots.load(self.space)
+        except SnapshotUnreadable as exc:
+            self._replay_instead(f"snapshot unreadable ({exc})")
+            return
+        except Exception as exc:
+            self._replay_instead(f"snapshot store failed ({exc!r})")
+            return
+        if loaded is None:
+            self.recovery = "no snapshot: replayed the WAL"
+            log.info("space %s: no snapshot; replaying the WAL from seq 1", self.space)
+            return
+        _, data = loaded
+        try:
+            snap = await asyncio.to_thread(decode, data)
+            problem = self._unusable(snap.header, stream_last)
+            if problem:
+                raise SnapshotInvalid(problem)
+            index = await asyncio.to_thread(
+                VectorIndex.from_bytes, snap.index, self.record.dim, self.record.metric
+            )
+            state = self._fresh_state()
+            state.restore(
+                snap.records,
+                index,
+                applied_seq=snap.header.applied_seq,
+                next_key=snap.header.next_key,
+                rejected=snap.header.rejected,
+            )
+        except (SnapshotInvalid, ValueError) as exc:
+            self._replay_instead(f"snapshot not usable ({exc})")
+            return
+        finally:
+            del data
+        header = snap.header
+        self.state = state
+        self.snapshot_seq = header.applied_seq
+        self.snapshot_at = header.written_at.timestamp()
+        self._erase_retry = list(header.erase_pending)
+        took = time.perf_counter() - started
+        self.recovery = f"restored from snapshot at seq {header.applied_seq} in {took:.2f}s"
+        log.info(
+            "space %s: restored %d memories at seq %d from its snapshot in %.2fs; "
+            "tailing %d newer messages",
+            self.space,
+            len(state),
+            header.applied_seq,
+            took,
+            max(0, stream_last - header.applied_seq),
+        )
+
+    def _replay_instead(self, why: str) -> None:
+        self.state = self._fresh_state()
+        self.recovery = f"{why}: replayed the WAL"
+        log.warning("space %s: %s; replaying the WAL from seq 1", self.space, why)
+
+    def _unusable(self, header: SnapshotHeader, stream_last: int) -> str | None:
+        rec = self.record
+        if header.space != rec.id or header.space_created_at != rec.created_at:
+            return "it belongs to an earlier space with this id"
+        if (header.dim, header.metric, header.embedder) != (rec.dim, rec.metric, rec.embedder):
+            return "its dim, metric or embedder differ from the space's"
+        if header.index_dtype != self._settings.index_dtype:
+            return (
+                f"its index holds {header.index_dtype}; this worker is set to "
+                f"{self._settings.index_dtype}"
+            )
+        if header.applied_seq > stream_last:
+            return f"it is at seq {header.applied_seq}, beyond the stream's last ({stream_last})"
+        return None
+
+    def _snapshot_changed(self) -> bool:
+        return self.state.applied_seq > self._captured_seq or bool(self._erase_retry)
+
+    def snapshot_due(self, now: float | None = None) -> bool:
+        if not self._snapshot_changed():
+            return False
+        now = time.monotonic() if now is None else now
+        s = self._settings
+        return (
+            self._since_snapshot >= s.snapshot_every
+            or now - self._last_snapshot >= s.snapshot_interval
+            or (self._forget_due is not None and now - self._forget_due >= s.snapshot_forget_delay)
+        )
+
+    async def _snapshot_loop(self) -> None:
+        tick = min(1.0, self._settings.snapshot_interval, self._settings.snapshot_forget_delay)
+        while True:
+            await asyncio.sleep(max(tick, 0.05))
+            if self.retired or not self.snapshot_due():
+                continue
+            try:
+                await self.snapshot()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("space %s: snapshot failed; retrying later", self.space)
+                self._last_snapshot = time.monotonic()  # back off one interval
+
+    async def snapshot(self, origin: str | None = None) -> SnapshotHeader:
+        """Write a snapshot of the applied state now and erase the previous one."""
+        if self._snapshots is None:
+            raise RuntimeError("this host has no snapshot store")
+        async with self._snap_lock:
+            for seq in list(self._erase_retry):
+                if await self._erase_seq(seq):
+                    self._erase_retry.remove(seq)
+            forget_mark = self._forget_due
+            async with self._lock:
+                batch = self.state.take_flush()
+                if batch is not None:
+                    await asyncio.to_thread(self.state.run_flush, batch)
+                # from here to the capture nothing awaits: records and index agree
+                self.state.flush()
+                records = self.state.capture()
+                seq, since = self.state.applied_seq, self._since_snapshot
+                header = SnapshotHeader(
+                    space=self.space,
+                    space_created_at=self.record.created_at,
+                    applied_seq=seq,
+                    next_key=self.state.next_key,
+                    rejected=self.state.rejected,
+                    memories=len(self.state),
+                    dim=self.record.dim,
+                    metric=self.record.metric,
+                    index_dtype=self._settings.index_dtype,
+                    embedder=self.record.embedder,
+                    written_at=datetime.now(UTC),
+                    origin=origin or f"worker {self._settings.worker_id}",
+                    erase_pending=list(self._erase_retry),
+                )
+                self._captured_seq, self._forget_due, self._since_snapshot = seq, None, 0
+                index = self.state.index
+                await asyncio.to_thread(index.scrub)  # no forgotten vector in the bytes
+                index_bytes = await asyncio.to_thread(index.to_bytes)
+            try:
+                # a message being folded at capture may still be erasing what it replaced
+                await self.wait_applied(seq, self._settings.apply_wait_timeout)
+                parts = await asyncio.to_thread(encode, header, records, index_bytes)
+                del index_bytes, records
+                await self._snapshots.save(
+                    self.space,
+                    parts,
+                    headers={
+                        "Engram-Space": self.space,
+                        "Engram-Applied-Seq": str(seq),
+                        "Engram-Memories": str(header.memories),
+                    },
+                    description=f"Engram snapshot of space {self.space} at seq {seq}",
+                )
+            except BaseException:
+                self._captured_seq = self.snapshot_seq  # not written: due again
+                self._since_snapshot += since
+                if forget_mark is not None:
+                    self._forget_due = min(forget_mark, self._forget_due or forget_mark)
+                raise
+            if self.retired:  # deleted while we wrote: leave nothing behind
+                await self._snapshots.erase(self.space)
+                return header
+            self.snapshot_seq, self.snapshot_at = seq, header.written_at.timestamp()
+            self._last_snapshot = time.monotonic()
+            log.info("space %s: snapshot at seq %d (%d memories)", self.space, seq, header.memories)
+            return header

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TypeVar, cast, get_args
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast, get_args
 
 import numpy as np
 from nats.aio.client import Client
@@ -20,6 +22,8 @@ from engram_common.messages import (
     ListResponse,
     RecallRequest,
     RecallResponse,
+    ReloadReply,
+    ReloadRequest,
     SpaceRecord,
     StatsRequest,
     StatsResponse,
@@ -27,7 +31,8 @@ from engram_common.messages import (
 )
 from engram_common.natsio import SpaceRegistry, connect
 from engram_common.settings import WorkerSettings
-from engram_common.subjects import QUERY_QUEUE, QueryName
+from engram_common.snapshots import SnapshotStore
+from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, QueryName
 from engram_worker.core.state import SpaceState
 from engram_worker.host import NotCaughtUp, SpaceHost
 
@@ -60,6 +65,8 @@ class Worker:
         self._registry: SpaceRegistry | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
+        self._snapshots: SnapshotStore | None = None
+        self.failed: dict[str, str] = {}  # spaces that could not be loaded, and why
 
     # -- wiring ------------------------------------------------------------
 
@@ -93,6 +100,11 @@ class Worker:
         return self._registry
 
     @property
+    def snapshots(self) -> SnapshotStore:
+        assert self._snapshots is not None, "Worker.start() first"
+        return self._snapshots
+
+    @property
     def nc(self) -> Client:
         assert self._nc is not None, "Worker.start() first"
         return self._nc
@@ -102,23 +114,35 @@ class Worker:
         js = self.nc.jetstream()
         self._registry = SpaceRegistry(js, replicas=self.settings.stream_replicas)
         await self.registry.open()
+        self._snapshots = SnapshotStore(js, replicas=self.settings.stream_replicas)
+        await self.snapshots.open()
         self.registry.on_change(self._on_registry_change)
         await self.registry.start_watch()
         await asyncio.wait_for(self.registry.loaded.wait(), 30)
+        # one space's broken snapshot or stream never keeps the others from loading
         await asyncio.gather(
-            *(self.ensure_host(rec.id) for rec in self.registry.cached_all()),
-            return_exceptions=True,
+            *(self._host_quietly(rec.id) for rec in self.registry.cached_all()),
         )
         # plain nats-py: a FastStream subscriber added ~0.6 ms to every query here
         await self.nc.subscribe("spaces.*.q.*", queue=QUERY_QUEUE, cb=self._on_query)
-        log.info("worker %s: hosting %d spaces", self.settings.worker_id, len(self.hosts))
+        await self.nc.subscribe(RELOAD_SUBJECT, cb=self._on_reload)
+        self._spawn(self._sweep_loop())
+        log.info(
+            "worker %s: hosting %d spaces%s",
+            self.settings.worker_id,
+            len(self.hosts),
+            f"; failed to load: {', '.join(sorted(self.failed))}" if self.failed else "",
+        )
 
     async def stop(self) -> None:
+        """Graceful stop: every hosted space writes a snapshot if it changed."""
         if self._registry is not None:
             await self._registry.close()
-        for host in list(self.hosts.values()):
-            await host.stop()
+        for task in list(self._background):
+            task.cancel()
+        hosts = list(self.hosts.values())
         self.hosts.clear()
+        await asyncio.gather(*(h.stop(snapshot=True) for h in hosts), return_exceptions=True)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -130,19 +154,71 @@ class Worker:
         ):
             # deleted, being deleted, or deleted and created again: drop the old state
             del self.hosts[space]
+            host.retired = True
             await host.stop()
             host = None
+        if rec is None or rec.status == "deleting":
+            self.failed.pop(space, None)
+            try:
+                await self.snapshots.erase(space)
+            except Exception:
+                log.exception("space %s: could not erase its snapshot", space)
         wanted = rec is not None and rec.status == "active"
         if wanted and host is None and space not in self._loading:
-            task = asyncio.create_task(self._host_quietly(space))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._host_quietly(space))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _host_quietly(self, space: str) -> None:
-        try:
+        with contextlib.suppress(QueryFailed):  # logged and kept in self.failed
             await self.ensure_host(space)
-        except Exception:
-            log.exception("space %s: failed to load", space)
+
+    async def _sweep_loop(self) -> None:
+        """Erase snapshot chunks a crashed writer left behind, now and then."""
+        while True:
+            try:
+                await self.snapshots.sweep(min_age=600)
+            except Exception:
+                log.exception("snapshot sweep failed")
+            await asyncio.sleep(600)
+
+    async def _on_reload(self, msg: Msg) -> None:
+        """``engram.ctl.reload``: load a hosted space again from its (new) snapshot."""
+        try:
+            req = ReloadRequest.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        old = self.hosts.get(req.space)
+        if old is None:
+            return  # not hosted here; whoever loads it next reads the new snapshot
+        try:
+            host = await self._start_host(old.record)
+            # serve the new state once it has caught up with the old (bounded)
+            with contextlib.suppress(NotCaughtUp):
+                await host.wait_applied(old.state.applied_seq, self.settings.apply_wait_timeout)
+        except Exception as exc:
+            log.exception("space %s: reload failed; keeping the current state", req.space)
+            reply = error_reply(500, "Reload failed", repr(exc))
+        else:
+            if self.hosts.get(req.space) is old:
+                self.hosts[req.space] = host
+                old.retired = True  # the new state's snapshots win
+                await old.stop()
+            else:  # deleted or replaced meanwhile
+                await host.stop()
+            reply = ReloadReply(
+                worker=self.settings.worker_id,
+                space=req.space,
+                recovery=host.recovery,
+                applied_seq=host.state.applied_seq,
+                memories=len(host.state),
+            ).model_dump(mode="json")
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps(reply).encode())
 
     async def ensure_host(self, space: str) -> SpaceHost:
         """The host of ``space``, loading it first if needed (concurrent callers share
@@ -161,9 +237,26 @@ class Worker:
         rec = self.registry.cached(space) or await self.registry.get(space)
         if rec is None or rec.status != "active":
             raise QueryFailed(404, "Space not found", f"memory space {space!r} does not exist")
-        host = SpaceHost(rec, self.nc, self.nc.jetstream(), self.settings)
-        await host.start()
+        try:
+            host = await self._start_host(rec)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.failed[space] = reason
+            log.error("space %s: failed to load: %s", space, reason)
+            raise QueryFailed(
+                503, "Space unavailable", f"memory space {space!r} failed to load: {reason}"
+            ) from exc
+        self.failed.pop(space, None)
         self.hosts[space] = host
+        return host
+
+    async def _start_host(self, rec: SpaceRecord) -> SpaceHost:
+        host = SpaceHost(rec, self.nc, self.nc.jetstream(), self.settings, self.snapshots)
+        try:
+            await host.start()
+        except BaseException:
+            await host.stop()
+            raise
         return host
 
     # -- queries -----------------------------------------------------------
@@ -265,6 +358,14 @@ class Worker:
                 memories=len(state),
                 applied_seq=state.applied_seq,
                 rejected=state.rejected,
+                snapshot_seq=host.snapshot_seq,
+                snapshot_at=(
+                    None
+                    if host.snapshot_at is None
+                    else datetime.fromtimestamp(host.snapshot_at, UTC)
+                ),
+                recovery=host.recovery,
+                worker=self.settings.worker_id,
             )
         )
 

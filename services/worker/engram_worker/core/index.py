@@ -7,6 +7,10 @@ from usearch.index import Index
 
 from engram_common.messages import Metric
 
+# Keys at or above this are scratch keys used by :meth:`VectorIndex.scrub`; the
+# fold hands out keys from 1 upwards and never gets near it.
+_SCRUB_KEYS = 1 << 63
+
 
 class VectorIndex:
     """HNSW index of one space. Not thread-safe: callers serialise mutations and
@@ -15,7 +19,28 @@ class VectorIndex:
     def __init__(self, dim: int, metric: Metric = "cos", dtype: str = "f32") -> None:
         self.dim = dim
         self.metric = metric
+        self.dtype = dtype
         self._index = Index(ndim=dim, metric=metric, dtype=dtype)
+        self._dirty = False  # a removed vector may still sit in a free slot
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes | bytearray | memoryview, dim: int, metric: Metric
+    ) -> VectorIndex:
+        """Restore an index saved by :meth:`to_bytes`; raises ``ValueError`` when the
+        bytes are not an index of this shape."""
+        index = Index.restore(data)
+        if index is None:
+            raise ValueError("not a usearch index")
+        if index.ndim != dim:
+            raise ValueError(f"index has dim {index.ndim}; the space has dim {dim}")
+        restored = cls.__new__(cls)
+        restored.dim = dim
+        restored.metric = metric
+        restored.dtype = str(index.dtype).rsplit(".", 1)[-1].lower()
+        restored._index = index
+        restored._dirty = index.stats.nodes > len(index)
+        return restored
 
     def __len__(self) -> int:
         return len(self._index)
@@ -27,6 +52,33 @@ class VectorIndex:
     def remove(self, keys: list[int]) -> None:
         for key in keys:
             self._index.remove(int(key))
+        if keys:
+            self._dirty = True
+
+    def scrub(self) -> int:
+        """Overwrite the vectors of removed entries; returns how many slots were scrubbed.
+
+        usearch's ``remove`` only unmaps a key: the vector stays in its slot (and in
+        ``save()``'s bytes) until an insert reuses the slot. Inserting random scratch
+        vectors into every free slot and removing them again leaves no forgotten
+        vector in memory or in a snapshot.
+        """
+        if not self._dirty:
+            return 0
+        free = int(self._index.stats.nodes) - len(self._index)
+        if free > 0:
+            keys = np.arange(_SCRUB_KEYS, _SCRUB_KEYS + free, dtype=np.uint64)
+            noise = np.random.default_rng().standard_normal((free, self.dim)).astype(np.float32)
+            self._index.add(keys, noise, threads=0)
+            self._index.remove(keys)
+        self._dirty = False
+        return free
+
+    def to_bytes(self) -> bytearray:
+        """The serialised index (scrub first so removed vectors are not in it)."""
+        data = self._index.save()
+        assert data is not None  # save() without a path returns the bytes
+        return bytearray(data) if isinstance(data, bytes) else data
 
     def search(self, vector: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``count`` nearest keys and their similarities (higher is closer)."""

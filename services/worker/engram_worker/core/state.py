@@ -19,6 +19,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -37,6 +38,7 @@ from engram_common.messages import (
     vector_problem,
 )
 from engram_worker.core.index import VectorIndex
+from engram_worker.core.snapshot import SnapshotInvalid, columns
 
 Event = MemoryStored | MemoryForgotten | MessageRejected
 
@@ -110,6 +112,10 @@ class FlushBatch:
     keys: np.ndarray
     vectors: np.ndarray
     stale: list[int] = field(default_factory=list)
+
+
+def max_key(records: dict[str, StoredMemory]) -> int:
+    return max((r.key for r in records.values()), default=0)
 
 
 class SpaceState:
@@ -264,6 +270,93 @@ class SpaceState:
         batch = self.take_flush()
         if batch is not None:
             self.run_flush(batch)
+
+    # -- snapshots ---------------------------------------------------------
+
+    _COLUMNS = (
+        "id",
+        "key",
+        "seq",
+        "command_id",
+        "content",
+        "confidence",
+        "tags",
+        "metadata",
+        "occurred_at",
+        "created_at",
+    )
+
+    def capture(self) -> dict[str, list[Any]]:
+        """The live records as columns, in stream order (call with nothing pending:
+        the snapshot's index must hold exactly these keys)."""
+        assert not self._pending and not self._inflight and not self._stale, "flush first"
+        recs = [self._by_id[self._by_seq[s]] for s in self._seqs]
+        return {
+            "id": [r.id for r in recs],
+            "key": [r.key for r in recs],
+            "seq": [r.seq for r in recs],
+            "command_id": [r.command_id for r in recs],
+            "content": [r.content for r in recs],
+            "confidence": [r.confidence for r in recs],
+            "tags": [r.tags for r in recs],
+            "metadata": [r.metadata for r in recs],
+            "occurred_at": [r.occurred_at.isoformat() for r in recs],
+            "created_at": [r.created_at.isoformat() for r in recs],
+        }
+
+    def restore(
+        self,
+        records: dict[str, list[Any]],
+        index: VectorIndex,
+        *,
+        applied_seq: int,
+        next_key: int,
+        rejected: int,
+    ) -> None:
+        """Take over a snapshot's records and index (the state must be empty)."""
+        assert self.applied_seq == 0 and not self._by_id, "restore into a fresh state"
+        cols = columns(records, self._COLUMNS)
+        by_id: dict[str, StoredMemory] = {}
+        try:
+            for mid, key, seq, cid, content, conf, tags, meta, occ, created in zip(
+                *cols, strict=True
+            ):
+                rec = StoredMemory(
+                    id=str(mid),
+                    key=int(key),
+                    seq=int(seq),
+                    command_id=str(cid),
+                    content=str(content),
+                    confidence=float(conf),
+                    tags=list(tags),
+                    metadata=dict(meta),
+                    occurred_at=datetime.fromisoformat(str(occ)),
+                    created_at=datetime.fromisoformat(str(created)),
+                )
+                by_id[rec.id] = rec
+        except (TypeError, ValueError) as exc:
+            raise SnapshotInvalid(f"unreadable record: {exc}") from None
+        if len(by_id) != len(cols[0]) or len(index) != len(by_id):
+            raise SnapshotInvalid(
+                f"{len(cols[0])} records ({len(by_id)} distinct) but {len(index)} vectors"
+            )
+        seqs = [r.seq for r in by_id.values()]
+        if seqs != sorted(seqs) or (
+            seqs and (seqs[-1] > applied_seq or max_key(by_id) >= next_key)
+        ):
+            raise SnapshotInvalid("records are out of order or beyond the snapshot's position")
+        self._by_id = by_id
+        self._by_key = {r.key: r for r in by_id.values()}
+        self._by_seq = {r.seq: r.id for r in by_id.values()}
+        self._seqs = seqs
+        self.index = index
+        self.applied_seq = applied_seq
+        self._next_key = next_key
+        self.rejected = rejected
+
+    @property
+    def next_key(self) -> int:
+        return self._next_key
 
     # -- queries -----------------------------------------------------------
 
