@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from engram_common.ids import new_id
@@ -38,10 +38,25 @@ STREAM = f"OBJ_{BUCKET}"
 CHUNK_SIZE = 512 * 1024  # under the server's default 1 MiB max_payload
 _WINDOW = 16  # chunks in flight while writing
 _ERASE_WINDOW = 64
+_NO_MESSAGE_FOUND = 10057  # JSNoMessageFoundErr
 
 
 class SnapshotUnreadable(Exception):
     """The object exists but cannot be read back whole (digest mismatch, lost chunks)."""
+
+
+async def delete_msg(js: JetStreamContext, stream: str, seq: int) -> bool:
+    """Erase one message (JetStream overwrites its bytes); ``False`` when it was
+    already gone (erased by someone else, or never there)."""
+    try:
+        await js.delete_msg(stream, seq)
+    except NotFoundError:
+        return False
+    except APIError as exc:
+        if exc.err_code == _NO_MESSAGE_FOUND:
+            return False
+        raise
+    return True
 
 
 def _chunk_subject(nuid: str) -> str:
@@ -188,7 +203,10 @@ class SnapshotStore:
         sub = await self._js.subscribe(subject, ordered_consumer=True, headers_only=True)
         try:
             while len(seqs) < count:
-                msg = await sub.next_msg(timeout=10)
+                try:
+                    msg = await sub.next_msg(timeout=2)
+                except TimeoutError:
+                    break  # someone else erased the rest meanwhile
                 seqs.append(msg.metadata.sequence.stream)
                 if msg.metadata.num_pending == 0:
                     break
@@ -202,8 +220,7 @@ class SnapshotStore:
         seqs = await self._chunk_seqs(_chunk_subject(nuid))
 
         async def erase(seq: int) -> None:
-            with contextlib.suppress(NotFoundError):
-                await self._js.delete_msg(STREAM, seq)
+            await delete_msg(self._js, STREAM, seq)
 
         for i in range(0, len(seqs), _ERASE_WINDOW):
             await asyncio.gather(*(erase(s) for s in seqs[i : i + _ERASE_WINDOW]))

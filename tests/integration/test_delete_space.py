@@ -7,13 +7,14 @@ import uuid
 
 import httpx
 
+from engram_worker.worker import Worker
 from tests.conftest import NatsServer
 from tests.integration.test_forget import gone_from_disk, on_disk
 from tests.integration.test_memories import unit
 
 
 async def test_delete_space_erases_it_and_frees_the_id(
-    client: httpx.AsyncClient, nats_server: NatsServer, new_space: object
+    client: httpx.AsyncClient, nats_server: NatsServer, worker: Worker, new_space: object
 ) -> None:
     doomed, bystander = new_space("doomed"), new_space("bystander")  # type: ignore[operator]
     marker = f"marker-{uuid.uuid4().hex}"
@@ -29,6 +30,10 @@ async def test_delete_space_erases_it_and_frees_the_id(
             },
         )
         assert r.status_code == 202
+    for space in (doomed, bystander):
+        assert (await client.get(f"/api/v1/spaces/{space}")).json()["memories"] == 20
+        await worker.hosts[space].snapshot()  # the content is in a snapshot too
+    assert await worker.snapshots.info(doomed) is not None
     await asyncio.sleep(0.2)
     assert on_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
 
@@ -38,6 +43,8 @@ async def test_delete_space_erases_it_and_frees_the_id(
     assert doomed not in [s["id"] for s in (await client.get("/api/v1/spaces")).json()["spaces"]]
     assert (await client.get(f"/api/v1/spaces/{doomed}/memories/m1")).status_code == 404
     await gone_from_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
+    assert await worker.snapshots.info(doomed) is None
+    assert await worker.snapshots.info(bystander) is not None
     assert (await client.delete(f"/api/v1/spaces/{doomed}")).status_code == 404
 
     # the bystander is unharmed

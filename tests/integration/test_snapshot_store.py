@@ -85,7 +85,7 @@ async def test_concurrent_writers_leave_exactly_one_snapshot(nc: Nats, space_id:
     )
     loaded = await store.load(space_id)
     assert loaded is not None
-    current, data = loaded
+    current, _ = loaded
     assert current.nuid in {i.nuid for i in infos}
     mine = {_chunk_subject(i.nuid) for i in infos}
     assert set(await _chunk_subjects(nc)) & mine == {_chunk_subject(current.nuid)}

@@ -32,16 +32,15 @@ from typing import TypeVar
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
 
 from engram_common.embedders import get_embedder
 from engram_common.messages import MemoryForgotten, MemoryStored, SpaceRecord
 from engram_common.settings import WorkerSettings
-from engram_common.snapshots import SnapshotStore, SnapshotUnreadable
+from engram_common.snapshots import SnapshotStore, SnapshotUnreadable, delete_msg
 from engram_common.subjects import event_subject, split_subject, stream_name, wal_subjects
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
-from engram_worker.core.state import Event, SpaceState
+from engram_worker.core.state import Event, FlushBatch, SpaceState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -215,9 +214,8 @@ class SpaceHost:
 
     async def _erase_seq(self, seq: int) -> bool:
         try:
-            await self._js.delete_msg(stream_name(self.space), seq)
-        except NotFoundError:
-            pass  # erased before (replay, or another replica)
+            # already gone is fine: erased before (a replay, or another replica)
+            await delete_msg(self._js, stream_name(self.space), seq)
         except Exception as exc:
             log.error("space %s: could not erase seq %d (will retry): %r", self.space, seq, exc)
             return False
@@ -242,7 +240,17 @@ class SpaceHost:
             async with self._lock:
                 batch = self.state.take_flush(self._settings.index_batch)
                 if batch is not None:
-                    await asyncio.to_thread(self.state.run_flush, batch)
+                    await self._run_flush(batch)
+
+    async def _run_flush(self, batch: FlushBatch) -> None:
+        """Insert a batch in a thread (call with the lock held). Cancel-safe: the
+        caller keeps the lock until the thread is done with the index."""
+        insert = asyncio.ensure_future(asyncio.to_thread(self.state.run_flush, batch))
+        try:
+            await asyncio.shield(insert)
+        except asyncio.CancelledError:
+            await insert
+            raise
 
     def _wake(self, applied: int) -> None:
         while self._waiters and self._waiters[0][0] <= applied:
@@ -271,7 +279,7 @@ class SpaceHost:
         async with self._lock:
             batch = self.state.take_flush()
             if batch is not None:
-                await asyncio.to_thread(self.state.run_flush, batch)
+                await self._run_flush(batch)
             # messages folded while the thread ran are inserted inline by fn's flush
             return fn(self.state)
 
@@ -393,7 +401,7 @@ class SpaceHost:
             async with self._lock:
                 batch = self.state.take_flush()
                 if batch is not None:
-                    await asyncio.to_thread(self.state.run_flush, batch)
+                    await self._run_flush(batch)
                 # from here to the capture nothing awaits: records and index agree
                 self.state.flush()
                 records = self.state.capture()

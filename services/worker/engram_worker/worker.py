@@ -126,6 +126,7 @@ class Worker:
         # plain nats-py: a FastStream subscriber added ~0.6 ms to every query here
         await self.nc.subscribe("spaces.*.q.*", queue=QUERY_QUEUE, cb=self._on_query)
         await self.nc.subscribe(RELOAD_SUBJECT, cb=self._on_reload)
+        await self.nc.flush()  # ready means the server routes queries here
         self._spawn(self._sweep_loop())
         log.info(
             "worker %s: hosting %d spaces%s",
