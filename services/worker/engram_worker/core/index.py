@@ -29,7 +29,10 @@ class VectorIndex:
     ) -> VectorIndex:
         """Restore an index saved by :meth:`to_bytes`; raises ``ValueError`` when the
         bytes are not an index of this shape."""
-        index = Index.restore(data)
+        try:
+            index = Index.restore(data)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"not a usearch index: {exc}") from None
         if index is None:
             raise ValueError("not a usearch index")
         if index.ndim != dim:
@@ -92,6 +95,13 @@ class VectorIndex:
             return (1.0 / (1.0 + distances)).astype(np.float32)
         # usearch's cos and ip distances are 1 - cosine / 1 - dot product
         return (1.0 - distances).astype(np.float32)
+
+    def contains_all(self, keys: list[int]) -> bool:
+        """Whether every key has a vector here."""
+        if not keys:
+            return True
+        found = self._index.contains(np.asarray(keys, dtype=np.uint64))
+        return bool(np.all(found))
 
     def get(self, key: int) -> np.ndarray | None:
         vec = self._index.get(int(key))

@@ -6,12 +6,14 @@ stream sequence). Layout::
 
     b"ENGRAM-SNAPSHOT\\n"            16 bytes, magic
     header length                    8 bytes, little-endian
+    header SHA-256                   32 bytes
     header                           JSON, see :class:`SnapshotHeader`
     sections                         back to back, in the header's order
 
-Every section carries its length and SHA-256 in the header, so a truncated or
-damaged snapshot is refused before any of it is used (a damaged usearch buffer
-must never reach ``Index.restore``). Only live memories are written, and the
+The header has its own SHA-256 and every section carries its length and SHA-256
+in the header, so a single flipped bit anywhere, or a truncated snapshot, is
+refused before any of it is used (a damaged usearch buffer must never reach
+``Index.restore``). Only live memories are written, and the
 index is scrubbed first: a forgotten memory is in no snapshot written after it
 was forgotten.
 """
@@ -28,8 +30,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 MAGIC = b"ENGRAM-SNAPSHOT\n"
-FORMAT = 1
+FORMAT = 2
 _LEN = 8
+_SHA = 32
 
 
 class SnapshotInvalid(ValueError):
@@ -90,7 +93,14 @@ def encode(
         Section(name="index", length=len(index), sha256=hashlib.sha256(index).hexdigest()),
     ]
     head = header.model_dump_json().encode()
-    return [MAGIC, len(head).to_bytes(_LEN, "little"), head, body, index]
+    return [
+        MAGIC,
+        len(head).to_bytes(_LEN, "little"),
+        hashlib.sha256(head).digest(),
+        head,
+        body,
+        index,
+    ]
 
 
 def read_header(data: bytes | bytearray | memoryview) -> tuple[SnapshotHeader, int]:
@@ -98,14 +108,17 @@ def read_header(data: bytes | bytearray | memoryview) -> tuple[SnapshotHeader, i
     view = memoryview(data)
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise SnapshotInvalid("not an Engram snapshot (bad magic)")
-    start = len(MAGIC) + _LEN
+    start = len(MAGIC) + _LEN + _SHA
     if len(view) < start:
         raise SnapshotInvalid("truncated before the header")
-    size = int.from_bytes(view[len(MAGIC) : start], "little")
+    size = int.from_bytes(view[len(MAGIC) : len(MAGIC) + _LEN], "little")
     if size > len(view) - start:
         raise SnapshotInvalid("truncated header")
+    head = bytes(view[start : start + size])
+    if hashlib.sha256(head).digest() != bytes(view[len(MAGIC) + _LEN : start]):
+        raise SnapshotInvalid("the header fails its checksum")
     try:
-        header = SnapshotHeader.model_validate_json(bytes(view[start : start + size]))
+        header = SnapshotHeader.model_validate_json(head)
     except ValidationError as exc:
         raise SnapshotInvalid(f"unreadable header: {exc.errors()[0]['msg']}") from None
     if header.format != FORMAT:

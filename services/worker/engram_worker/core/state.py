@@ -341,12 +341,17 @@ class SpaceState:
                 f"{len(cols[0])} records ({len(by_id)} distinct) but {len(index)} vectors"
             )
         seqs = [r.seq for r in by_id.values()]
-        if seqs != sorted(seqs) or (
+        if any(a >= b for a, b in zip(seqs, seqs[1:], strict=False)) or (
             seqs and (seqs[-1] > applied_seq or max_key(by_id) >= next_key)
         ):
             raise SnapshotInvalid("records are out of order or beyond the snapshot's position")
+        by_key = {r.key: r for r in by_id.values()}
+        if len(by_key) != len(by_id):
+            raise SnapshotInvalid("two records share an index key")
+        if not index.contains_all(list(by_key)):
+            raise SnapshotInvalid("a record's vector is missing from the index")
         self._by_id = by_id
-        self._by_key = {r.key: r for r in by_id.values()}
+        self._by_key = by_key
         self._by_seq = {r.seq: r.id for r in by_id.values()}
         self._seqs = seqs
         self.index = index
