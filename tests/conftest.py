@@ -94,6 +94,24 @@ async def worker(nats_server: NatsServer) -> AsyncIterator[Worker]:
     await w.stop()
 
 
+@pytest.fixture
+async def workers(nats_server: NatsServer) -> AsyncIterator[Any]:
+    """Start workers (stopped gracefully at the end unless the test stopped them)."""
+    started: list[Worker] = []
+
+    async def start(**settings: Any) -> Worker:
+        settings.setdefault("snapshot_interval", 3600)
+        w = Worker(worker_settings(nats_server.url, **settings))
+        await w.start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        if w.hosts:
+            await w.stop()
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
     """A real uvicorn serving ``create_app(settings)`` on a free loopback port, in this

@@ -45,6 +45,12 @@ def cmd_dev(_: argparse.Namespace) -> int:
     return run_dev_stack(settings)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from engram_common.replay_cli import run_replay
+
+    return run_replay(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram", description="Engram: cognitive memory spaces for AI agents on NATS."
@@ -57,6 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "dev", help="run nats-server (JetStream, data in ENGRAM_DATA_DIR), a gateway and a worker"
     ).set_defaults(func=cmd_dev)
+    replay = sub.add_parser(
+        "replay",
+        help="rebuild a space from its WAL alone, write a fresh snapshot, reload the workers",
+        description="Fold the space's stream from --from-seq (default: the start) into a new "
+        "state, index it, write it as the space's snapshot and ask the workers hosting the "
+        "space to serve it. The snapshot in the store is ignored. With --from-seq N the "
+        "rebuilt state holds only what the WAL says from seq N on.",
+    )
+    replay.add_argument("space", help="the space id")
+    replay.add_argument("--from-seq", type=int, default=1, metavar="N", help="first seq to fold")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="fold and index, report, write nothing"
+    )
+    replay.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay.add_argument("--nats-url", help="NATS URL (default: ENGRAM_NATS_URL)")
+    replay.add_argument(
+        "--reload-wait", type=float, default=30.0, metavar="S", help="seconds to wait for workers"
+    )
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

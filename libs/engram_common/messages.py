@@ -266,9 +266,10 @@ class ReloadRequest(Model):
 class ReloadReply(Model):
     worker: str
     space: str
-    recovery: str
-    applied_seq: int
-    memories: int
+    hosted: bool = Field(description="False: this worker does not host the space.")
+    recovery: str = ""
+    applied_seq: int = 0
+    memories: int = 0
 
 
 class QueryError(Model):

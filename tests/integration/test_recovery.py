@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -70,24 +69,6 @@ async def top_ids(nc: Nats, space: str, seed: int, min_seq: int, k: int = 3) -> 
     )
     assert "results" in reply, reply
     return [r["memory"]["id"] for r in reply["results"]]
-
-
-@pytest.fixture
-async def workers(nats_server: NatsServer) -> AsyncIterator[Any]:
-    """Start workers (stopped gracefully at the end unless the test stopped them)."""
-    started: list[Worker] = []
-
-    async def start(**settings: Any) -> Worker:
-        settings.setdefault("snapshot_interval", 3600)
-        w = Worker(worker_settings(nats_server.url, **settings))
-        await w.start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        if w.hosts:
-            await w.stop()
 
 
 async def test_restart_restores_the_snapshot_then_tails_newer_messages(

@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -44,6 +44,54 @@ from engram_worker.core.state import Event, FlushBatch, SpaceState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def snapshot_header(
+    state: SpaceState,
+    record: SpaceRecord,
+    index_dtype: str,
+    origin: str,
+    erase_pending: list[int] | None = None,
+) -> SnapshotHeader:
+    """The header of a snapshot of ``state`` as it is now."""
+    return SnapshotHeader(
+        space=record.id,
+        space_created_at=record.created_at,
+        applied_seq=state.applied_seq,
+        next_key=state.next_key,
+        rejected=state.rejected,
+        memories=len(state),
+        dim=record.dim,
+        metric=record.metric,
+        index_dtype=index_dtype,
+        embedder=record.embedder,
+        written_at=datetime.now(UTC),
+        origin=origin,
+        erase_pending=list(erase_pending or []),
+    )
+
+
+async def write_snapshot(
+    store: SnapshotStore,
+    header: SnapshotHeader,
+    records: dict[str, list[Any]],
+    index_bytes: bytearray,
+) -> int:
+    """Encode and store a snapshot (replacing and erasing the previous one); returns
+    its size in bytes."""
+    parts = await asyncio.to_thread(encode, header, records, index_bytes)
+    info = await store.save(
+        header.space,
+        parts,
+        headers={
+            "Engram-Space": header.space,
+            "Engram-Applied-Seq": str(header.applied_seq),
+            "Engram-Memories": str(header.memories),
+            "Engram-Origin": header.origin,
+        },
+        description=f"Engram snapshot of space {header.space} at seq {header.applied_seq}",
+    )
+    return int(info.size or 0)
 
 
 class NotCaughtUp(TimeoutError):
@@ -330,7 +378,10 @@ class SpaceHost:
         self.snapshot_at = header.written_at.timestamp()
         self._erase_retry = list(header.erase_pending)
         took = time.perf_counter() - started
-        self.recovery = f"restored from snapshot at seq {header.applied_seq} in {took:.2f}s"
+        self.recovery = (
+            f"restored from snapshot at seq {header.applied_seq} in {took:.2f}s "
+            f"(written by {header.origin})"
+        )
         log.info(
             "space %s: restored %d memories at seq %d from its snapshot in %.2fs; "
             "tailing %d newer messages",
@@ -406,20 +457,12 @@ class SpaceHost:
                 self.state.flush()
                 records = self.state.capture()
                 seq, since = self.state.applied_seq, self._since_snapshot
-                header = SnapshotHeader(
-                    space=self.space,
-                    space_created_at=self.record.created_at,
-                    applied_seq=seq,
-                    next_key=self.state.next_key,
-                    rejected=self.state.rejected,
-                    memories=len(self.state),
-                    dim=self.record.dim,
-                    metric=self.record.metric,
-                    index_dtype=self._settings.index_dtype,
-                    embedder=self.record.embedder,
-                    written_at=datetime.now(UTC),
-                    origin=origin or f"worker {self._settings.worker_id}",
-                    erase_pending=list(self._erase_retry),
+                header = snapshot_header(
+                    self.state,
+                    self.record,
+                    self._settings.index_dtype,
+                    origin or f"worker {self._settings.worker_id}",
+                    self._erase_retry,
                 )
                 self._captured_seq, self._forget_due, self._since_snapshot = seq, None, 0
                 index = self.state.index
@@ -428,18 +471,8 @@ class SpaceHost:
             try:
                 # a message being folded at capture may still be erasing what it replaced
                 await self.wait_applied(seq, self._settings.apply_wait_timeout)
-                parts = await asyncio.to_thread(encode, header, records, index_bytes)
+                await write_snapshot(self._snapshots, header, records, index_bytes)
                 del index_bytes, records
-                await self._snapshots.save(
-                    self.space,
-                    parts,
-                    headers={
-                        "Engram-Space": self.space,
-                        "Engram-Applied-Seq": str(seq),
-                        "Engram-Memories": str(header.memories),
-                    },
-                    description=f"Engram snapshot of space {self.space} at seq {seq}",
-                )
             except BaseException:
                 self._captured_seq = self.snapshot_seq  # not written: due again
                 self._since_snapshot += since

@@ -193,8 +193,12 @@ class Worker:
         except ValidationError:
             return
         old = self.hosts.get(req.space)
-        if old is None:
-            return  # not hosted here; whoever loads it next reads the new snapshot
+        if old is None:  # whoever loads it next reads the new snapshot
+            if msg.reply:
+                absent = ReloadReply(worker=self.settings.worker_id, space=req.space, hosted=False)
+                with contextlib.suppress(Exception):
+                    await msg.respond(absent.model_dump_json().encode())
+            return
         try:
             host = await self._start_host(old.record)
             # serve the new state once it has caught up with the old (bounded)
@@ -213,6 +217,7 @@ class Worker:
             reply = ReloadReply(
                 worker=self.settings.worker_id,
                 space=req.space,
+                hosted=True,
                 recovery=host.recovery,
                 applied_seq=host.state.applied_seq,
                 memories=len(host.state),
