@@ -30,10 +30,14 @@ DEFAULT_CONFIDENCE = 0.7
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MemoryId = Annotated[str, StringConstraints(pattern=MEMORY_ID_PATTERN)]
 SpaceId = Annotated[str, StringConstraints(pattern=SPACE_ID_PATTERN)]
-CommandId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetaValue = Annotated[str, StringConstraints(max_length=4096)]
+MAX_COMMAND_ID_CHARS = 200
+MAX_TAG_CHARS = 128
+MAX_META_KEY_CHARS = 128
+MAX_META_VALUE_CHARS = 4096
+CommandId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMAND_ID_CHARS)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_CHARS)]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_META_KEY_CHARS)]
+MetaValue = Annotated[str, StringConstraints(max_length=MAX_META_VALUE_CHARS)]
 Consistency = Literal["read_your_writes", "strong", "eventual"]
 Metric = Literal["cos", "ip", "l2sq"]
 

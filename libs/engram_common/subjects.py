@@ -45,6 +45,12 @@ def event_subject(space: str, kind: EventKind) -> str:
     return f"spaces.{space}.evt.{kind}"
 
 
+def command_verb(subject: str) -> str:
+    """The verb of a WAL message's subject (``spaces.S.verb``); for messages a
+    space's WAL consumer delivers, whose subjects the stream already checked."""
+    return subject.rpartition(".")[2]
+
+
 def split_subject(subject: str) -> tuple[str, str]:
     """``spaces.S.verb`` → ``(S, verb)``; raises ``ValueError`` on other shapes."""
     parts = subject.split(".")

@@ -8,13 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from engram_common.messages import (
-    MemoryForgotten,
-    MemoryStored,
-    MessageRejected,
-    encode_embedding,
-)
-from engram_worker.core.state import SpaceState
+from engram_common.messages import MemoryStored, encode_embedding
+from engram_worker.core.state import Forgotten, Rejected, SpaceState, Stored
 from tests.unit.wal import (
     EPOCH,
     SPACE,
@@ -35,15 +30,15 @@ def state() -> SpaceState:
     return make_state(DIM)
 
 
-def stored(state: SpaceState, data: bytes, seq: int, verb: str = "remember") -> MemoryStored:
+def stored(state: SpaceState, data: bytes, seq: int, verb: str = "remember") -> Stored:
     event = state.apply_message(verb, data, seq, ts(seq))
-    assert isinstance(event, MemoryStored), event
+    assert isinstance(event, Stored), event
     return event
 
 
-def rejected(state: SpaceState, data: bytes, seq: int, verb: str = "remember") -> MessageRejected:
+def rejected(state: SpaceState, data: bytes, seq: int, verb: str = "remember") -> Rejected:
     event = state.apply_message(verb, data, seq, ts(seq))
-    assert isinstance(event, MessageRejected), event
+    assert isinstance(event, Rejected), event
     return event
 
 
@@ -68,7 +63,7 @@ def test_remember_stores_the_memory(state: SpaceState) -> None:
         ),
         seq=1,
     )
-    assert event == MemoryStored(
+    assert event.message(SPACE) == MemoryStored(
         space=SPACE, seq=1, memory_id="m1", command_id="c1", replaced=False
     )
     assert len(state) == 1
@@ -418,7 +413,7 @@ def test_messages_that_cannot_fold_are_rejected_with_a_reason(
 
     event = rejected(state, data, 2, verb)
 
-    assert event.space == SPACE
+    assert event.message(SPACE).space == SPACE
     assert event.seq == 2
     assert reason in event.reason
     assert state.applied_seq == 2  # the space moves on
@@ -671,7 +666,7 @@ def test_forget_drops_the_memory_and_names_the_message_to_erase(state: SpaceStat
     stored(state, remember("secret", memory_id="s", embedding=basis(DIM, 0)), 1)
     stored(state, remember("other", memory_id="o", embedding=basis(DIM, 1)), 2)
     event = state.apply_message("forget", forget("s"), 3, ts(3))
-    assert isinstance(event, MemoryForgotten)
+    assert isinstance(event, Forgotten)
     assert event.existed is True
     assert event.erased_seq == 1
     assert live_ids(state) == ["o"]
@@ -682,7 +677,7 @@ def test_forget_drops_the_memory_and_names_the_message_to_erase(state: SpaceStat
 def test_forgetting_an_unknown_id_is_a_no_op(state: SpaceState) -> None:
     stored(state, remember("kept", memory_id="k", embedding=basis(DIM, 0)), 1)
     event = state.apply_message("forget", forget("nobody"), 2, ts(2))
-    assert isinstance(event, MemoryForgotten)
+    assert isinstance(event, Forgotten)
     assert event.existed is False
     assert event.erased_seq is None
     assert live_ids(state) == ["k"]

@@ -15,8 +15,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engram_common.messages import MemoryStored, MessageRejected, encode_embedding
-from engram_worker.core.state import SpaceState
+from engram_common.messages import encode_embedding
+from engram_worker.core.state import Rejected, SpaceState, Stored
 from tests.unit.wal import everything, live_ids, make_state, ts
 
 DIM = 8
@@ -233,14 +233,14 @@ def test_any_bytes_under_any_verb_fold_or_are_rejected(verb: str, data: bytes, s
     state = make_state(DIM)
     event = state.apply_message(verb, data, seq, ts(1))
     assert state.applied_seq == seq
-    if isinstance(event, MessageRejected):
+    if isinstance(event, Rejected):
         assert event.seq == seq
         assert event.reason
         assert state.rejected == 1
         assert len(state) == 0
         assert live_ids(state) == []
     else:
-        assert isinstance(event, MemoryStored)
+        assert isinstance(event, Stored)
         assert verb == "remember"
         assert state.rejected == 0
         assert live_ids(state) == [event.memory_id]

@@ -1,0 +1,296 @@
+"""Reading WAL messages: a fast decoder with pydantic as the referee.
+
+The fold's own cost is mostly decoding: a ``remember`` of a 384-d vector is about
+2 KB of JSON with 1.5 KB of base64. Through ``json.loads``, the pydantic models
+and ``base64`` that took ~25 µs a message (measured), five times what reading the
+message off the stream costs. Here msgspec decodes the usual, well-formed command
+straight into typed structs (JSON and base64 in C, ~2 µs), and the few rules
+msgspec cannot express run in Python.
+
+The pydantic models in :mod:`engram_common.messages` stay the contract. The fast
+path only ever *accepts*: whatever it does not accept at once (a malformed
+message, a rare shape such as a date-only ``occurred_at``, a vector it cannot
+vouch for cheaply) goes to :func:`decode_command`, which accepts it or names the
+reason. So the fast path may only accept what pydantic accepts, with the same
+values; the unit tests check that on generated messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal, NamedTuple
+
+import msgspec
+import numpy as np
+from msgspec import Meta
+from nats.errors import NotJSMessageError
+from pydantic import ValidationError
+
+from engram_common.ids import MEMORY_ID_PATTERN
+from engram_common.messages import (
+    DEFAULT_CONFIDENCE,
+    MAX_COMMAND_ID_CHARS,
+    MAX_CONTENT_BYTES,
+    MAX_META_KEY_CHARS,
+    MAX_META_VALUE_CHARS,
+    MAX_METADATA,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    ForgetCommand,
+    RememberCommand,
+)
+
+
+class CommandRejected(ValueError):
+    """A WAL message that cannot be folded; the reason is published as-is."""
+
+    def __init__(self, reason: str, command_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.command_id = command_id
+
+
+class Remember(msgspec.Struct, gc=False):
+    """A decoded ``remember`` command, as the fold uses it. (A msgspec struct: made
+    once per WAL message, it costs a fifth of a dataclass and is not GC-tracked.)"""
+
+    command_id: str
+    memory_id: str | None
+    content: str
+    confidence: float
+    tags: list[str]
+    metadata: dict[str, str]
+    occurred_at: datetime | None
+    vector: np.ndarray | None  # float32; None: embed the content
+    nonzero: bool = False  # the decoder saw a finite, non-zero vector
+
+
+class Forget(msgspec.Struct, gc=False):
+    command_id: str
+    memory_id: str
+
+
+Decoded = Remember | Forget
+
+
+# -- the referee: the pydantic models -------------------------------------------
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid message: " + "; ".join(parts)
+
+
+_COMMANDS: dict[str, type[RememberCommand] | type[ForgetCommand]] = {
+    "remember": RememberCommand,
+    "forget": ForgetCommand,
+}
+
+
+def decode_command(verb: str, data: bytes) -> RememberCommand | ForgetCommand:
+    """Decode one WAL message with the contract's models; raises
+    :class:`CommandRejected` with a readable reason."""
+    model = _COMMANDS.get(verb)
+    if model is None:
+        raise CommandRejected(
+            f"unknown command {verb!r}; known commands: {', '.join(sorted(_COMMANDS))}"
+        )
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, Unicode, huge ints, nesting
+        raise CommandRejected(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+    command_id = doc.get("command_id") if isinstance(doc, dict) else None
+    cid = command_id if isinstance(command_id, str) else None
+    if not isinstance(doc, dict):
+        raise CommandRejected("invalid message: expected a JSON object")
+    if doc.get("schema_version") != 1:
+        raise CommandRejected(
+            f"unsupported schema_version {doc.get('schema_version')!r}; expected 1", cid
+        )
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise CommandRejected(_validation_reason(exc), cid) from None
+    except (ValueError, RecursionError) as exc:
+        raise CommandRejected(f"invalid message: {type(exc).__name__}", cid) from None
+
+
+def from_model(command: RememberCommand | ForgetCommand) -> Decoded:
+    if isinstance(command, ForgetCommand):
+        return Forget(command_id=command.command_id, memory_id=command.memory_id)
+    mem = command.memory
+    return Remember(
+        command_id=command.command_id,
+        memory_id=mem.id,
+        content=mem.content,
+        confidence=mem.confidence,
+        tags=list(mem.tags),
+        metadata=dict(mem.metadata),
+        occurred_at=mem.occurred_at,
+        vector=mem.vector(),
+    )
+
+
+# -- the fast path ----------------------------------------------------------------
+
+_CommandId = Annotated[str, Meta(min_length=1, max_length=MAX_COMMAND_ID_CHARS)]
+_Tag = Annotated[str, Meta(min_length=1, max_length=MAX_TAG_CHARS)]
+_MetaKey = Annotated[str, Meta(min_length=1, max_length=MAX_META_KEY_CHARS)]
+_MetaValue = Annotated[str, Meta(max_length=MAX_META_VALUE_CHARS)]
+_ID = re.compile(MEMORY_ID_PATTERN)
+# four bytes of UTF-8 at most per character: shorter content needs no encoding to check
+_SHORT_CONTENT = MAX_CONTENT_BYTES // 4
+_INF = float("inf")
+_F32 = np.dtype("<f4")
+# the RFC 3339 forms read alike everywhere; others (a 7th fraction digit, which
+# parsers round or cut differently, a date alone...) go to the referee
+_PLAIN_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+class _Memory(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    content: Annotated[str, Meta(min_length=1)]
+    id: str | None = None
+    embedding: list[float] | None = None
+    embedding_b64: bytes | None = None  # msgspec decodes the base64
+    confidence: Annotated[float, Meta(ge=0.0, le=1.0)] = DEFAULT_CONFIDENCE
+    tags: Annotated[list[_Tag], Meta(max_length=MAX_TAGS)] = []
+    metadata: Annotated[dict[_MetaKey, _MetaValue], Meta(max_length=MAX_METADATA)] = {}
+    occurred_at: str | None = None  # parsed below: only the plain RFC 3339 forms
+
+
+class _Remember(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    schema_version: Literal[1]  # required: a message without one is refused
+    command_id: _CommandId
+    memory: _Memory
+
+
+class _Forget(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    schema_version: Literal[1]
+    command_id: _CommandId
+    memory_id: str
+
+
+_REMEMBER = msgspec.json.Decoder(_Remember)
+_FORGET = msgspec.json.Decoder(_Forget)
+
+
+def _fast_remember(data: bytes) -> Remember | None:
+    try:
+        cmd = _REMEMBER.decode(data)
+    except (msgspec.DecodeError, ValueError):  # ValueError: bytes that are not UTF-8
+        return None
+    mem = cmd.memory
+    if mem.id is not None and _ID.fullmatch(mem.id) is None:
+        return None
+    content = mem.content
+    if not content.strip():
+        return None
+    if len(content) > _SHORT_CONTENT:
+        try:
+            if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
+                return None
+        except UnicodeEncodeError:
+            return None
+    elif not content.isascii():
+        try:
+            content.encode("utf-8")  # lone surrogates: the referee names them
+        except UnicodeEncodeError:
+            return None
+    occurred_at = None
+    if mem.occurred_at is not None:
+        if _PLAIN_DATETIME.fullmatch(mem.occurred_at) is None:
+            return None
+        try:
+            occurred_at = datetime.fromisoformat(mem.occurred_at)
+        except ValueError:
+            return None
+    if mem.embedding_b64 is not None:
+        if mem.embedding is not None or len(mem.embedding_b64) % 4:
+            return None
+        vector: np.ndarray | None = np.frombuffer(mem.embedding_b64, dtype=_F32)
+    elif mem.embedding is not None:
+        with np.errstate(over="ignore"):
+            vector = np.asarray(mem.embedding, dtype=np.float32)
+    else:
+        vector = None
+    # finite and non-zero in one reduction (0.8 µs; isfinite + any take 3 µs).
+    # inf/nan, all zeros, and absurd values whose square overflows or underflows
+    # float32 (|x| > 1e19, < 1e-22) all fail it and go to the referee, which
+    # decides exactly. (vdot, unlike dot, raises no overflow warning.)
+    if vector is not None and not 0.0 < np.vdot(vector, vector) < _INF:
+        return None
+    return Remember(
+        command_id=cmd.command_id,
+        memory_id=mem.id,
+        content=content,
+        confidence=mem.confidence,
+        tags=mem.tags,
+        metadata=mem.metadata,
+        occurred_at=occurred_at,
+        vector=vector,
+        nonzero=vector is not None,
+    )
+
+
+def _fast_forget(data: bytes) -> Forget | None:
+    try:
+        cmd = _FORGET.decode(data)
+    except (msgspec.DecodeError, ValueError):  # ValueError: bytes that are not UTF-8
+        return None
+    if _ID.fullmatch(cmd.memory_id) is None:
+        return None
+    return Forget(command_id=cmd.command_id, memory_id=cmd.memory_id)
+
+
+def fast_decode(verb: str, data: bytes) -> Decoded | None:
+    """The command if the fast path can vouch for it, else ``None``."""
+    if verb == "remember":
+        return _fast_remember(data)
+    if verb == "forget":
+        return _fast_forget(data)
+    return None
+
+
+def decode(verb: str, data: bytes) -> Decoded:
+    """Decode one WAL message; raises :class:`CommandRejected` with a readable reason."""
+    command = fast_decode(verb, data)
+    if command is None:
+        command = from_model(decode_command(verb, data))
+    return command
+
+
+# -- where a message sits in its stream -------------------------------------------
+
+
+class Position(NamedTuple):
+    seq: int  # stream sequence
+    timestamp_ns: int  # when the server stored it
+    pending: int  # messages after it (as the consumer saw them)
+
+    @property
+    def timestamp(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp_ns / 1e9, UTC)
+
+
+def position(reply: str | None) -> Position:
+    """A JetStream message's position from its reply subject; what
+    ``msg.metadata`` gives, at a fifth of the cost (the fold reads it per message).
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>``, or the
+    newer form with domain and account hash after ``ACK`` (and a token at the end).
+    """
+    tokens = reply.split(".") if reply else []
+    if len(tokens) < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
+        raise NotJSMessageError
+    if len(tokens) == 9:
+        return Position(int(tokens[5]), int(tokens[7]), int(tokens[8]))
+    if len(tokens) >= 11:
+        return Position(int(tokens[7]), int(tokens[9]), int(tokens[10]))
+    raise NotJSMessageError
