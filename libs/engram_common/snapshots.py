@@ -17,7 +17,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import time
@@ -38,6 +37,7 @@ STREAM = f"OBJ_{BUCKET}"
 CHUNK_SIZE = 512 * 1024  # under the server's default 1 MiB max_payload
 _WINDOW = 16  # chunks in flight while writing
 _ERASE_WINDOW = 64
+_READ_TIMEOUT = 5.0  # seconds without a chunk before a read gives up
 _NO_MESSAGE_FOUND = 10057  # JSNoMessageFoundErr
 
 
@@ -119,20 +119,58 @@ class SnapshotStore:
         """The newest snapshot's info and bytes, ``None`` if there is none; raises
         :class:`SnapshotUnreadable` when it cannot be read back whole."""
         info = await self.info(space)
-        if info is None:
-            return None
-        buf = io.BytesIO()
-        try:
-            # writeinto: a plain get() concatenates bytes and is quadratic in nats-py
-            await self.obj.get(space, writeinto=buf)
-        except NotFoundError:
-            return None
-        except Exception as exc:  # DigestMismatchError and friends
-            raise SnapshotUnreadable(f"{type(exc).__name__}: {exc}") from exc
-        data = buf.getbuffer()
-        if info.size is not None and len(data) != info.size:
-            raise SnapshotUnreadable(f"read {len(data)} bytes of {info.size}")
-        return info, data
+        for _ in range(3):
+            if info is None:
+                return None
+            try:
+                return info, await self._read(info)
+            except SnapshotUnreadable:
+                now = await self.info(space)
+                if now is not None and now.nuid == info.nuid:
+                    raise
+                info = now  # replaced or deleted while we read: its chunks went
+        raise SnapshotUnreadable("the snapshot kept being replaced while it was read")
+
+    async def _read(self, info: api.ObjectInfo) -> memoryview:
+        """An object's bytes, chunk by chunk, checked against its size and digest.
+
+        nats-py's ``get(writeinto=)`` is linear but waits on its flow-control
+        timer between batches (about 3 s for 180 MB, measured); an ordered
+        consumer read with ``next_msg`` moves the same bytes in a tenth of that."""
+        size = int(info.size or 0)
+        buf = bytearray(size)
+        digest = hashlib.sha256()
+        got = 0
+        if info.chunks:
+            sub = await self._js.subscribe(
+                _chunk_subject(info.nuid or ""),
+                ordered_consumer=True,
+                pending_bytes_limit=max(64 * 1024 * 1024, 4 * CHUNK_SIZE),
+            )
+            try:
+                for _ in range(int(info.chunks)):
+                    try:
+                        msg = await sub.next_msg(timeout=_READ_TIMEOUT)
+                    except TimeoutError:
+                        raise SnapshotUnreadable(
+                            f"chunks missing: read {got} bytes of {size}"
+                        ) from None
+                    chunk = msg.data
+                    if got + len(chunk) > size:
+                        raise SnapshotUnreadable(f"more than the {size} bytes announced")
+                    buf[got : got + len(chunk)] = chunk
+                    digest.update(chunk)
+                    got += len(chunk)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        if got != size:
+            raise SnapshotUnreadable(f"read {got} bytes of {size}")
+        want = (info.digest or "").removeprefix("SHA-256=")
+        have = base64.urlsafe_b64encode(digest.digest()).decode()
+        if want.rstrip("=") != have.rstrip("="):
+            raise SnapshotUnreadable("the object fails its SHA-256 digest")
+        return memoryview(buf)
 
     async def save(
         self,
