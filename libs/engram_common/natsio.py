@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def connect(url: str, name: str) -> Client:
-    """Connect with unlimited reconnects (the broker may restart under us)."""
+async def connect(url: str, name: str, attempts: int = -1) -> Client:
+    """Connect with unlimited reconnects (the broker may restart under us), or
+    ``attempts`` of them (a command-line tool should fail, not hang)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
@@ -37,7 +38,7 @@ async def connect(url: str, name: str) -> Client:
     return await nats.connect(
         url.split(","),
         name=name,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=attempts,
         reconnect_time_wait=0.5,
         error_cb=on_error,
     )

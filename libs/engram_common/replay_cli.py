@@ -41,6 +41,8 @@ def _bytes(n: int) -> str:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    import nats.errors
+
     from engram_common.natsio import connect
     from engram_common.settings import WorkerSettings
     from engram_worker.replay import ReplayFailed, ReplayReport, replay
@@ -73,7 +75,7 @@ def run_replay(args: argparse.Namespace) -> int:
         progress.update(tasks[phase], completed=done, total=total)
 
     async def go() -> ReplayReport:
-        nc = await connect(settings.nats_url, "engram-replay")
+        nc = await connect(settings.nats_url, "engram-replay", attempts=10)
         try:
             return await replay(
                 nc,
@@ -93,8 +95,8 @@ def run_replay(args: argparse.Namespace) -> int:
     except ReplayFailed as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
-    except (OSError, TimeoutError) as exc:
-        err.print(f"[red]error:[/] cannot reach NATS at {settings.nats_url}: {exc}")
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        err.print(f"[red]error:[/] cannot reach NATS at {settings.nats_url}: {exc!r}")
         return 1
 
     if args.json:
@@ -109,7 +111,10 @@ def run_replay(args: argparse.Namespace) -> int:
         f"  fold {r.fold_s:.2f} s ({r.fold_rate:,.0f} msg/s) · index {r.index_s:.2f} s"
         + ("" if r.dry_run else f" · snapshot {r.snapshot_s:.2f} s ({_bytes(r.snapshot_bytes)})")
     )
-    out.print(f"  memories {r.memories:,} · rejected {r.rejected:,}")
+    out.print(
+        f"  memories {r.memories:,} · rejected {r.rejected:,} · "
+        f"erased {r.erased:,} messages of replaced or forgotten versions"
+    )
     if r.dry_run:
         out.print("  dry run: no snapshot written, workers not reloaded")
     elif not r.reloaded and not r.reload_errors:

@@ -10,9 +10,12 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from nats.aio.client import Client as Nats
+from nats.js.errors import NotFoundError
 
 from engram_common.settings import WorkerSettings
+from engram_common.subjects import stream_name
 from engram_worker.replay import replay
 from tests.conftest import NatsServer
 from tests.integration.test_nats_direct import request
@@ -112,3 +115,29 @@ async def test_engram_replay_command(nc: Nats, nats_server: NatsServer, space_id
     done = await asyncio.to_thread(_engram, "replay", "no-such-space", url=nats_server.url)
     assert done.returncode == 1
     assert "'no-such-space' does not exist" in done.stderr
+
+
+async def test_replay_erases_what_no_worker_erased_yet(
+    nc: Nats, nats_server: NatsServer, space_id: str
+) -> None:
+    # no worker runs: nobody has folded the forget and the upsert, so their old
+    # versions' messages are still in the WAL until the replay erases them
+    await make_space(nc, space_id)
+    js = nc.jetstream()
+    await fill(nc, space_id, range(5))  # m0..m4 at seqs 1..5
+    forget = {"schema_version": 1, "command_id": "f1", "memory_id": "m1"}
+    await js.publish(f"spaces.{space_id}.forget", json.dumps(forget).encode())
+    again = {"schema_version": 1, "command_id": "u1", "memory": {"id": "m3", "content": "new"}}
+    ack = await js.publish(f"spaces.{space_id}.remember", json.dumps(again).encode())
+    seq = ack.seq  # m3 again: its first version, seq 4, is replaced
+    stream = stream_name(space_id)
+    assert (await js.get_msg(stream, 2)).data  # m1's message, still there
+
+    report = await replay(nc, space_id, WorkerSettings(nats_url=nats_server.url))
+    assert (report.memories, report.erased, report.to_seq) == (4, 2, seq)
+    for erased in (2, 4):
+        with pytest.raises(NotFoundError):
+            await js.get_msg(stream, erased)
+    assert (await js.get_msg(stream, 1)).data  # the rest stays
+    summary = await asyncio.to_thread(_engram, "replay", space_id, "--json", url=nats_server.url)
+    assert json.loads(summary.stdout)["erased"] == 0  # nothing left to erase

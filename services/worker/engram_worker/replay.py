@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +26,13 @@ from engram_common.embedders import get_embedder
 from engram_common.messages import ReloadReply, ReloadRequest
 from engram_common.natsio import SpaceRegistry
 from engram_common.settings import WorkerSettings
-from engram_common.snapshots import SnapshotStore
-from engram_common.subjects import RELOAD_SUBJECT, split_subject, stream_name, wal_subjects
-from engram_worker.core.state import SpaceState
+from engram_common.snapshots import SnapshotStore, delete_msg
+from engram_common.subjects import RELOAD_SUBJECT, command_verb, stream_name, wal_subjects
+from engram_worker.core.state import Forgotten, SpaceState, Stored
+from engram_worker.core.wal import position
 from engram_worker.host import snapshot_header, write_snapshot
+
+log = logging.getLogger(__name__)
 
 # phase name, done, total
 Progress = Callable[[str, int, int], None]
@@ -46,6 +50,7 @@ class ReplayReport:
     messages: int = 0
     memories: int = 0
     rejected: int = 0
+    erased: int = 0  # WAL messages of replaced/forgotten versions erased now
     fold_s: float = 0.0
     index_s: float = 0.0
     snapshot_s: float = 0.0
@@ -67,6 +72,7 @@ class ReplayReport:
             "messages": self.messages,
             "memories": self.memories,
             "rejected": self.rejected,
+            "erased": self.erased,
             "fold_s": round(self.fold_s, 3),
             "fold_msgs_per_s": round(self.fold_rate),
             "index_s": round(self.index_s, 3),
@@ -85,9 +91,12 @@ async def fold_stream(
     *,
     from_seq: int = 1,
     progress: Progress | None = None,
+    to_erase: list[int] | None = None,
 ) -> tuple[int, int]:
     """Fold the space's stream from ``from_seq`` up to its last seq at the start
-    into ``state`` (index inserts left pending). Returns ``(messages, last seq)``."""
+    into ``state`` (index inserts left pending). Returns ``(messages, last seq)``.
+    The seqs of messages that hold a replaced or forgotten version are appended
+    to ``to_erase``."""
     js = nc.jetstream()
     info = await js.stream_info(stream_name(state.space))
     target = int(info.state.last_seq)
@@ -102,17 +111,22 @@ async def fold_stream(
         nonlocal folded
         if done.is_set():
             return
-        meta = msg.metadata
-        seq = meta.sequence.stream
+        pos = position(msg.reply)
+        seq = pos.seq
         if seq > target:
             done.set()
             return
-        _, verb = split_subject(msg.subject)
-        state.apply_message(verb, msg.data, seq, meta.timestamp)
+        verb = command_verb(msg.subject)
+        event = state.apply_message(verb, msg.data, seq, pos.timestamp)
+        if to_erase is not None:
+            if isinstance(event, Stored) and event.replaced_seq is not None:
+                to_erase.append(event.replaced_seq)
+            elif isinstance(event, Forgotten) and event.erased_seq is not None:
+                to_erase.append(event.erased_seq)
         folded += 1
         if progress is not None and folded % 1000 == 0:
             progress("fold", seq - first + 1, total)
-        if seq >= target or meta.num_pending == 0:
+        if seq >= target or pos.pending == 0:
             done.set()
 
     config = api.ConsumerConfig(
@@ -217,7 +231,10 @@ async def replay(
         raise ReplayFailed(f"memory space {space!r} does not exist")
     state = SpaceState(rec, get_embedder(rec.embedder, rec.dim), index_dtype=settings.index_dtype)
     t0 = time.perf_counter()
-    messages, target = await fold_stream(nc, state, from_seq=from_seq, progress=progress)
+    to_erase: list[int] = []
+    messages, target = await fold_stream(
+        nc, state, from_seq=from_seq, progress=progress, to_erase=to_erase
+    )
     report = ReplayReport(space=space, from_seq=from_seq, to_seq=target, messages=messages)
     report.fold_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -231,7 +248,17 @@ async def replay(
         records = state.capture()
         await asyncio.to_thread(state.index.scrub)
         index_bytes = await asyncio.to_thread(state.index.to_bytes)
-        header = snapshot_header(state, rec, settings.index_dtype, "replay")
+        # a forget the hosting worker has not folded yet would otherwise never be
+        # erased: the reloaded worker starts after it (erasing twice is harmless)
+        pending = []
+        for seq in to_erase:
+            try:
+                if await delete_msg(js, stream_name(space), seq):
+                    report.erased += 1
+            except Exception as exc:  # kept in the snapshot: the worker retries
+                log.warning("replay %s: erasing seq %d failed: %r", space, seq, exc)
+                pending.append(seq)
+        header = snapshot_header(state, rec, settings.index_dtype, "replay", pending)
         snapshots = SnapshotStore(js, replicas=settings.stream_replicas)
         await snapshots.open()
         report.snapshot_bytes = await write_snapshot(snapshots, header, records, index_bytes)
