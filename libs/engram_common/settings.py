@@ -67,3 +67,10 @@ class WorkerSettings(CommonSettings):
         description="A memory forgotten (or replaced) while in the newest snapshot leaves it "
         "within this many seconds: a new snapshot is written and the old one erased.",
     )
+    wal_heartbeat: float = Field(
+        default=2.0,
+        gt=0,
+        description="Idle heartbeat of each space's WAL consumer, in seconds. Two missed "
+        "heartbeats (after a nats-server restart, say) make the worker re-create the "
+        "consumer from its position; lower notices sooner, at one message per space per beat.",
+    )

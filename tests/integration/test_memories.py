@@ -111,6 +111,57 @@ async def test_batch_and_paging(client: Client, space_id: str) -> None:
     assert seen == [m["id"] for m in mems]
 
 
+async def test_pages_too_big_for_one_nats_message_are_cut_short(
+    client: Client, space_id: str
+) -> None:
+    # 30 memories of ~90 KB: a page of all of them would be ~2.7 MB, over NATS's
+    # 1 MiB max_payload; pages come back shorter and the cursor walks every memory
+    await make_space(client, space_id)
+    mems = [
+        {"content": f"{i} " + "y" * 90_000, "id": f"big{i:02d}", "embedding": unit(16, i)}
+        for i in range(30)
+    ]
+    for i in range(0, 30, 10):
+        r = await client.post(
+            f"/api/v1/spaces/{space_id}/memories", json={"memories": mems[i : i + 10]}
+        )
+        assert r.status_code == 202, r.text
+    seen: list[str] = []
+    sizes: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        r = await client.get(f"/api/v1/spaces/{space_id}/memories", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        sizes.append(len(page["memories"]))
+        seen += [m["id"] for m in page["memories"]]
+        assert all(len(m["content"]) > 90_000 for m in page["memories"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [m["id"] for m in mems]
+    assert len(sizes) >= 3 and max(sizes) < 30
+
+
+async def test_a_recall_answer_too_big_for_nats_is_a_clear_error(
+    client: Client, space_id: str
+) -> None:
+    await make_space(client, space_id)
+    mems = [{"content": "z" * 100_000, "embedding": unit(16, i)} for i in range(12)]
+    r = await client.post(f"/api/v1/spaces/{space_id}/memories", json={"memories": mems})
+    assert r.status_code == 202, r.text
+    url = f"/api/v1/spaces/{space_id}/recall"
+    r = await client.post(url, json={"embedding": unit(16, 0), "k": 12})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "fewer results" in r.json()["detail"]
+    r = await client.post(url, json={"embedding": unit(16, 0), "k": 3})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3
+
+
 async def test_upsert_replaces(client: Client, space_id: str) -> None:
     await make_space(client, space_id)
     url = f"/api/v1/spaces/{space_id}/memories"

@@ -153,6 +153,7 @@ class NatsBridge:
             nats.js.errors.NoStreamResponseError,
             nats.js.errors.APIError,
             nats.errors.ConnectionClosedError,
+            nats.errors.OutboundBufferLimitError,  # reconnecting, and the buffer is full
         ) as exc:
             for f in futures:
                 f.cancel()
@@ -182,6 +183,14 @@ class NatsBridge:
             msg = await self.nc.request(
                 query_subject(space, name), payload, timeout=self.settings.query_timeout
             )
+        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError):
+            raise Problem(
+                503,
+                "NATS unavailable",
+                f"the gateway cannot reach NATS to ask about space {space!r}",
+                hint="Retry shortly; check that NATS is up.",
+                headers={"Retry-After": "1"},
+            ) from None
         except nats.errors.NoRespondersError:
             raise Problem(
                 503,

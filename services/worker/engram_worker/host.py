@@ -34,13 +34,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from engram_common.embedders import get_embedder
-from engram_common.messages import MemoryForgotten, MemoryStored, SpaceRecord
+from engram_common.messages import SpaceRecord
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore, SnapshotUnreadable, delete_msg
-from engram_common.subjects import event_subject, split_subject, stream_name, wal_subjects
+from engram_common.subjects import command_verb, event_subject, stream_name, wal_subjects
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
-from engram_worker.core.state import Event, FlushBatch, SpaceState
+from engram_worker.core.state import Event, FlushBatch, Forgotten, SpaceState, Stored
+from engram_worker.core.wal import position
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -166,6 +167,7 @@ class SpaceHost:
             ordered_consumer=True,
             cb=self._on_msg,
             config=config,
+            idle_heartbeat=self._settings.wal_heartbeat,
             pending_msgs_limit=-1,
             pending_bytes_limit=-1,
         )
@@ -204,14 +206,14 @@ class SpaceHost:
 
     async def _on_msg(self, msg: Msg) -> None:
         try:
-            meta = msg.metadata
-            seq = meta.sequence.stream
-            _, verb = split_subject(msg.subject)
-            event = self.state.apply_message(verb, msg.data, seq, meta.timestamp)
+            pos = position(msg.reply)
+            seq = pos.seq
+            verb = command_verb(msg.subject)
+            event = self.state.apply_message(verb, msg.data, seq, pos.timestamp)
             # Announce what was written recently; a replay of old history stays quiet.
             # Recent includes the last messages before a crash, so events are
             # at-least-once for them.
-            age = time.time() - meta.timestamp.timestamp()
+            age = time.time() - pos.timestamp_ns / 1e9
             if event is not None:
                 self._since_snapshot += 1
                 await self._erase(event)
@@ -220,7 +222,7 @@ class SpaceHost:
             pending = self.state.pending
             if pending >= 4 * self._settings.index_batch:
                 await self.flush()  # back-pressure: the index is the ingest ceiling
-            elif pending >= self._settings.index_batch or meta.num_pending == 0:
+            elif pending >= self._settings.index_batch or pos.pending == 0:
                 self._kick_flush()
             self._folded += 1
             if self._folded % 256 == 0:
@@ -234,22 +236,22 @@ class SpaceHost:
             self._wake(self._done_seq)
 
     async def _publish(self, event: Event) -> None:
-        if isinstance(event, MemoryStored):
+        if isinstance(event, Stored):
             subject = event_subject(self.space, "stored")
-        elif isinstance(event, MemoryForgotten):
+        elif isinstance(event, Forgotten):
             subject = event_subject(self.space, "forgotten")
         else:
             subject = event_subject(self.space, "rejected")
             log.warning("space %s: rejected seq %d: %s", self.space, event.seq, event.reason)
-        await self._nc.publish(subject, event.model_dump_json().encode())
+        await self._nc.publish(subject, event.message(self.space).model_dump_json().encode())
 
     async def _erase(self, event: Event) -> None:
         """Erase the WAL message of a forgotten or replaced version. JetStream's
         message delete overwrites the bytes on disk. Idempotent: a replay erases
         again, and an already erased message is simply not found."""
-        if isinstance(event, MemoryStored):
+        if isinstance(event, Stored):
             seq = event.replaced_seq
-        elif isinstance(event, MemoryForgotten):
+        elif isinstance(event, Forgotten):
             seq = event.erased_seq
         else:
             return

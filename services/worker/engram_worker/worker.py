@@ -20,6 +20,7 @@ from engram_common.messages import (
     GetResponse,
     ListRequest,
     ListResponse,
+    Memory,
     RecallRequest,
     RecallResponse,
     ReloadReply,
@@ -33,7 +34,7 @@ from engram_common.natsio import SpaceRegistry, connect
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, QueryName
-from engram_worker.core.state import SpaceState
+from engram_worker.core.state import SpaceState, StoredMemory
 from engram_worker.host import NotCaughtUp, SpaceHost
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,33 @@ class Worker:
         async def respond() -> None:
             async with self._query_slots:
                 reply = await self.handle(space, name, msg.data)
+                if len(reply) > self.nc.max_payload:
+                    log.warning(
+                        "space %s: %s answer of %d bytes is over max_payload (%d)",
+                        space,
+                        name,
+                        len(reply),
+                        self.nc.max_payload,
+                    )
+                    reply = json.dumps(
+                        error_reply(
+                            400,
+                            "Answer too large",
+                            f"the answer is {len(reply)} bytes, more than NATS carries in "
+                            f"one message ({self.nc.max_payload}); ask for fewer results "
+                            "(k, limit) or leave out embeddings",
+                        )
+                    ).encode()
                 with contextlib.suppress(Exception):  # the requester may be gone
                     await msg.respond(reply)
 
         task = asyncio.create_task(respond())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @property
+    def _reply_budget(self) -> int:
+        return self.nc.max_payload - 4096  # room for the reply's headers
 
     @property
     def registry(self) -> SpaceRegistry:
@@ -343,16 +365,27 @@ class Worker:
                 400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
             ) from None
 
-        def page(st: SpaceState) -> ListResponse:
+        def page(st: SpaceState) -> tuple[list[StoredMemory], int | None, list[Memory], int]:
             recs, nxt = st.page(after, req.limit)
-            return ListResponse(
-                space=host.space,
-                applied_seq=st.applied_seq,
-                memories=[st.to_memory(r, req.include_embedding) for r in recs],
-                next_cursor=None if nxt is None else str(nxt),
-            )
+            memories = [st.to_memory(r, req.include_embedding) for r in recs]
+            return recs, nxt, memories, st.applied_seq
 
-        return _dump(await host.with_index(page))
+        recs, nxt, memories, applied = await host.with_index(page)
+        # a reply must fit in one NATS message: a page too big is cut short, and its
+        # cursor continues right after the last memory it holds
+        while True:
+            body = _dump(
+                ListResponse(
+                    space=host.space,
+                    applied_seq=applied,
+                    memories=memories,
+                    next_cursor=None if nxt is None else str(nxt),
+                )
+            )
+            if len(body) <= self._reply_budget or len(memories) <= 1:
+                return body
+            keep = max(1, min(len(memories) - 1, len(memories) * self._reply_budget // len(body)))
+            memories, nxt = memories[:keep], recs[keep - 1].seq
 
     async def _stats(self, host: SpaceHost, data: bytes) -> bytes:
         req = _parse(StatsRequest, data)
