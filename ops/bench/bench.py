@@ -13,7 +13,13 @@ throw-away data directory, then measures, with the same random unit vectors:
   until a ``consistency=strong`` recall answers with the last sequence applied
   ("searchable"), and compared with raw usearch ``add``;
 * Engram recall latency at 10k and at N memories, over NATS and over HTTP,
-  compared with raw usearch ``search``.
+  compared with raw usearch ``search``;
+* the WAL fold (``SpaceState.apply_message``, no index inserts) on an ordered
+  consumer, compared with the same consumer doing nothing but count;
+* recovery of the N-memory space, in this process with ``SpaceHost`` after the
+  worker is stopped gracefully: a full replay of the WAL and a snapshot restore,
+  each timed until a recall at the stream's last seq answers, and the time to
+  write a snapshot.
 
 It prints a table and writes the same figures to ``ops/bench/results/latest.json``.
 It measures only: nothing here fails on a slow figure. Everything it starts is
@@ -25,7 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -37,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,10 +58,22 @@ import numpy as np
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from usearch.index import Index
 
 from engram_common.devstack import find_nats_server, start_nats_server
-from engram_common.messages import encode_embedding
+from engram_common.embedders import get_embedder
+from engram_common.messages import SpaceRecord, encode_embedding
+from engram_common.natsio import SpaceRegistry
+from engram_common.settings import WorkerSettings
+from engram_common.snapshots import BUCKET as SNAPSHOT_BUCKET
+from engram_common.snapshots import SnapshotStore
+from engram_common.subjects import command_verb, stream_name, wal_subjects
+from engram_worker.core.index import VectorIndex
+from engram_worker.core.snapshot import decode
+from engram_worker.core.state import SpaceState
+from engram_worker.core.wal import position
+from engram_worker.host import SpaceHost
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "latest.json"
@@ -69,6 +89,11 @@ HOSTED_TIMEOUT = 30.0  # until the worker hosts a new space
 INGEST_TARGET = 0.70  # Engram ingest ≥ 70 % of raw usearch add
 RECALL_TARGET_MS = 5.0  # HTTP recall p50 ≤ 5 ms at 100k
 RECALL_TARGET_SIZE = 100_000
+RESTORE_TARGET = 0.05  # snapshot restore ≤ 5 % of a full replay
+FOLD_TARGET = 0.5  # WAL fold ≥ 50 % of raw ordered-consumer replay
+FOLD_ROUNDS = 3  # raw and fold replays, alternated; the median counts
+RESTORE_ROUNDS = 3  # snapshot restores; the median counts
+WORKER_STOP_TIMEOUT = 300.0  # a graceful stop writes every changed space's snapshot
 
 WORDS = ("apple", "river", "stone", "cloud", "lamp", "orbit", "maple", "signal", "harbor")
 
@@ -101,6 +126,10 @@ class Config:
     @property
     def searchable_timeout(self) -> float:
         return max(120.0, self.n / 300)
+
+    @property
+    def replay_timeout(self) -> float:
+        return max(300.0, self.n / 100)
 
 
 Cpu = dict[str, float]  # CPU seconds (user + system, all threads) by process
@@ -179,6 +208,7 @@ class Results:
     latencies: list[Latency] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
+    recovery: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
     def rate(self, name: str, stage_of: str = "") -> Rate:
@@ -276,9 +306,28 @@ class Stack:
     nats_url: str
     http_url: str
     procs: list[tuple[str, subprocess.Popen[bytes]]]
+    stopped: list[str] = field(default_factory=list)  # stopped on purpose during the run
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
+
+    def stop_gracefully(self, name: str, timeout: float) -> float:
+        """SIGTERM one process and wait until it exits; returns the seconds it took."""
+        proc = dict(self.procs)[name]
+        t0 = time.perf_counter()
+        proc.terminate()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            raise RuntimeError(f"{name} did not stop within {timeout:g} s") from None
+        seconds = time.perf_counter() - t0
+        self.procs.remove((name, proc))
+        self.stopped.append(name)
+        if code != 0:
+            raise RuntimeError(f"{name} exited with {code} on SIGTERM")
+        return seconds
 
     def check_alive(self) -> None:
         for name, proc in self.procs:
@@ -373,7 +422,7 @@ def running_stack() -> Iterator[Stack]:
         _wait_ready(stack)
         yield stack
     except Exception:
-        for name, _ in stack.procs:
+        for name in [n for n, _ in stack.procs] + stack.stopped:
             print(f"--- last lines of {name}.log ---\n{_tail(stack.log(name))}", file=sys.stderr)
         raise
     finally:
@@ -434,29 +483,53 @@ async def bench_raw_jetstream(cfg: Config, nc: Client, res: Results) -> None:
 
 
 async def _raw_replay(cfg: Config, js: JetStreamContext) -> Rate:
+    on_msg, done = counting_callback(cfg.n)
+    seconds = await timed_replay(js, RAW_SUBJECT, None, on_msg, done, cfg.searchable_timeout)
+    return Rate.of("raw jetstream replay", cfg.n, seconds, "ordered push consumer, callback")
+
+
+Callback = Callable[[Msg], Awaitable[None]]
+
+
+def counting_callback(count: int) -> tuple[Callback, asyncio.Event]:
+    """A consumer callback that only counts; the event is set at ``count`` messages."""
     done = asyncio.Event()
-    count = 0
+    seen = 0
 
     async def on_msg(_: Msg) -> None:
-        nonlocal count
-        count += 1
-        if count >= cfg.n:
+        nonlocal seen
+        seen += 1
+        if seen >= count:
             done.set()
 
+    return on_msg, done
+
+
+async def timed_replay(
+    js: JetStreamContext,
+    subject: str,
+    stream: str | None,
+    on_msg: Callback,
+    done: asyncio.Event,
+    timeout: float,
+) -> float:
+    """Read a stream from its start with an ordered push consumer and a callback;
+    seconds from the subscribe until ``done`` is set."""
     t0 = time.perf_counter()
     sub = await js.subscribe(
-        RAW_SUBJECT,
+        subject,
+        stream=stream,
         ordered_consumer=True,
         cb=on_msg,
         pending_msgs_limit=-1,
         pending_bytes_limit=-1,
     )
     try:
-        await asyncio.wait_for(done.wait(), cfg.searchable_timeout)
+        await asyncio.wait_for(done.wait(), timeout)
     finally:
         seconds = time.perf_counter() - t0
         await sub.unsubscribe()
-    return Rate.of("raw jetstream replay", cfg.n, seconds, "ordered push consumer, callback")
+    return seconds
 
 
 # ---------------------------------------------------------------------------
@@ -671,6 +744,274 @@ async def measure_floors(
 
 
 # ---------------------------------------------------------------------------
+# WAL fold and recovery (in this process, after the worker has stopped)
+
+
+class HostSettings(WorkerSettings):
+    """Worker settings for the hosts this process runs: the defaults and what the
+    bench passes, nothing from the environment (the stack clears ``ENGRAM_*`` too)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def host_settings(stack: Stack) -> WorkerSettings:
+    """No periodic snapshot (the bench writes the one it times) and no events (every
+    message replayed is history; a restarted worker folds old history quietly too)."""
+    return HostSettings(
+        nats_url=stack.nats_url,
+        worker_id="bench",
+        event_window=0.0,
+        snapshot_every=1 << 62,
+        snapshot_interval=1e9,
+    )
+
+
+def fold_callback(state: SpaceState, count: int) -> tuple[Callback, asyncio.Event]:
+    """What the worker's WAL callback does to fold a message, minus the index: its
+    position (``position(msg.reply)``), the verb from the subject, ``apply_message``.
+    The vectors it buffers for the index are dropped now and then, not inserted."""
+    done = asyncio.Event()
+    folded = 0
+
+    async def on_msg(msg: Msg) -> None:
+        nonlocal folded
+        pos = position(msg.reply)
+        verb = command_verb(msg.subject)
+        state.apply_message(verb, msg.data, pos.seq, pos.timestamp)
+        folded += 1
+        if folded % 4096 == 0:
+            state._pending.clear()  # index inserts are not part of the fold
+        if folded >= count:
+            done.set()
+
+    return on_msg, done
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=np.float64)))
+
+
+def _rounds(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+async def bench_wal_fold(
+    cfg: Config, js: JetStreamContext, rec: SpaceRecord, count: int, last: int, res: Results
+) -> None:
+    """The space's WAL read by an ordered consumer whose callback only counts, and by
+    the same consumer folding every message; alternated, the median of each counts."""
+    subject, stream = wal_subjects(rec.id), stream_name(rec.id)
+    raw: list[tuple[float, float]] = []  # (seconds, CPU seconds of this process)
+    fold: list[tuple[float, float]] = []
+    for _ in range(FOLD_ROUNDS):
+        on_msg, done = counting_callback(count)
+        c0 = time.process_time()
+        seconds = await timed_replay(js, subject, stream, on_msg, done, cfg.replay_timeout)
+        raw.append((seconds, time.process_time() - c0))
+        state = SpaceState(rec, get_embedder(rec.embedder, rec.dim))
+        on_msg, done = fold_callback(state, count)
+        c0 = time.process_time()
+        seconds = await timed_replay(js, subject, stream, on_msg, done, cfg.replay_timeout)
+        fold.append((seconds, time.process_time() - c0))
+        if state.applied_seq != last or len(state) != count or state.rejected:
+            raise RuntimeError(
+                f"fold: applied_seq {state.applied_seq}, {len(state)} memories, "
+                f"{state.rejected} rejected; expected seq {last}, {count} memories"
+            )
+        del state, on_msg
+        gc.collect()
+    for name, rounds in (
+        ("raw wal replay (count only)", raw),
+        ("wal fold (apply_message, no index)", fold),
+    ):
+        seconds, cpu = sorted(rounds)[len(rounds) // 2]  # the median round
+        note = f"median of {_rounds([s for s, _ in rounds])} s"
+        res.rates.append(Rate.of(name, count, seconds, note, {"bench": cpu}))
+
+
+@dataclass
+class Recovered:
+    """One host from ``start()`` until a recall at the stream's last seq answered."""
+
+    seconds: float
+    start_s: float  # in host.start(): snapshot read, checked, restored; subscribed
+    cpu_s: float  # this process, all threads
+    recovery: str  # what the host says it did
+
+
+async def serve_again(
+    host: SpaceHost, last: int, cue: np.ndarray, k: int, use_snapshot: bool, timeout: float
+) -> Recovered:
+    """Start ``host`` and time it until it answers a recall with ``min_seq`` = ``last``
+    (what the worker does for such a query: wait until applied, then recall)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    await host.start(use_snapshot=use_snapshot)
+    start_s = time.perf_counter() - t0
+    await host.wait_applied(last, timeout)
+    results = await host.with_index(lambda st: st.recall(cue, k))
+    seconds = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
+    if not results or host.state.applied_seq < last:
+        raise RuntimeError(f"{host.space}: no answer at seq {last} ({host.recovery})")
+    return Recovered(round(seconds, 4), round(start_s, 4), round(cpu_s, 3), host.recovery)
+
+
+async def bench_recovery(
+    cfg: Config,
+    stack: Stack,
+    nc: Client,
+    store: SnapshotStore,
+    rec: SpaceRecord,
+    last: int,
+    data: Dataset,
+    res: Results,
+) -> None:
+    """Full replay, then a snapshot written by the replayed host, then restores of it."""
+    js = nc.jetstream()
+    settings = host_settings(stack)
+    cue = data.vectors[-1]
+    out = res.recovery
+
+    _step(f"recovery: full replay of {_k(cfg.n)} memories (fold + index)")
+    host = SpaceHost(rec, nc, js, settings, store)
+    replay = await serve_again(host, last, cue, cfg.k, False, cfg.replay_timeout)
+    out["full_replay"] = asdict(replay)
+
+    _step("recovery: writing a snapshot")
+    t0 = time.perf_counter()
+    header = await host.snapshot(origin="bench")
+    out["snapshot_write_s"] = round(time.perf_counter() - t0, 4)
+    info = await store.info(rec.id)
+    out["snapshot_bytes"] = None if info is None else info.size
+    out["snapshot_seq"] = header.applied_seq
+    out["snapshot_memories"] = header.memories
+    await host.stop()
+    del host
+    gc.collect()
+
+    _step(f"recovery: snapshot restore ×{RESTORE_ROUNDS}")
+    restores: list[Recovered] = []
+    for _ in range(RESTORE_ROUNDS):
+        host = SpaceHost(rec, nc, js, settings, store)
+        restored = await serve_again(host, last, cue, cfg.k, True, cfg.replay_timeout)
+        if not restored.recovery.startswith("restored from snapshot"):
+            raise RuntimeError(f"{rec.id}: the snapshot was not used: {restored.recovery}")
+        restores.append(restored)
+        await host.stop()
+        del host
+        gc.collect()
+    out["restore_breakdown"] = await restore_breakdown(js, store, rec)
+    median = _median([r.seconds for r in restores])
+    typical = min(restores, key=lambda r: abs(r.seconds - median))
+    out["snapshot_restore"] = asdict(typical) | {
+        "seconds": round(median, 4),
+        "rounds_s": [r.seconds for r in restores],
+    }
+
+
+async def restore_breakdown(
+    js: JetStreamContext, store: SnapshotStore, rec: SpaceRecord
+) -> dict[str, float]:
+    """Where a restore's time goes, step by step as ``SpaceHost`` restores (one more
+    restore, outside the timed rounds), and the raw reference for the first step:
+    the same chunks read by an ordered consumer with ``next_msg`` into a buffer."""
+    t0 = time.perf_counter()
+    loaded = await store.load(rec.id)
+    if loaded is None:
+        raise RuntimeError(f"{rec.id}: no snapshot")
+    info, data = loaded
+    t1 = time.perf_counter()
+    snap = await asyncio.to_thread(decode, data)
+    t2 = time.perf_counter()
+    index = await asyncio.to_thread(VectorIndex.from_bytes, snap.index, rec.dim, rec.metric)
+    t3 = time.perf_counter()
+    state = SpaceState(rec, get_embedder(rec.embedder, rec.dim))
+    head = snap.header
+    state.restore(
+        snap.records,
+        index,
+        applied_seq=head.applied_seq,
+        next_key=head.next_key,
+        rejected=head.rejected,
+    )
+    t4 = time.perf_counter()
+    steps = {
+        "object_store_load_s": t1 - t0,
+        "decode_s": t2 - t1,
+        "index_from_bytes_s": t3 - t2,
+        "state_restore_s": t4 - t3,
+    }
+    del snap, data, loaded, index, state
+    gc.collect()
+    steps["raw_chunk_read_s"] = await read_chunks(js, f"$O.{SNAPSHOT_BUCKET}.C.{info.nuid}")
+    return {k: round(v, 4) for k, v in steps.items()}
+
+
+async def read_chunks(js: JetStreamContext, subject: str) -> float:
+    """Seconds to read every message on ``subject`` into one buffer with an ordered
+    consumer and ``next_msg`` (which answers the server's flow control at once)."""
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    sub = await js.subscribe(subject, ordered_consumer=True)
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=10.0)
+            buf.write(msg.data)
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        seconds = time.perf_counter() - t0
+        await sub.unsubscribe()
+    return seconds
+
+
+def _snapshot_seq(info: api.ObjectInfo | None) -> int | None:
+    """The applied seq a snapshot object says it holds (its ``Engram-Applied-Seq``)."""
+    value = (info.headers or {}).get("Engram-Applied-Seq") if info is not None else None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return None if value is None else int(value)
+
+
+async def bench_wal_and_recovery(
+    cfg: Config, stack: Stack, nc: Client, data: Dataset, res: Results
+) -> None:
+    """Stop the worker (it writes its snapshots on the way out, and leaves the machine
+    quiet), then measure the fold and the recovery of the NATS space here."""
+    js = nc.jetstream()
+    _step("stopping the worker gracefully")
+    store = SnapshotStore(js)
+    await store.open()
+    stop_s = await asyncio.to_thread(stack.stop_gracefully, "worker", WORKER_STOP_TIMEOUT)
+    shutdown = await store.info(NATS_SPACE)
+    res.recovery["worker_graceful_stop_s"] = round(stop_s, 3)
+    res.recovery["worker_snapshot_seq"] = _snapshot_seq(shutdown)
+    registry = SpaceRegistry(js)
+    await registry.open()
+    rec = await registry.get(NATS_SPACE)
+    if rec is None:
+        raise RuntimeError(f"space {NATS_SPACE} is not in the registry")
+    state = (await js.stream_info(stream_name(NATS_SPACE))).state
+    res.recovery |= {
+        "space": NATS_SPACE,
+        "stream_last_seq": state.last_seq,
+        "messages": state.messages,
+    }
+    _step("wal fold vs raw ordered-consumer replay")
+    await bench_wal_fold(cfg, js, rec, state.messages, state.last_seq, res)
+    await bench_recovery(cfg, stack, nc, store, rec, state.last_seq, data, res)
+
+
+# ---------------------------------------------------------------------------
 # the run
 
 
@@ -726,6 +1067,8 @@ async def bench_engram(cfg: Config, stack: Stack, data: Dataset, res: Results) -
             stack.check_alive()
             await bench_http_ingest(cfg, stack, http, nc, data, res)
             stack.check_alive()
+            await bench_wal_and_recovery(cfg, stack, nc, data, res)
+            stack.check_alive()
     finally:
         await nc.close()
 
@@ -754,7 +1097,15 @@ def compute_ratios(cfg: Config, res: Results) -> None:
         for path in ("nats", "http"):
             p50 = res.latency(f"engram {path} recall", size).p50_ms
             res.ratios[f"{path} recall p50 / raw search p50 @{_k(size)}"] = p50 / raw
-    res.ratios = {k: round(v, 3) for k, v in res.ratios.items()}
+    res.ratios["wal fold / raw wal replay"] = (
+        res.rate("wal fold (apply_message, no index)").per_s
+        / res.rate("raw wal replay (count only)").per_s
+    )
+    rec = res.recovery
+    res.ratios["snapshot restore / full replay"] = (
+        rec["snapshot_restore"]["seconds"] / rec["full_replay"]["seconds"]
+    )
+    res.ratios = {k: round(v, 4 if "restore" in k else 3) for k, v in res.ratios.items()}
 
 
 def compute_targets(cfg: Config, res: Results) -> None:
@@ -777,6 +1128,26 @@ def compute_targets(cfg: Config, res: Results) -> None:
             RECALL_TARGET_MS,
             bool(p50 <= RECALL_TARGET_MS),
             note,
+        )
+    )
+    restore = res.ratios["snapshot restore / full replay"]
+    res.targets.append(
+        Target(
+            f"snapshot restore ≤ {RESTORE_TARGET:.0%} of full replay",
+            restore,
+            RESTORE_TARGET,
+            bool(restore <= RESTORE_TARGET),
+            f"{res.recovery['snapshot_restore']['seconds']:.2f} s vs "
+            f"{res.recovery['full_replay']['seconds']:.2f} s at {_k(cfg.n)}",
+        )
+    )
+    fold = res.ratios["wal fold / raw wal replay"]
+    res.targets.append(
+        Target(
+            f"wal fold ≥ {FOLD_TARGET:.0%} of raw ordered-consumer replay",
+            fold,
+            FOLD_TARGET,
+            bool(fold >= FOLD_TARGET),
         )
     )
 
@@ -817,7 +1188,7 @@ def run(cfg: Config) -> Results:
     bench_raw_usearch(cfg, data, res)
     _step("starting nats-server, worker, gateway")
     with running_stack() as stack:
-        _step("raw jetstream, engram nats ingest + recall, engram http ingest")
+        _step("raw jetstream, engram nats ingest + recall, engram http ingest, recovery")
         asyncio.run(bench_engram(cfg, stack, data, res))
     compute_ratios(cfg, res)
     compute_targets(cfg, res)
@@ -861,6 +1232,7 @@ def render(res: Results) -> str:
         f"  {x.name:<40} {_k(x.size):>8} {x.p50_ms:>9.3f} {x.p99_ms:>9.3f}  (n={x.samples})"
         for x in res.latencies
     ]
+    lines += render_recovery(res.recovery)
     lines += ["", "RATIOS"]
     lines += [f"  {name:<52} {value:>8.3f}" for name, value in res.ratios.items()]
     lines += ["", "TARGETS"]
@@ -876,6 +1248,47 @@ def render(res: Results) -> str:
             "shared the machine, wall-clock figures and ratios are noisy (compare the CPU table)."
         )
     return "\n".join(lines)
+
+
+def render_recovery(rec: dict[str, Any]) -> list[str]:
+    if not rec:
+        return []
+    replay, restore, parts = rec["full_replay"], rec["snapshot_restore"], rec["restore_breakdown"]
+    size = rec["snapshot_bytes"] or float("nan")
+    rounds = ", ".join(f"{s:.2f}" for s in restore["rounds_s"])
+
+    def row(name: str, seconds: float, note: str = "") -> str:
+        return f"  {name:<40} {seconds:>9.2f} s  {note}".rstrip()
+
+    return [
+        "",
+        f"RECOVERY (space {rec['space']}, stream last seq {rec['stream_last_seq']}; "
+        "seconds from start() until a recall at that seq answers)",
+        row("full replay (fold + index)", replay["seconds"], f"cpu {replay['cpu_s']:.1f} s"),
+        row(
+            "snapshot restore",
+            restore["seconds"],
+            f"median of {rounds}; cpu {restore['cpu_s']:.1f} s",
+        ),
+        row(
+            "  object store load",
+            parts["object_store_load_s"],
+            f"raw chunk read (next_msg): {parts['raw_chunk_read_s']:.2f} s",
+        ),
+        row("  decode (checksums, records JSON)", parts["decode_s"]),
+        row("  usearch Index.restore", parts["index_from_bytes_s"]),
+        row("  SpaceState.restore", parts["state_restore_s"]),
+        row(
+            "snapshot write (host.snapshot())",
+            rec["snapshot_write_s"],
+            f"{size / 1e6:,.1f} MB, seq {rec['snapshot_seq']}, {rec['snapshot_memories']} memories",
+        ),
+        row(
+            "worker graceful stop (SIGTERM → exit)",
+            rec["worker_graceful_stop_s"],
+            f"its snapshot of {rec['space']} at seq {rec['worker_snapshot_seq']}",
+        ),
+    ]
 
 
 def write_json(res: Results, out: Path) -> None:
