@@ -681,7 +681,7 @@ def test_a_record_whose_vector_is_not_in_the_index_is_refused(snapshot: bytes) -
 
 def test_bytes_that_usearch_cannot_restore_raise_value_error() -> None:
     for junk in (b"", b"\x00" * 64, b"usearch" * 100):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a usearch index"):
             VectorIndex.from_bytes(junk, DIM, "cos")
 
 
