@@ -72,7 +72,7 @@ from engram_common.subjects import command_verb, stream_name, wal_subjects
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import decode
 from engram_worker.core.state import SpaceState
-from engram_worker.core.wal import position
+from engram_worker.core.wal import position, stored_at
 from engram_worker.host import SpaceHost
 
 HERE = Path(__file__).resolve().parent
@@ -784,9 +784,9 @@ def fold_callback(state: SpaceState, count: int) -> tuple[Callback, asyncio.Even
 
     async def on_msg(msg: Msg) -> None:
         nonlocal folded
-        pos = position(msg.reply)
+        seq, stamp, _ = position(msg.reply)
         verb = command_verb(msg.subject)
-        state.apply_message(verb, msg.data, pos.seq, pos.timestamp)
+        state.apply_message(verb, msg.data, seq, stored_at(stamp))
         folded += 1
         if folded % 4096 == 0:
             state._pending.clear()  # index inserts are not part of the fold

@@ -32,7 +32,7 @@ from engram_common.embedders import get_embedder
 from engram_common.messages import SpaceRecord
 from engram_common.subjects import command_verb, stream_name
 from engram_worker.core.state import SpaceState
-from engram_worker.core.wal import decode, decode_command, fast_decode, position
+from engram_worker.core.wal import decode, decode_command, fast_decode, position, stored_at
 
 
 def messages(n: int, dim: int) -> list[Msg]:
@@ -50,9 +50,9 @@ def messages(n: int, dim: int) -> list[Msg]:
 def fold(record: SpaceRecord, msgs: list[Msg]) -> SpaceState:
     state = SpaceState(record, get_embedder(record.embedder, record.dim))
     for i, msg in enumerate(msgs, 1):
-        pos = position(msg.reply)
+        seq, stamp, _ = position(msg.reply)
         verb = command_verb(msg.subject)
-        state.apply_message(verb, msg.data, pos.seq, pos.timestamp)
+        state.apply_message(verb, msg.data, seq, stored_at(stamp))
         if i % 4096 == 0:
             state._pending.clear()
     return state

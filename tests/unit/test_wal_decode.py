@@ -33,6 +33,7 @@ from engram_worker.core.wal import (
     fast_decode,
     from_model,
     position,
+    stored_at,
 )
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -369,10 +370,10 @@ def test_position_reads_what_nats_py_metadata_reads(reply: str) -> None:
     from nats.aio.msg import Msg
 
     meta = Msg.Metadata._from_reply(reply)
-    pos = position(reply)
-    assert pos.seq == meta.sequence.stream == 42
-    assert pos.pending == meta.num_pending == 5
-    assert pos.timestamp == meta.timestamp
+    seq, stamp, pending = position(reply)
+    assert seq == meta.sequence.stream == 42
+    assert pending == meta.num_pending == 5
+    assert stored_at(stamp) == meta.timestamp
 
 
 @pytest.mark.parametrize("reply", [None, "", "inbox.1", "$JS.ACK.a.b.c", "$JS.NAK.a.b.1.2.3.4.5"])

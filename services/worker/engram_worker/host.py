@@ -41,7 +41,7 @@ from engram_common.subjects import command_verb, event_subject, stream_name, wal
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
 from engram_worker.core.state import Event, FlushBatch, Forgotten, SpaceState, Stored
-from engram_worker.core.wal import position
+from engram_worker.core.wal import position, stored_at
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,14 +206,13 @@ class SpaceHost:
 
     async def _on_msg(self, msg: Msg) -> None:
         try:
-            pos = position(msg.reply)
-            seq = pos.seq
+            seq, stamp, after = position(msg.reply)
             verb = command_verb(msg.subject)
-            event = self.state.apply_message(verb, msg.data, seq, pos.timestamp)
+            event = self.state.apply_message(verb, msg.data, seq, stored_at(stamp))
             # Announce what was written recently; a replay of old history stays quiet.
             # Recent includes the last messages before a crash, so events are
             # at-least-once for them.
-            age = time.time() - pos.timestamp_ns / 1e9
+            age = time.time() - stamp / 1e9
             if event is not None:
                 self._since_snapshot += 1
                 await self._erase(event)
@@ -222,7 +221,7 @@ class SpaceHost:
             pending = self.state.pending
             if pending >= 4 * self._settings.index_batch:
                 await self.flush()  # back-pressure: the index is the ingest ceiling
-            elif pending >= self._settings.index_batch or pos.pending == 0:
+            elif pending >= self._settings.index_batch or after == 0:
                 self._kick_flush()
             self._folded += 1
             if self._folded % 256 == 0:

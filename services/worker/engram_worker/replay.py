@@ -29,7 +29,7 @@ from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore, delete_msg
 from engram_common.subjects import RELOAD_SUBJECT, command_verb, stream_name, wal_subjects
 from engram_worker.core.state import Forgotten, SpaceState, Stored
-from engram_worker.core.wal import position
+from engram_worker.core.wal import position, stored_at
 from engram_worker.host import snapshot_header, write_snapshot
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,12 @@ async def fold_stream(
         nonlocal folded
         if done.is_set():
             return
-        pos = position(msg.reply)
-        seq = pos.seq
+        seq, stamp, after = position(msg.reply)
         if seq > target:
             done.set()
             return
         verb = command_verb(msg.subject)
-        event = state.apply_message(verb, msg.data, seq, pos.timestamp)
+        event = state.apply_message(verb, msg.data, seq, stored_at(stamp))
         if to_erase is not None:
             if isinstance(event, Stored) and event.replaced_seq is not None:
                 to_erase.append(event.replaced_seq)
@@ -126,7 +125,7 @@ async def fold_stream(
         folded += 1
         if progress is not None and folded % 1000 == 0:
             progress("fold", seq - first + 1, total)
-        if seq >= target or pos.pending == 0:
+        if seq >= target or after == 0:
             done.set()
 
     config = api.ConsumerConfig(

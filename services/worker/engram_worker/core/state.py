@@ -165,7 +165,12 @@ class SpaceState:
         if seq <= self.applied_seq:
             return None
         try:
-            event: Event = self.apply(decode(verb, data), seq, timestamp)
+            command = decode(verb, data)
+            event: Event = (
+                self._remember(command, seq, timestamp)
+                if type(command) is Remember
+                else self.apply(command, seq, timestamp)
+            )
         except CommandRejected as exc:
             self.rejected += 1
             event = Rejected(seq=seq, reason=exc.reason, command_id=exc.command_id)
