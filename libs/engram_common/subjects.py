@@ -21,6 +21,8 @@ EventKind = Literal["stored", "forgotten", "linked", "activated", "rejected", "c
 QUERY_QUEUE: Final = "engram-workers"
 # operator control (not under spaces.>: an agent's permissions never reach it)
 RELOAD_SUBJECT: Final = "engram.ctl.reload"
+#: Every worker answers with what it hosts and what it failed to load.
+STATUS_SUBJECT: Final = "engram.ctl.status"
 
 
 def stream_name(space: str) -> str:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import nats.errors
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
@@ -25,7 +26,18 @@ async def remember(nc: Nats, space: str, memory: dict[str, Any], **extra: Any) -
 
 
 async def request(nc: Nats, space: str, query: str, body: dict[str, Any]) -> dict[str, Any]:
-    msg = await nc.request(f"spaces.{space}.q.{query}", json.dumps(body).encode(), timeout=10)
+    # a worker that has just subscribed can miss a request by a few ms ("no
+    # responders"): answer it as a client honouring Retry-After would, by retrying
+    for delay in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 0.0):
+        try:
+            msg = await nc.request(
+                f"spaces.{space}.q.{query}", json.dumps(body).encode(), timeout=10
+            )
+            break
+        except nats.errors.NoRespondersError:
+            if not delay:
+                raise
+            await asyncio.sleep(delay)
     result: dict[str, Any] = json.loads(msg.data)
     return result
 

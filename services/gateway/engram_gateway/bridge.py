@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from engram_common.embedders import Embedder, get_embedder
-from engram_common.messages import Command, Model, SpaceRecord
-from engram_common.natsio import SpaceConflict, SpaceLimitReached, SpaceRegistry
+from engram_common.messages import (
+    Command,
+    Model,
+    SpaceRecord,
+    SpaceStatusRow,
+    StatusRequest,
+    StatusResponse,
+    WorkerStatus,
+)
+from engram_common.natsio import SpaceConflict, SpaceLimitReached, SpaceRegistry, gather
 from engram_common.settings import GatewaySettings
 from engram_common.subjects import (
+    STATUS_SUBJECT,
     CommandVerb,
     QueryName,
     command_subject,
@@ -24,6 +36,8 @@ from engram_common.subjects import (
     stream_name,
 )
 from engram_gateway.problems import Problem
+
+_NO_RESPONDERS_BACKOFF = (0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 class NatsBridge:
@@ -169,7 +183,92 @@ class NatsBridge:
             self.acked[space] = last
         return last
 
+    # -- status --------------------------------------------------------------
+
+    async def status(self, space: str | None = None) -> StatusResponse:
+        """Every space (or one) with its WAL position and what the workers report:
+        the hosting worker's position, counts and snapshot, or why none could load it."""
+        recs = [r for r in self.registry.cached_all() if space is None or r.id == space]
+        if space is not None and not recs:
+            raise Problem(404, "Space not found", f"memory space {space!r} does not exist")
+        request = StatusRequest(space=space).model_dump_json(exclude_none=True).encode()
+        try:
+            answers, infos = await asyncio.gather(
+                gather(self.nc, STATUS_SUBJECT, request, wait=self.settings.query_timeout),
+                asyncio.gather(
+                    *(self.js.stream_info(stream_name(r.id)) for r in recs),
+                    return_exceptions=True,
+                ),
+            )
+        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError):
+            raise Problem(
+                503,
+                "NATS unavailable",
+                "the gateway cannot reach NATS to collect the status",
+                headers={"Retry-After": "1"},
+            ) from None
+        workers: list[WorkerStatus] = []
+        for data in answers:
+            with contextlib.suppress(ValueError):
+                workers.append(WorkerStatus.model_validate_json(data))
+        rows = []
+        for rec, info in zip(recs, infos, strict=True):
+            stream_seq = None if isinstance(info, BaseException) else int(info.state.last_seq)
+            # the most advanced host answers (several workers may host a space)
+            hosts = [(w.worker, h) for w in workers for h in w.spaces if h.id == rec.id]
+            failures = [
+                f"{w.worker}: {f.reason}" for w in workers for f in w.failed if f.id == rec.id
+            ]
+            row: dict[str, Any] = {
+                "id": rec.id,
+                "status": rec.status,
+                "stream_seq": stream_seq,
+                "failed": None if hosts or not failures else "; ".join(failures),
+            }
+            if hosts:
+                worker, h = max(hosts, key=lambda wh: wh[1].applied_seq)
+                age = (
+                    None
+                    if h.snapshot_at is None
+                    else max(0.0, (datetime.now(UTC) - h.snapshot_at).total_seconds())
+                )
+                row |= {
+                    "applied_seq": h.applied_seq,
+                    "wal_lag": None if stream_seq is None else max(0, stream_seq - h.applied_seq),
+                    "memories": h.memories,
+                    "rejected": h.rejected,
+                    "snapshot_seq": h.snapshot_seq,
+                    "snapshot_age_s": None if age is None else round(age, 3),
+                    "worker": worker,
+                    "recovery": h.recovery,
+                }
+            else:
+                row |= dict.fromkeys(
+                    (
+                        "applied_seq",
+                        "wal_lag",
+                        "memories",
+                        "rejected",
+                        "snapshot_seq",
+                        "snapshot_age_s",
+                        "worker",
+                        "recovery",
+                    )
+                )
+            rows.append(SpaceStatusRow.model_validate(row))
+        return StatusResponse(spaces=rows, workers=sorted(w.worker for w in workers))
+
     # -- queries -------------------------------------------------------------
+
+    async def _request(self, subject: str, payload: bytes) -> Msg:
+        """A request, retried for about a second while nobody answers: a worker
+        that is starting (or has just subscribed) can miss a request by a few ms."""
+        for delay in _NO_RESPONDERS_BACKOFF:
+            try:
+                return await self.nc.request(subject, payload, timeout=self.settings.query_timeout)
+            except nats.errors.NoRespondersError:
+                await asyncio.sleep(delay)
+        return await self.nc.request(subject, payload, timeout=self.settings.query_timeout)
 
     async def query(self, space: str, name: QueryName, body: Model | dict[str, Any]) -> bytes:
         """Request a query from the worker hosting ``space``; return the raw JSON reply.
@@ -180,9 +279,7 @@ class NatsBridge:
             else json.dumps(body).encode()
         )
         try:
-            msg = await self.nc.request(
-                query_subject(space, name), payload, timeout=self.settings.query_timeout
-            )
+            msg = await self._request(query_subject(space, name), payload)
         except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError):
             raise Problem(
                 503,

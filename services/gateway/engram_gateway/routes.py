@@ -351,9 +351,24 @@ async def recall(
     return _raw(await bridge.query(space, "recall", req))
 
 
+@get(
+    "/api/v1/status",
+    tags=["ops"],
+    summary="Every space's WAL position, hosting worker, lag, snapshot, or why it failed",
+)
+async def status(
+    state: State,
+    space: Annotated[str | None, QueryParameter(description="Only this space.")] = None,
+) -> Response[bytes]:
+    bridge = _bridge(state)
+    report = await bridge.status(None if space is None else checked_space(space))
+    return _raw(report.model_dump_json().encode())
+
+
 ROUTES = [
     health,
     ready,
+    status,
     create_space,
     list_spaces,
     show_space,

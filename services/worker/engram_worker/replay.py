@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from engram_common.embedders import get_embedder
 from engram_common.messages import ReloadReply, ReloadRequest
-from engram_common.natsio import SpaceRegistry
+from engram_common.natsio import SpaceRegistry, gather
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore, delete_msg
 from engram_common.subjects import RELOAD_SUBJECT, command_verb, stream_name, wal_subjects
@@ -167,20 +167,13 @@ async def request_reload(
 ) -> tuple[list[ReloadReply], list[str]]:
     """Ask every worker hosting ``space`` to load it again; gather their answers
     until ``wait`` seconds pass (or 1 s after the last answer)."""
-    inbox = nc.new_inbox()
     replies: list[ReloadReply] = []
     errors: list[str] = []
-    got = asyncio.Event()
-    answers = 0
-
-    async def on_reply(msg: Msg) -> None:
-        nonlocal answers
-        answers += 1
-        got.set()
-        if not msg.data:  # "no responders": no worker is running
-            return
+    request = ReloadRequest(space=space).model_dump_json().encode()
+    # every worker answers, hosting or not
+    for data in await gather(nc, RELOAD_SUBJECT, request, wait=wait, quiet=1.0):
         try:
-            doc = json.loads(msg.data)
+            doc = json.loads(data)
             if "error" in doc:
                 errors.append(str(doc["error"].get("detail", doc["error"])))
             else:
@@ -189,24 +182,6 @@ async def request_reload(
                     replies.append(reply)
         except (ValueError, ValidationError) as exc:
             errors.append(f"unreadable reply: {exc}")
-
-    sub = await nc.subscribe(inbox, cb=on_reply)
-    try:
-        await nc.publish(
-            RELOAD_SUBJECT, ReloadRequest(space=space).model_dump_json().encode(), reply=inbox
-        )
-        # every worker answers (hosting or not): wait for the first answer, then
-        # until a second passes without one
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                await asyncio.wait_for(got.wait(), min(1.0, left) if answers else left)
-            except TimeoutError:
-                if answers:
-                    break
-            got.clear()
-    finally:
-        await sub.unsubscribe()
     return replies, errors
 
 

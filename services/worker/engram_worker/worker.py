@@ -16,8 +16,10 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
 from engram_common.messages import (
+    FailedSpace,
     GetRequest,
     GetResponse,
+    HostedSpace,
     ListRequest,
     ListResponse,
     Memory,
@@ -28,12 +30,14 @@ from engram_common.messages import (
     SpaceRecord,
     StatsRequest,
     StatsResponse,
+    StatusRequest,
+    WorkerStatus,
     error_reply,
 )
 from engram_common.natsio import SpaceRegistry, connect
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore
-from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, QueryName
+from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
 from engram_worker.core.state import SpaceState, StoredMemory
 from engram_worker.host import NotCaughtUp, SpaceHost
 
@@ -148,6 +152,7 @@ class Worker:
         # plain nats-py: a FastStream subscriber added ~0.6 ms to every query here
         await self.nc.subscribe("spaces.*.q.*", queue=QUERY_QUEUE, cb=self._on_query)
         await self.nc.subscribe(RELOAD_SUBJECT, cb=self._on_reload)
+        await self.nc.subscribe(STATUS_SUBJECT, cb=self._on_status)
         await self.nc.flush()  # ready means the server routes queries here
         self._spawn(self._sweep_loop())
         log.info(
@@ -207,6 +212,43 @@ class Worker:
             except Exception:
                 log.exception("snapshot sweep failed")
             await asyncio.sleep(600)
+
+    def status(self, space: str | None = None) -> WorkerStatus:
+        """What this worker hosts (position, counts, snapshot, how it recovered)
+        and which spaces it could not load, and why."""
+        hosted = [
+            HostedSpace(
+                id=sid,
+                applied_seq=host.state.applied_seq,
+                memories=len(host.state),
+                rejected=host.state.rejected,
+                snapshot_seq=host.snapshot_seq,
+                snapshot_at=None
+                if host.snapshot_at is None
+                else datetime.fromtimestamp(host.snapshot_at, UTC),
+                recovery=host.recovery,
+            )
+            for sid, host in sorted(self.hosts.items())
+            if space is None or sid == space
+        ]
+        failed = [
+            FailedSpace(id=sid, reason=reason)
+            for sid, reason in sorted(self.failed.items())
+            if space is None or sid == space
+        ]
+        return WorkerStatus(worker=self.settings.worker_id, spaces=hosted, failed=failed)
+
+    async def _on_status(self, msg: Msg) -> None:
+        """``engram.ctl.status``: every worker answers (``GET /api/v1/status``)."""
+        if not msg.reply:
+            return
+        try:
+            req = StatusRequest.model_validate_json(msg.data or b"{}")
+            reply = self.status(req.space).model_dump_json().encode()
+        except ValidationError as exc:
+            reply = json.dumps(error_reply(400, "Invalid status request", str(exc))).encode()
+        with contextlib.suppress(Exception):
+            await msg.respond(reply)
 
     async def _on_reload(self, msg: Msg) -> None:
         """``engram.ctl.reload``: load a hosted space again from its (new) snapshot."""
