@@ -24,15 +24,28 @@ PROPERTY = settings(max_examples=200, deadline=None)
 keys = st.integers(min_value=1, max_value=30)
 weights = st.floats(min_value=0.01, max_value=1.0)
 edge_lists = st.lists(
-    st.tuples(keys, keys, weights, st.sampled_from(["semantic", "temporal", "x"]))
+    st.tuples(keys, keys, weights, st.sampled_from(["semantic", "temporal", "x"]), st.booleans())
 )
 
 
-def build(edges: list[tuple[int, int, float, str]]) -> AssociationGraph:
+def build(edges: list[tuple[int, int, float, str, bool]]) -> AssociationGraph:
+    """Derived links in any order; explicit ones in the order given (the last
+    explicit link of a pair wins, as in the WAL)."""
     g = AssociationGraph()
-    for a, b, w, kind in edges:
-        g.link(a, b, w, kind)
+    for a, b, w, kind, explicit in edges:
+        g.link(a, b, w, kind, explicit=explicit)
     return g
+
+
+def reordered(edges: list[Any], seed: int) -> list[Any]:
+    """Another arrival order that keeps the explicit links' own order."""
+    derived = [e for e in edges if not e[4]]
+    random.Random(seed).shuffle(derived)
+    explicit = iter([e for e in edges if e[4]])
+    slots = [e[4] for e in edges]
+    random.Random(seed + 1).shuffle(slots)
+    pool = iter(derived)
+    return [next(explicit) if is_explicit else next(pool) for is_explicit in slots]
 
 
 def hop_distance(g: AssociationGraph, seeds: set[int]) -> dict[int, int]:
@@ -53,37 +66,42 @@ def hop_distance(g: AssociationGraph, seeds: set[int]) -> dict[int, int]:
 
 
 @PROPERTY
-@given(edges=edge_lists, drop=st.lists(keys, max_size=5))
-def test_the_graph_stays_symmetric_and_round_trips(edges: Any, drop: list[int]) -> None:
+@given(edges=edge_lists, drop=st.lists(keys, max_size=5), seed=st.integers(0, 100))
+def test_the_graph_stays_symmetric_and_round_trips(edges: Any, drop: list[int], seed: int) -> None:
     g = build(edges)
     for key in drop:
         g.remove_node(key)
-    for a, b, w, kind in g.edges():
-        assert a < b and g.edge(b, a) == (w, kind) == g.edge(a, b)
-        assert a not in drop and b not in drop
-    assert len(g) == len(list(g.edges()))
+    for a, b, w, kind, explicit in g.edges():
+        assert a < b and a not in drop and b not in drop
+        if explicit or g.edge(a, b) == (w, kind, False):
+            assert g.edge(b, a) == g.edge(a, b)
+    assert len(g) == len({(a, b) for a, b, *_ in g.edges()})
     for key in drop:
         assert key not in g and g.neighbours(key) == []
     live = {k for e in g.edges() for k in e[:2]}
     assert AssociationGraph.from_columns(g.to_columns(), live) == g
-    # the order edges were added in does not matter
-    shuffled = list(edges)
-    random.Random(7).shuffle(shuffled)
-    again = build(shuffled)
+    # the order derived links arrive in, relative to each other and to the
+    # explicit ones, does not matter
+    again = build(reordered(edges, seed))
     for key in drop:
         again.remove_node(key)
     assert again == g
 
 
-def test_linking_again_keeps_the_stronger_weight_unless_replacing() -> None:
+def test_derived_links_keep_the_stronger_explicit_links_set_the_weight() -> None:
     g = AssociationGraph()
     assert g.link(1, 2, 0.4, "semantic")
     assert not g.link(2, 1, 0.3, "temporal")
-    assert g.edge(1, 2) == (0.4, "semantic")
+    assert g.edge(1, 2) == (0.4, "semantic", False)
     assert g.link(1, 2, 0.9, "temporal")
-    assert g.edge(2, 1) == (0.9, "temporal")
-    assert g.link(1, 2, 0.2, "related", replace=True)  # an explicit link sets it
-    assert g.edge(1, 2) == (0.2, "related")
+    assert g.edge(2, 1) == (0.9, "temporal", False)
+    assert g.link(1, 2, 0.2, "related", explicit=True)  # a client weakens it
+    assert g.edge(1, 2) == (0.2, "related", True)
+    assert not g.link(1, 2, 0.95, "semantic")  # derived later: kept aside only
+    assert g.edge(1, 2) == (0.2, "related", True)
+    assert g.unlink(1, 2)  # the explicit link goes: the strongest derived one is back
+    assert g.edge(1, 2) == (0.95, "semantic", False)
+    assert g.unlink(1, 2) and g.edge(1, 2) is None and not g.unlink(1, 2)
     assert not g.link(3, 3, 0.5, "x")  # no self-links
     with pytest.raises(ValueError, match="outside"):
         g.link(1, 4, 0.0, "x")
@@ -92,23 +110,40 @@ def test_linking_again_keeps_the_stronger_weight_unless_replacing() -> None:
 
 
 def test_neighbours_come_strongest_first_ties_by_key() -> None:
-    g = build([(5, 9, 0.5, "a"), (5, 2, 0.5, "a"), (5, 7, 0.9, "b"), (5, 1, 0.1, "c")])
+    g = build(
+        [
+            (5, 9, 0.5, "a", False),
+            (5, 2, 0.5, "a", False),
+            (5, 7, 0.9, "b", True),
+            (5, 1, 0.1, "c", False),
+        ]
+    )
     assert [k for k, _, _ in g.neighbours(5)] == [7, 2, 9, 1]
     g.unlink(5, 7)
     assert [k for k, _, _ in g.neighbours(5)] == [2, 9, 1]
 
 
+def edge_cols(**over: list[Any]) -> dict[str, list[Any]]:
+    return {"a": [1], "b": [2], "weight": [0.5], "kind": ["x"], "explicit": [False]} | over
+
+
 @pytest.mark.parametrize(
     ("cols", "match"),
     [
-        ({"a": [1], "b": [2], "weight": [0.5]}, "lack a column"),
-        ({"a": [1], "b": [2, 3], "weight": [0.5], "kind": ["x"]}, "differ in length"),
-        ({"a": [1], "b": [9], "weight": [0.5], "kind": ["x"]}, "two live memories"),
-        ({"a": [2], "b": [1], "weight": [0.5], "kind": ["x"]}, "two live memories"),
-        ({"a": [1, 1], "b": [2, 2], "weight": [0.5, 0.5], "kind": ["x", "x"]}, "twice"),
-        ({"a": [1], "b": [2], "weight": [2.0], "kind": ["x"]}, "unreadable edge"),
-        ({"a": [1], "b": [2], "weight": ["heavy"], "kind": ["x"]}, "unreadable edge"),
-        ({"a": [1], "b": [2], "weight": [0.5], "kind": [""]}, "two live memories"),
+        ({"a": [1], "b": [2], "weight": [0.5], "kind": ["x"]}, "lack a column"),
+        (edge_cols(b=[2, 3]), "differ in length"),
+        (edge_cols(b=[9]), "two live memories"),
+        (edge_cols(a=[2], b=[1]), "two live memories"),
+        (
+            edge_cols(
+                a=[1, 1], b=[2, 2], weight=[0.5, 0.5], kind=["x", "x"], explicit=[True, True]
+            ),
+            "twice",
+        ),
+        (edge_cols(weight=[2.0]), "unreadable edge"),
+        (edge_cols(weight=["heavy"]), "unreadable edge"),
+        (edge_cols(kind=[""]), "two live memories"),
+        (edge_cols(explicit=["yes"]), "two live memories"),
     ],
 )
 def test_edges_from_a_damaged_snapshot_are_refused(cols: dict[str, Any], match: str) -> None:
@@ -153,13 +188,11 @@ def test_activation_stays_in_the_graph_in_bounds_and_within_reach(
             for u, v in itertools.pairwise(trail):
                 assert g.edge(u, v) is not None
     # the same graph built in another order spreads identically
-    shuffled = list(edges)
-    random.Random(3).shuffle(shuffled)
-    assert spread(seeds, build(shuffled).neighbours, params) == reached
+    assert spread(seeds, build(reordered(edges, 3)).neighbours, params) == reached
 
 
 def test_a_chain_decays_per_hop_and_stops_at_max_hops() -> None:
-    g = build([(1, 2, 1.0, "x"), (2, 3, 1.0, "x"), (3, 4, 1.0, "x")])
+    g = build([(1, 2, 1.0, "x", False), (2, 3, 1.0, "x", False), (3, 4, 1.0, "x", False)])
     reached = spread({1: 1.0}, g.neighbours, SpreadParams(max_hops=2, hop_decay=0.5))
     assert {k: (r.activation, r.hops) for k, r in reached.items()} == {
         1: (1.0, 0),
@@ -171,14 +204,14 @@ def test_a_chain_decays_per_hop_and_stops_at_max_hops() -> None:
 
 
 def test_two_paths_combine_by_probabilistic_or() -> None:
-    g = build([(1, 3, 0.8, "x"), (2, 3, 0.8, "x")])
+    g = build([(1, 3, 0.8, "x", False), (2, 3, 0.8, "x", True)])
     reached = spread({1: 1.0, 2: 1.0}, g.neighbours, SpreadParams(max_hops=1, hop_decay=0.5))
     assert reached[3].activation == pytest.approx(1 - (1 - 0.4) * (1 - 0.4))
     assert reached[3].parent == 1  # equal contributions: the lower key
 
 
 def test_weak_contributions_and_fanout_are_cut() -> None:
-    g = build([(1, 2, 0.9, "x"), (1, 3, 0.5, "x"), (1, 4, 0.05, "x")])
+    g = build([(1, 2, 0.9, "x", False), (1, 3, 0.5, "x", False), (1, 4, 0.05, "x", False)])
     reached = spread({1: 1.0}, g.neighbours, SpreadParams(max_hops=1, hop_decay=1.0, threshold=0.1))
     assert reached.keys() == {1, 2, 3}  # 4 gets 0.05 < threshold
     capped = spread({1: 1.0}, g.neighbours, SpreadParams(max_hops=1, hop_decay=1.0, max_fanout=1))
@@ -186,7 +219,7 @@ def test_weak_contributions_and_fanout_are_cut() -> None:
 
 
 def test_activation_does_not_echo_back_to_its_source() -> None:
-    g = build([(1, 2, 1.0, "x")])
+    g = build([(1, 2, 1.0, "x", False)])
     reached = spread({1: 0.5}, g.neighbours, SpreadParams(max_hops=4, hop_decay=1.0))
     assert reached[1].activation == 0.5 and reached[2].activation == 0.5
 
