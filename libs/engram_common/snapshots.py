@@ -39,6 +39,17 @@ _WINDOW = 16  # chunks in flight while writing
 _ERASE_WINDOW = 64
 _READ_TIMEOUT = 5.0  # seconds without a chunk before a read gives up
 _NO_MESSAGE_FOUND = 10057  # JSNoMessageFoundErr
+_WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErr
+_META_TRIES = 20
+
+
+def _object_info(data: bytes | None) -> api.ObjectInfo | None:
+    """An object's info message (``None`` for a delete marker or unreadable data)."""
+    try:
+        info = api.ObjectInfo.from_response(json.loads(data or b"null"))
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return None if info.deleted else info
 
 
 class SnapshotUnreadable(Exception):
@@ -180,7 +191,6 @@ class SnapshotStore:
         description: str = "",
     ) -> api.ObjectInfo:
         """Write a new snapshot of ``space``, then erase the one it replaces."""
-        old = await self.info(space)
         nuid = new_id()
         subject = _chunk_subject(nuid)
         digest = hashlib.sha256()
@@ -206,23 +216,45 @@ class SnapshotStore:
                 headers={k: [v] for k, v in headers.items()},
                 options=api.ObjectMetaOptions(max_chunk_size=CHUNK_SIZE),
             )
-            await self._js.publish(
-                _meta_subject(space),
-                json.dumps(info.as_dict()).encode(),
-                headers={api.Header.ROLLUP: "sub"},
-            )
+            old = await self._replace_meta(space, json.dumps(info.as_dict()).encode())
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.erase_chunks(nuid))
             raise
-        if old is not None and old.nuid != nuid:
+        # exactly the version this info replaced: with several writers of one
+        # space (replicas, a replay racing a worker) each erases its predecessor
+        if old is not None and old.nuid and old.nuid != nuid:
             await self.erase_chunks(old.nuid)
-        # Two writers of one space (replicas, a replay racing a worker): the newer
-        # info wins; the loser's chunks are erased rather than left behind.
-        current = await self.info(space)
-        if current is None or current.nuid != nuid:
-            await self.erase_chunks(nuid)
         return info
+
+    async def _replace_meta(self, space: str, data: bytes) -> api.ObjectInfo | None:
+        """Publish a space's new object info in place of the current one and return
+        the one it replaced. Optimistic concurrency: the publish names the sequence
+        of the info it replaces, so a writer that lost the race reads again."""
+        subject = _meta_subject(space)
+        for _ in range(_META_TRIES):
+            try:
+                last = await self._js.get_last_msg(STREAM, subject)
+                seq, old = last.seq, _object_info(last.data)
+            except NotFoundError:
+                seq, old = 0, None
+            try:
+                await self._js.publish(
+                    subject,
+                    data,
+                    headers={
+                        api.Header.ROLLUP: "sub",
+                        api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(seq),
+                    },
+                )
+            except APIError as exc:
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    continue  # another writer got there first: replace theirs
+                raise
+            return old
+        raise RuntimeError(
+            f"snapshot of {space}: lost the race to other writers {_META_TRIES} times"
+        )
 
     async def erase(self, space: str) -> int:
         """Erase ``space``'s snapshot: its chunks (overwritten) and its info."""
