@@ -18,7 +18,7 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from engram_common.ids import validate_space_id
-from engram_common.messages import Metric, SpaceRecord
+from engram_common.messages import LinkSettings, Metric, SpaceRecord
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import REGISTRY_BUCKET, stream_name, wal_subjects
 
@@ -172,6 +172,21 @@ class SpaceRegistry:
         self._watch_task = asyncio.create_task(run(), name="registry-watch")
         self._watcher = watcher
 
+    async def wait_loaded(self, timeout: float = 30.0) -> None:
+        """Wait until the watch has delivered the registry's current state, then
+        read any record it has not yet: nats-py's watcher can announce the end of
+        the initial values while some are still queued (seen with ~150 spaces)."""
+        await asyncio.wait_for(self.loaded.wait(), timeout)
+        info = await self._js.stream_info(
+            f"KV_{REGISTRY_BUCKET}", subjects_filter=f"$KV.{REGISTRY_BUCKET}.>"
+        )
+        prefix = len(f"$KV.{REGISTRY_BUCKET}.")
+        for subject in sorted(info.state.subjects or {}):
+            key = subject[prefix:]
+            if key not in self._cache:
+                with contextlib.suppress(ValidationError):
+                    await self.get(key)  # None (and nothing cached) for a deleted one
+
     async def close(self) -> None:
         if self._watch_task is not None:
             with contextlib.suppress(Exception):
@@ -243,6 +258,7 @@ class SpaceRegistry:
         dim: int | None = None,
         metric: Metric | None = None,
         embedder: str | None = None,
+        links: LinkSettings | None = None,
         default_dim: int = 384,
         default_embedder: str = "hash-ngram-v1",
         max_spaces: int | None = None,
@@ -265,6 +281,7 @@ class SpaceRegistry:
                 metric=metric or "cos",
                 embedder=embedder or default_embedder,
                 created_at=datetime.now(UTC),
+                links=links or LinkSettings(),
             )
             try:
                 await self.kv.create(space, rec.model_dump_json().encode())
@@ -274,11 +291,11 @@ class SpaceRegistry:
             else:
                 self._cache[space] = rec
                 return rec, True
-        asked = {"dim": dim, "metric": metric, "embedder": embedder}
+        asked = {"dim": dim, "metric": metric, "embedder": embedder, "links": links}
         if any(v is not None and getattr(existing, k) != v for k, v in asked.items()):
             raise SpaceConflict(
                 f"space {space!r} exists with dim={existing.dim}, metric={existing.metric}, "
-                f"embedder={existing.embedder}; asked for "
+                f"embedder={existing.embedder}, links={existing.links!r}; asked for "
                 + ", ".join(f"{k}={v}" for k, v in asked.items() if v is not None)
             )
         return existing, False

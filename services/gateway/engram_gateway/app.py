@@ -33,6 +33,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         bridge = NatsBridge(nc, js, registry, settings)
         registry.on_change(bridge.on_space_change)
         await registry.start_watch()
+        await registry.wait_loaded()
         await bridge.create_or_get(settings.default_space)
         app.state.bridge = bridge
         try:

@@ -144,7 +144,7 @@ class Worker:
         await self.snapshots.open()
         self.registry.on_change(self._on_registry_change)
         await self.registry.start_watch()
-        await asyncio.wait_for(self.registry.loaded.wait(), 30)
+        await self.registry.wait_loaded()
         # one space's broken snapshot or stream never keeps the others from loading
         await asyncio.gather(
             *(self._host_quietly(rec.id) for rec in self.registry.cached_all()),
