@@ -12,6 +12,9 @@ from engram_common.messages import Metric
 _SCRUB_KEYS = 1 << 63
 
 
+EXACT_SEARCH_BELOW = 2048  # vectors; exhaustive search costs ~0.1 ms there
+
+
 class VectorIndex:
     """HNSW index of one space. Not thread-safe: callers serialise mutations and
     searches (see :class:`engram_worker.host.SpaceHost`)."""
@@ -87,8 +90,48 @@ class VectorIndex:
         """Up to ``count`` nearest keys and their similarities (higher is closer)."""
         if len(self._index) == 0 or count <= 0:
             return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
-        matches = self._index.search(vector, min(count, len(self._index)))
+        # small spaces are searched exhaustively: exact answers, and no different
+        # ranking after a restart rebuilt the HNSW graph in other batches
+        size = len(self._index)
+        matches = self._index.search(vector, min(count, size), exact=size <= EXACT_SEARCH_BELOW)
         return np.asarray(matches.keys), self.similarity(np.asarray(matches.distances))
+
+    def search_many(
+        self, vectors: np.ndarray, count: int, *, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each row of ``vectors``: up to ``count`` nearest keys and their
+        similarities, as 2-D arrays (rows padded with similarity ``-inf``)."""
+        rows = len(vectors)
+        count = min(count, len(self._index))
+        if rows == 0 or count <= 0:
+            return (
+                np.zeros((rows, 0), dtype=np.uint64),
+                np.zeros((rows, 0), dtype=np.float32),
+            )
+        found = self._index.search(vectors, count, threads=0, exact=exact)
+        keys = np.asarray(found.keys, dtype=np.uint64).reshape(rows, -1)
+        sims = self.similarity(np.asarray(found.distances).reshape(rows, -1))
+        counts = np.asarray(getattr(found, "counts", [keys.shape[1]])).reshape(rows)
+        sims[np.arange(sims.shape[1])[None, :] >= counts[:, None]] = -np.inf
+        return keys, sims
+
+    def pairwise(self, vectors: np.ndarray) -> np.ndarray:
+        """Similarities between every two rows of ``vectors`` (as :meth:`search` scores)."""
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            return self._pairwise(np.asarray(vectors, dtype=np.float64))
+
+    def _pairwise(self, v: np.ndarray) -> np.ndarray:
+        out: np.ndarray
+        if self.metric == "cos":
+            norms = np.linalg.norm(v, axis=1)
+            unit = v / np.where(norms == 0, 1.0, norms)[:, None]
+            out = unit @ unit.T
+        elif self.metric == "ip":
+            out = v @ v.T
+        else:
+            sq = np.sum(v * v, axis=1)
+            out = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2.0 * (v @ v.T), 0.0))
+        return out.astype(np.float32)
 
     def similarity(self, distances: np.ndarray) -> np.ndarray:
         if self.metric == "l2sq":
