@@ -177,7 +177,28 @@ class ForgetCommand(Model):
     memory_id: MemoryId
 
 
-Command = RememberCommand | ForgetCommand
+LinkKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+
+
+class LinkCommand(Model):
+    """``spaces.<id>.link``: associate two memories explicitly (sets the weight of
+    their edge; weight 0 removes the explicit link)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: CommandId
+    source: MemoryId
+    target: MemoryId
+    weight: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    kind: LinkKind = "related"
+
+    @model_validator(mode="after")
+    def _two(self) -> LinkCommand:
+        if self.source == self.target:
+            raise ValueError("a memory cannot be linked to itself")
+        return self
+
+
+Command = RememberCommand | ForgetCommand | LinkCommand
 
 
 # ---------------------------------------------------------------------------
@@ -367,6 +388,17 @@ class MemoryForgotten(MemoryEvent):
     )
 
 
+class MemoriesLinked(Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    space: str
+    seq: int
+    command_id: str
+    source: str
+    target: str
+    weight: float
+    kind: str
+
+
 class MessageRejected(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     space: str
@@ -382,6 +414,26 @@ class MessageRejected(Model):
 SpaceStatus = Literal["active", "deleting"]
 
 
+class LinkSettings(Model):
+    """How a space links memories as they are stored (settable per space)."""
+
+    semantic_k: int = Field(
+        default=5, ge=0, le=32, description="Link a new memory to up to this many nearest."
+    )
+    semantic_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="…whose similarity is at least this."
+    )
+    temporal_window_s: float = Field(
+        default=300.0, ge=0.0, description="Link memories stored at most this far apart (0: off)."
+    )
+    temporal_max: int = Field(
+        default=3, ge=0, le=16, description="…to at most this many of the previous ones."
+    )
+    temporal_half_life_s: float = Field(
+        default=60.0, gt=0.0, description="A temporal link's weight halves every this many seconds."
+    )
+
+
 class SpaceRecord(Model):
     """A space as the registry (KV ``ENGRAM_SPACES``) holds it."""
 
@@ -391,6 +443,7 @@ class SpaceRecord(Model):
     metric: Metric = "cos"
     embedder: str
     created_at: datetime
+    links: LinkSettings = Field(default_factory=LinkSettings)
 
 
 class CreateSpace(Model):
@@ -400,3 +453,4 @@ class CreateSpace(Model):
     dim: int | None = Field(default=None, ge=2, le=4096)
     metric: Metric = "cos"
     embedder: str | None = None
+    links: LinkSettings | None = None

@@ -211,13 +211,17 @@ def recall_all(state: SpaceState, cue: np.ndarray) -> dict[str, tuple[float, flo
     return {r.memory.id: (r.score, r.similarity, r.memory.content) for r in results}
 
 
-def assert_same(state: SpaceState, other: SpaceState) -> None:
-    """``other`` answers every query exactly like ``state``."""
+def assert_same(state: SpaceState, other: SpaceState, *, same_batches: bool = True) -> None:
+    """``other`` answers every query exactly like ``state``. Their association
+    graphs are compared when both indexed in the same batches: around forgotten
+    memories, semantic links depend on what was live when a memory was indexed."""
     assert other.applied_seq == state.applied_seq
     assert other.rejected == state.rejected
     assert other.next_key == state.next_key
     assert len(other) == len(state)
     assert everything(other) == everything(state)  # ids, keys, seqs, every field
+    if same_batches:
+        assert other.graph == state.graph  # every link, explicit or derived
     assert listing(other) == listing(state)
     assert paged(other, 2) == paged(state, 2)
     for rec in everything(state):
@@ -308,8 +312,9 @@ def test_restored_state_keeps_folding_like_the_original() -> None:
     fold(original, more_wal())
     fold(restored, more_wal())
     assert_same(original, restored)
-    # snapshot + tail is indistinguishable from replaying the whole WAL
-    assert_same(replay(busy_wal() + more_wal()), restored)
+    # snapshot + tail is indistinguishable from replaying the whole WAL (but for
+    # links near forgotten memories: the replay indexes in one batch)
+    assert_same(replay(busy_wal() + more_wal()), restored, same_batches=False)
     assert restored.applied_seq == 20
     assert restored.get("late") is None  # at or below the snapshot's position
     assert restored.get("backup") is None

@@ -14,16 +14,23 @@ from typing import Any
 import numpy as np
 
 from engram_common.embedders import HashNgramEmbedder
-from engram_common.messages import SpaceRecord
+from engram_common.messages import LinkSettings, SpaceRecord
 from engram_worker.core.state import SpaceState, StoredMemory
 
 SPACE = "alpha"
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def make_state(dim: int = 16) -> SpaceState:
-    """A fresh, empty state of space ``alpha`` with the built-in embedder."""
-    record = SpaceRecord(id=SPACE, dim=dim, embedder=HashNgramEmbedder.name, created_at=EPOCH)
+def make_state(dim: int = 16, **links: Any) -> SpaceState:
+    """A fresh, empty state of space ``alpha`` with the built-in embedder (and the
+    given link settings)."""
+    record = SpaceRecord(
+        id=SPACE,
+        dim=dim,
+        embedder=HashNgramEmbedder.name,
+        created_at=EPOCH,
+        links=LinkSettings(**links),
+    )
     return SpaceState(record, HashNgramEmbedder(dim))
 
 

@@ -92,7 +92,7 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     "/api/v1/spaces",
     tags=["spaces"],
     summary="Create a space (or get the existing one)",
-    description="Body: `CreateSpace` (`id`, optional `dim`, `metric`, `embedder`). "
+    description="Body: `CreateSpace` (`id`, optional `dim`, `metric`, `embedder`, `links`). "
     "201 when created, 200 when it already existed with the same settings.",
 )
 async def create_space(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
@@ -108,6 +108,7 @@ async def create_space(request: Request[Any, Any, Any], state: State) -> Respons
         dim=body.dim,
         metric=body.metric if "metric" in body.model_fields_set else None,
         embedder=body.embedder,
+        links=body.links,
     )
     return Response(rec.model_dump(mode="json"), status_code=201 if created else 200)
 

@@ -40,7 +40,7 @@ from engram_common.snapshots import SnapshotStore, SnapshotUnreadable, delete_ms
 from engram_common.subjects import command_verb, event_subject, stream_name, wal_subjects
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
-from engram_worker.core.state import Event, FlushBatch, Forgotten, SpaceState, Stored
+from engram_worker.core.state import Event, FlushBatch, Forgotten, Linked, SpaceState, Stored
 from engram_worker.core.wal import position, stored_at
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,8 @@ class SpaceHost:
             subject = event_subject(self.space, "stored")
         elif isinstance(event, Forgotten):
             subject = event_subject(self.space, "forgotten")
+        elif isinstance(event, Linked):
+            subject = event_subject(self.space, "linked")
         else:
             subject = event_subject(self.space, "rejected")
             log.warning("space %s: rejected seq %d: %s", self.space, event.seq, event.reason)

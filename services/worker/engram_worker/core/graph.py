@@ -90,11 +90,11 @@ class AssociationGraph:
         self._set(a, b, (weight, kind, False))
         return True
 
-    def unlink(self, a: int, b: int) -> bool:
+    def unlink(self, a: int, b: int, *, explicit_only: bool = False) -> bool:
         """Remove the explicit edge a–b (the derived one it covered comes back),
-        or the derived one; returns whether there was an edge."""
+        or the derived one unless ``explicit_only``; returns whether an edge went."""
         old = self._adj.get(a, {}).get(b)
-        if old is None:
+        if old is None or (explicit_only and not old[2]):
             return False
         pair = (a, b) if a < b else (b, a)
         shadow = self._shadow.pop(pair, None) if old[2] else None

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 MAGIC = b"ENGRAM-SNAPSHOT\n"
-FORMAT = 2
+FORMAT = 3  # 3: records carry kind/recalls/last_recall, and the graph's edges
 _LEN = 8
 _SHA = 32
 

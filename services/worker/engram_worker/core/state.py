@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 
 from engram_common.embedders import Embedder
 from engram_common.messages import (
+    MemoriesLinked,
     Memory,
     MemoryForgotten,
     MemoryStored,
@@ -33,9 +36,15 @@ from engram_common.messages import (
     SpaceRecord,
     vector_problem,
 )
+from engram_worker.core.graph import SEMANTIC, TEMPORAL, AssociationGraph, GraphInvalid
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotInvalid, columns
-from engram_worker.core.wal import CommandRejected, Decoded, Forget, Remember, decode
+from engram_worker.core.wal import CommandRejected, Decoded, Forget, Link, Remember, decode
+
+_RECENT = 16  # memories remembered for temporal links (temporal_max ≤ 16)
+_MIN_WEIGHT = 0.01  # weaker derived links are not made
+_EXACT_SEARCH_BELOW = 20_000  # semantic links by exact search up to this many vectors
+_KINDS = frozenset({"episodic", "semantic"})
 
 # -- what folding a message did ---------------------------------------------------
 # Plain slotted classes, not the wire models: the fold makes one per message and
@@ -82,6 +91,26 @@ class Forgotten(msgspec.Struct, gc=False):
         )
 
 
+class Linked(msgspec.Struct, gc=False):
+    seq: int
+    command_id: str
+    source: str
+    target: str
+    weight: float
+    kind: str
+
+    def message(self, space: str) -> MemoriesLinked:
+        return MemoriesLinked(
+            space=space,
+            seq=self.seq,
+            command_id=self.command_id,
+            source=self.source,
+            target=self.target,
+            weight=self.weight,
+            kind=self.kind,
+        )
+
+
 class Rejected(msgspec.Struct, gc=False):
     seq: int
     reason: str
@@ -93,7 +122,7 @@ class Rejected(msgspec.Struct, gc=False):
         )
 
 
-Event = Stored | Forgotten | Rejected
+Event = Stored | Forgotten | Linked | Rejected
 
 
 class StoredMemory(msgspec.Struct, gc=False):
@@ -111,6 +140,9 @@ class StoredMemory(msgspec.Struct, gc=False):
     metadata: dict[str, str]
     occurred_at: datetime
     created_at: datetime
+    kind: str = "episodic"  # "semantic": made by consolidation
+    recalls: int = 0  # times recall returned it (reinforcement)
+    last_recall: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +150,8 @@ class FlushBatch:
     keys: np.ndarray
     vectors: np.ndarray
     stale: list[int] = field(default_factory=list)
+    # derived links found while indexing: (key, other key, weight, kind)
+    links: list[tuple[int, int, float, str]] = field(default_factory=list)
 
 
 def max_key(records: dict[str, StoredMemory]) -> int:
@@ -149,6 +183,12 @@ class SpaceState:
         self._pending: dict[int, np.ndarray] = {}
         self._inflight: dict[int, np.ndarray] = {}  # taken by take_flush, not yet indexed
         self._stale: list[int] = []
+        # the association graph; links derived while indexing wait in _derived
+        # (appended by the flush thread) until a reader absorbs them
+        self.links = record.links
+        self._graph = AssociationGraph()
+        self._derived: list[list[tuple[int, int, float, str]]] = []
+        self._recent: deque[tuple[int, float]] = deque(maxlen=_RECENT)  # (key, stored at)
 
     # -- fold ---------------------------------------------------------------
 
@@ -179,6 +219,8 @@ class SpaceState:
 
     def apply(self, command: Decoded, seq: int, timestamp: datetime) -> Event:
         """Fold a decoded command (does not move the position; see apply_message)."""
+        if isinstance(command, Link):
+            return self._link(command, seq)
         if isinstance(command, Forget):
             old = self._drop(command.memory_id)
             return Forgotten(
@@ -227,10 +269,36 @@ class SpaceState:
             replaced_seq=None if replaced is None else replaced.seq,
         )
 
+    def _link(self, command: Link, seq: int) -> Linked:
+        source, target = self._by_id.get(command.source), self._by_id.get(command.target)
+        for name, rec, mid in (
+            ("source", source, command.source),
+            ("target", target, command.target),
+        ):
+            if rec is None:
+                raise CommandRejected(
+                    f"{name}: memory {mid!r} does not exist in space {self.space!r}",
+                    command.command_id,
+                )
+        assert source is not None and target is not None
+        if command.weight > 0.0:
+            self._graph.link(source.key, target.key, command.weight, command.kind, explicit=True)
+        else:
+            self._graph.unlink(source.key, target.key, explicit_only=True)
+        return Linked(
+            seq=seq,
+            command_id=command.command_id,
+            source=command.source,
+            target=command.target,
+            weight=command.weight,
+            kind=command.kind,
+        )
+
     def _drop(self, memory_id: str) -> StoredMemory | None:
         old = self._by_id.pop(memory_id, None)
         if old is None:
             return None
+        self._graph.remove_node(old.key)
         del self._by_key[old.key]
         del self._by_seq[old.seq]
         i = bisect.bisect_left(self._seqs, old.seq)
@@ -252,6 +320,7 @@ class SpaceState:
             keys = list(itertools.islice(self._pending, limit))
             taken = {k: self._pending.pop(k) for k in keys}
         batch = FlushBatch(
+            links=self._temporal_links(taken),
             keys=np.fromiter(taken.keys(), dtype=np.uint64, count=len(taken)),
             vectors=(
                 np.stack(list(taken.values()))
@@ -264,11 +333,77 @@ class SpaceState:
         self._stale = []
         return batch
 
+    def _temporal_links(self, taken: dict[int, np.ndarray]) -> list[tuple[int, int, float, str]]:
+        """Link each memory to up to ``temporal_max`` memories stored before it
+        within ``temporal_window_s``, weight halving every ``temporal_half_life_s``.
+        Runs as memories are taken for indexing, in stream order."""
+        ls = self.links
+        links: list[tuple[int, int, float, str]] = []
+        if not taken or ls.temporal_max == 0 or ls.temporal_window_s <= 0:
+            return links
+        for key in taken:
+            at = self._by_key[key].created_at.timestamp()
+            for n, (prev, prev_at) in enumerate(reversed(self._recent)):
+                gap = max(at - prev_at, 0.0)
+                weight = math.exp2(-gap / ls.temporal_half_life_s)
+                if n >= ls.temporal_max or gap > ls.temporal_window_s or weight < _MIN_WEIGHT:
+                    break
+                links.append((key, prev, weight, TEMPORAL))
+            self._recent.append((key, at))
+        return links
+
+    def _semantic_links(self, batch: FlushBatch) -> list[tuple[int, int, float, str]]:
+        """Link each memory of the batch to its ``semantic_k`` nearest among the
+        memories indexed before it (the index, searched before the batch goes in,
+        and the batch's earlier members) with similarity ≥ ``semantic_threshold``."""
+        k, floor = self.links.semantic_k, self.links.semantic_threshold
+        rows = len(batch.keys)
+        if k == 0 or rows == 0:
+            return []
+        exact = len(self.index) <= _EXACT_SEARCH_BELOW
+        old_keys, old_sims = self.index.search_many(batch.vectors, k, exact=exact)
+        within = self.index.pairwise(batch.vectors)
+        keys = batch.keys.tolist()
+        links: list[tuple[int, int, float, str]] = []
+        for i, key in enumerate(keys):
+            found = [
+                (float(sim), int(other))
+                for other, sim in zip(old_keys[i].tolist(), old_sims[i].tolist(), strict=True)
+                if sim >= floor and sim > 0.0
+            ]
+            found += [
+                (float(within[i, j]), keys[j])
+                for j in range(i)
+                if within[i, j] >= floor and within[i, j] > 0.0
+            ]
+            found.sort(key=lambda t: (-t[0], t[1]))
+            links += [(key, other, min(sim, 1.0), SEMANTIC) for sim, other in found[:k]]
+        return links
+
     def run_flush(self, batch: FlushBatch) -> None:
-        """Insert a detached batch (safe to run in a thread; serialise with searches)."""
+        """Insert a detached batch (safe to run in a thread; serialise with searches),
+        finding its semantic links first."""
         self.index.remove(batch.stale)
+        batch.links += self._semantic_links(batch)
         self.index.add(batch.keys, batch.vectors)
+        self._derived.append(batch.links)
         self._inflight = {}
+
+    def _absorb(self) -> None:
+        """Add the links found while indexing to the graph (those whose memories
+        are still there)."""
+        while self._derived:
+            for a, b, weight, kind in self._derived.pop(0):
+                if a in self._by_key and b in self._by_key:
+                    self._graph.link(a, b, weight, kind)
+
+    @property
+    def graph(self) -> AssociationGraph:
+        """The association graph with every applied memory's links in it (indexes
+        what is pending first, like a query: in a host, read it under the index lock)."""
+        self.flush()
+        self._absorb()
+        return self._graph
 
     def flush(self) -> None:
         batch = self.take_flush()
@@ -288,6 +423,9 @@ class SpaceState:
         "metadata",
         "occurred_at",
         "created_at",
+        "kind",
+        "recalls",
+        "last_recall",
     )
 
     def capture(self) -> dict[str, list[Any]]:
@@ -295,7 +433,7 @@ class SpaceState:
         the snapshot's index must hold exactly these keys)."""
         assert not self._pending and not self._inflight and not self._stale, "flush first"
         recs = [self._by_id[self._by_seq[s]] for s in self._seqs]
-        return {
+        cols: dict[str, list[Any]] = {
             "id": [r.id for r in recs],
             "key": [r.key for r in recs],
             "seq": [r.seq for r in recs],
@@ -306,7 +444,18 @@ class SpaceState:
             "metadata": [r.metadata for r in recs],
             "occurred_at": [r.occurred_at.isoformat() for r in recs],
             "created_at": [r.created_at.isoformat() for r in recs],
+            "kind": [r.kind for r in recs],
+            "recalls": [r.recalls for r in recs],
+            "last_recall": [
+                None if r.last_recall is None else r.last_recall.isoformat() for r in recs
+            ],
         }
+        for name, col in self.graph.to_columns().items():
+            cols[f"edge.{name}"] = col
+        # the last memories stored (forgotten ones too): the next ones link to them
+        cols["recent.key"] = [k for k, _ in self._recent]
+        cols["recent.at"] = [at for _, at in self._recent]
+        return cols
 
     def restore(
         self,
@@ -322,9 +471,23 @@ class SpaceState:
         cols = columns(records, self._COLUMNS)
         by_id: dict[str, StoredMemory] = {}
         try:
-            for mid, key, seq, cid, content, conf, tags, meta, occ, created in zip(
-                *cols, strict=True
-            ):
+            for (
+                mid,
+                key,
+                seq,
+                cid,
+                content,
+                conf,
+                tags,
+                meta,
+                occ,
+                created,
+                kind,
+                recalls,
+                last,
+            ) in zip(*cols, strict=True):
+                if kind not in _KINDS:
+                    raise ValueError(f"memory kind {kind!r}")
                 rec = StoredMemory(
                     id=str(mid),
                     key=int(key),
@@ -336,6 +499,9 @@ class SpaceState:
                     metadata=dict(meta),
                     occurred_at=datetime.fromisoformat(str(occ)),
                     created_at=datetime.fromisoformat(str(created)),
+                    kind=str(kind),
+                    recalls=int(recalls),
+                    last_recall=None if last is None else datetime.fromisoformat(str(last)),
                 )
                 by_id[rec.id] = rec
         except (TypeError, ValueError) as exc:
@@ -354,6 +520,22 @@ class SpaceState:
             raise SnapshotInvalid("two records share an index key")
         if not index.contains_all(list(by_key)):
             raise SnapshotInvalid("a record's vector is missing from the index")
+        edge_cols = {name[5:]: col for name, col in records.items() if name.startswith("edge.")}
+        try:
+            graph = AssociationGraph.from_columns(edge_cols, set(by_key))
+        except GraphInvalid as exc:
+            raise SnapshotInvalid(f"association graph: {exc}") from None
+        try:
+            recent = [
+                (int(k), float(at))
+                for k, at in zip(records["recent.key"], records["recent.at"], strict=True)
+            ]
+        except (KeyError, TypeError, ValueError):
+            raise SnapshotInvalid("unreadable recent memories") from None
+        if len(recent) > _RECENT or any(k >= next_key for k, _ in recent):
+            raise SnapshotInvalid("recent memories beyond the snapshot's position")
+        self._graph = graph
+        self._recent.extend(recent)
         self._by_id = by_id
         self._by_key = by_key
         self._by_seq = {r.seq: r.id for r in by_id.values()}
@@ -378,6 +560,7 @@ class SpaceState:
         if cue.shape != (self.dim,):
             raise ValueError(f"embedding has {cue.shape[0]} values; space has dim {self.dim}")
         self.flush()
+        self._absorb()
         keys, sims = self.index.search(cue.astype(np.float32), max(4 * k, 32))
         scored = []
         for key, sim in zip(keys.tolist(), sims.tolist(), strict=True):

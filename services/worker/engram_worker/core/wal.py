@@ -39,6 +39,7 @@ from engram_common.messages import (
     MAX_TAG_CHARS,
     MAX_TAGS,
     ForgetCommand,
+    LinkCommand,
     RememberCommand,
 )
 
@@ -72,7 +73,15 @@ class Forget(msgspec.Struct, gc=False):
     memory_id: str
 
 
-Decoded = Remember | Forget
+class Link(msgspec.Struct, gc=False):
+    command_id: str
+    source: str
+    target: str
+    weight: float  # 0 removes the explicit link
+    kind: str
+
+
+Decoded = Remember | Forget | Link
 
 
 # -- the referee: the pydantic models -------------------------------------------
@@ -86,13 +95,14 @@ def _validation_reason(exc: ValidationError) -> str:
     return "invalid message: " + "; ".join(parts)
 
 
-_COMMANDS: dict[str, type[RememberCommand] | type[ForgetCommand]] = {
+_COMMANDS: dict[str, type[RememberCommand] | type[ForgetCommand] | type[LinkCommand]] = {
     "remember": RememberCommand,
     "forget": ForgetCommand,
+    "link": LinkCommand,
 }
 
 
-def decode_command(verb: str, data: bytes) -> RememberCommand | ForgetCommand:
+def decode_command(verb: str, data: bytes) -> RememberCommand | ForgetCommand | LinkCommand:
     """Decode one WAL message with the contract's models; raises
     :class:`CommandRejected` with a readable reason."""
     model = _COMMANDS.get(verb)
@@ -120,9 +130,17 @@ def decode_command(verb: str, data: bytes) -> RememberCommand | ForgetCommand:
         raise CommandRejected(f"invalid message: {type(exc).__name__}", cid) from None
 
 
-def from_model(command: RememberCommand | ForgetCommand) -> Decoded:
+def from_model(command: RememberCommand | ForgetCommand | LinkCommand) -> Decoded:
     if isinstance(command, ForgetCommand):
         return Forget(command_id=command.command_id, memory_id=command.memory_id)
+    if isinstance(command, LinkCommand):
+        return Link(
+            command_id=command.command_id,
+            source=command.source,
+            target=command.target,
+            weight=command.weight,
+            kind=command.kind,
+        )
     mem = command.memory
     return Remember(
         command_id=command.command_id,

@@ -1,0 +1,175 @@
+"""The association graph inside the fold: semantic links when memories are
+indexed, temporal links between memories stored close in time, explicit links
+from ``link`` commands, and forgetting that takes a memory's links with it."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engram_worker.core.state import Linked, Rejected, SpaceState
+from tests.unit.wal import EPOCH, basis, body, make_state, remember, ts
+
+DIM = 8
+
+
+def link(source: str, target: str, weight: float, kind: str | None = None) -> bytes:
+    doc: dict[str, Any] = {
+        "schema_version": 1,
+        "command_id": f"l-{source}-{target}",
+        "source": source,
+        "target": target,
+        "weight": weight,
+    }
+    if kind is not None:
+        doc["kind"] = kind
+    return body(doc)
+
+
+def forget(memory_id: str) -> bytes:
+    return body({"schema_version": 1, "command_id": f"f-{memory_id}", "memory_id": memory_id})
+
+
+def edges(state: SpaceState) -> dict[tuple[str, str], tuple[float, str, bool]]:
+    """Every edge by the ids it joins (sorted), as (weight, kind, explicit)."""
+    by_key = {r.key: r.id for r in state._by_id.values()}
+    out = {}
+    for a, b, w, kind, explicit in state.graph.edges():
+        pair = tuple(sorted((by_key[a], by_key[b])))
+        if (w, kind, explicit) == state.graph.edge(a, b):  # the effective edge
+            out[pair] = (round(w, 4), kind, explicit)
+    return out  # type: ignore[return-value]
+
+
+def tilted(i: int, angle: float) -> np.ndarray:
+    """A unit vector at ``angle`` radians from axis ``i`` towards the next axis."""
+    v = np.zeros(DIM, dtype=np.float32)
+    v[i], v[(i + 1) % DIM] = math.cos(angle), math.sin(angle)
+    return v
+
+
+def test_a_new_memory_links_to_its_nearest_neighbours_above_the_threshold() -> None:
+    state = make_state(DIM, semantic_k=2, semantic_threshold=0.5, temporal_max=0)
+    state.apply_message("remember", remember("a", memory_id="a", embedding=basis(DIM, 0)), 1, ts(1))
+    state.apply_message(
+        "remember", remember("far", memory_id="far", embedding=basis(DIM, 4)), 2, ts(2)
+    )
+    state.flush()  # a separate batch: b finds a through the index
+    for seq, (mid, angle) in enumerate([("b", 0.3), ("c", 0.6), ("d", 1.2)], start=3):
+        state.apply_message(
+            "remember", remember(mid, memory_id=mid, embedding=tilted(0, angle)), seq, ts(seq)
+        )
+    got = edges(state)  # reading the graph indexes what is pending
+    assert got[("a", "b")] == (round(math.cos(0.3), 4), "semantic", False)
+    assert got[("a", "c")] == (round(math.cos(0.6), 4), "semantic", False)
+    assert got[("b", "c")] == (round(math.cos(0.3), 4), "semantic", False)  # within one batch
+    assert ("a", "d") not in got  # cos 1.2 = 0.36 < 0.5
+    assert got[("c", "d")] == (round(math.cos(0.6), 4), "semantic", False)
+    assert not any("far" in pair for pair in got)
+
+
+def test_semantic_k_caps_the_links_a_memory_makes() -> None:
+    state = make_state(DIM, semantic_k=1, semantic_threshold=0.1, temporal_max=0)
+    for seq, angle in enumerate([0.0, 0.2, 0.4], start=1):
+        state.apply_message(
+            "remember",
+            remember(str(seq), memory_id=f"m{seq}", embedding=tilted(0, angle)),
+            seq,
+            ts(seq),
+        )
+    # m2 links to m1 only; m3 to its single nearest, m2 (m1 still gets m2's link)
+    assert set(edges(state)) == {("m1", "m2"), ("m2", "m3")}
+
+
+def test_memories_stored_close_in_time_are_linked_with_fading_weight() -> None:
+    state = make_state(
+        DIM, semantic_k=0, temporal_window_s=100, temporal_max=2, temporal_half_life_s=10
+    )
+    at = [0, 10, 20, 200, 205]
+    for seq, (second, mid) in enumerate(zip(at, ["a", "b", "c", "d", "e"], strict=True), start=1):
+        state.apply_message(
+            "remember",
+            remember(mid, memory_id=mid, embedding=basis(DIM, seq)),
+            seq,
+            EPOCH + timedelta(seconds=second),
+        )
+    assert edges(state) == {
+        ("a", "b"): (0.5, "temporal", False),
+        ("b", "c"): (0.5, "temporal", False),
+        ("a", "c"): (0.25, "temporal", False),
+        ("d", "e"): (round(2**-0.5, 4), "temporal", False),
+    }  # d is 180 s after c: outside the window
+
+
+def test_explicit_links_set_the_weight_and_unknown_ids_are_rejected() -> None:
+    state = make_state(DIM, semantic_k=0, temporal_max=0)
+    for seq, mid in enumerate(["a", "b"], start=1):
+        state.apply_message(
+            "remember", remember(mid, memory_id=mid, embedding=basis(DIM, seq)), seq, ts(seq)
+        )
+    event = state.apply_message("link", link("a", "b", 0.8, "causes"), 3, ts(3))
+    assert isinstance(event, Linked) and (event.weight, event.kind) == (0.8, "causes")
+    assert json.loads(event.message("alpha").model_dump_json())["source"] == "a"
+    assert edges(state) == {("a", "b"): (0.8, "causes", True)}
+    state.apply_message("link", link("b", "a", 0.3), 4, ts(4))
+    assert edges(state) == {("a", "b"): (0.3, "related", True)}
+
+    missing = state.apply_message("link", link("a", "ghost", 0.5), 5, ts(5))
+    assert isinstance(missing, Rejected)
+    assert missing.reason == "target: memory 'ghost' does not exist in space 'alpha'"
+    for bad in (link("a", "a", 0.5), link("a", "b", 1.5), link("a", "b", 0.5, "Not A Kind")):
+        assert isinstance(state.apply_message("link", bad, state.applied_seq + 1, ts(9)), Rejected)
+
+    state.apply_message("link", link("a", "b", 0.0), 20, ts(20))  # weight 0 removes it
+    assert edges(state) == {}
+
+
+def test_forgetting_a_memory_takes_its_links_with_it() -> None:
+    state = make_state(DIM, semantic_k=3, semantic_threshold=0.1)
+    for seq, angle in enumerate([0.0, 0.2, 0.4], start=1):
+        state.apply_message(
+            "remember",
+            remember(str(seq), memory_id=f"m{seq}", embedding=tilted(0, angle)),
+            seq,
+            ts(seq),
+        )
+    state.apply_message("link", link("m1", "m3", 0.9), 4, ts(4))
+    assert ("m1", "m2") in edges(state)
+    state.apply_message("forget", forget("m2"), 5, ts(5))
+    assert set(edges(state)) == {("m1", "m3")}
+    # an upsert is a new memory: the old version's links go too
+    state.apply_message(
+        "remember", remember("new", memory_id="m1", embedding=basis(DIM, 5)), 6, ts(6)
+    )
+    assert all("m1" not in pair or pair == ("m1", "m3") for pair in edges(state))
+    assert edges(state).get(("m1", "m3"), (0, "", False))[2] is False  # the explicit one went
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    angles=st.lists(st.floats(0.0, 1.5), min_size=1, max_size=25),
+    axes=st.lists(st.integers(0, DIM - 1), min_size=25, max_size=25),
+    flush_after=st.sets(st.integers(1, 25)),
+)
+def test_the_links_do_not_depend_on_how_indexing_was_batched(
+    angles: list[float], axes: list[int], flush_after: set[int]
+) -> None:
+    """A live worker indexes in batches of whatever has arrived; a replay indexes
+    in other batches. Both end with the same graph."""
+    wal = [
+        remember(f"m{i}", memory_id=f"m{i}", embedding=tilted(axes[i], angle), command_id=f"c{i}")
+        for i, angle in enumerate(angles)
+    ]
+    one, many = make_state(DIM), make_state(DIM)
+    for seq, data in enumerate(wal, start=1):
+        one.apply_message("remember", data, seq, ts(seq))
+        many.apply_message("remember", data, seq, ts(seq))
+        if seq in flush_after:
+            many.flush()
+    assert edges(many) == edges(one)
