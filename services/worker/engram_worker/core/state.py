@@ -37,13 +37,12 @@ from engram_common.messages import (
     vector_problem,
 )
 from engram_worker.core.graph import SEMANTIC, TEMPORAL, AssociationGraph, GraphInvalid
-from engram_worker.core.index import VectorIndex
+from engram_worker.core.index import EXACT_SEARCH_BELOW, VectorIndex
 from engram_worker.core.snapshot import SnapshotInvalid, columns
 from engram_worker.core.wal import CommandRejected, Decoded, Forget, Link, Remember, decode
 
 _RECENT = 16  # memories remembered for temporal links (temporal_max ≤ 16)
 _MIN_WEIGHT = 0.01  # weaker derived links are not made
-_EXACT_SEARCH_BELOW = 20_000  # semantic links by exact search up to this many vectors
 _KINDS = frozenset({"episodic", "semantic"})
 
 # -- what folding a message did ---------------------------------------------------
@@ -360,7 +359,7 @@ class SpaceState:
         rows = len(batch.keys)
         if k == 0 or rows == 0:
             return []
-        exact = len(self.index) <= _EXACT_SEARCH_BELOW
+        exact = len(self.index) <= EXACT_SEARCH_BELOW
         old_keys, old_sims = self.index.search_many(batch.vectors, k, exact=exact)
         within = self.index.pairwise(batch.vectors)
         keys = batch.keys.tolist()
