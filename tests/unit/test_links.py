@@ -151,20 +151,28 @@ def test_forgetting_a_memory_takes_its_links_with_it() -> None:
     assert edges(state).get(("m1", "m3"), (0, "", False))[2] is False  # the explicit one went
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
-    angles=st.lists(st.floats(0.0, 1.5), min_size=1, max_size=25),
-    axes=st.lists(st.integers(0, DIM - 1), min_size=25, max_size=25),
+    places=st.lists(
+        st.tuples(st.integers(0, DIM - 1), st.integers(0, 30)),
+        min_size=1,
+        max_size=25,
+        unique=True,
+    ),
     flush_after=st.sets(st.integers(1, 25)),
 )
 def test_the_links_do_not_depend_on_how_indexing_was_batched(
-    angles: list[float], axes: list[int], flush_after: set[int]
+    places: list[tuple[int, int]], flush_after: set[int]
 ) -> None:
     """A live worker indexes in batches of whatever has arrived; a replay indexes
-    in other batches. Both end with the same graph."""
+    in other batches. Both end with the same graph. (Distinct vectors on a coarse
+    grid, so equal similarities are common; more than 8 memories tied at the
+    k-th place, e.g. many copies of one vector, may be linked differently.)"""
     wal = [
-        remember(f"m{i}", memory_id=f"m{i}", embedding=tilted(axes[i], angle), command_id=f"c{i}")
-        for i, angle in enumerate(angles)
+        remember(
+            f"m{i}", memory_id=f"m{i}", embedding=tilted(axis, step * 0.05), command_id=f"c{i}"
+        )
+        for i, (axis, step) in enumerate(places)
     ]
     one, many = make_state(DIM), make_state(DIM)
     for seq, data in enumerate(wal, start=1):

@@ -447,7 +447,8 @@ def test_snapshot_then_tail_equals_full_replay(log: Wal, data: st.DataObject) ->
     fold(original, log[cut:])
     fold(restored, log[cut:])
     assert_same(original, restored)
-    assert_same(replay(log), restored)
+    # a full replay indexes in one batch: links near forgotten memories may differ
+    assert_same(replay(log), restored, same_batches=False)
     keys = [r.key for r in everything(restored)]
     assert len(set(keys)) == len(keys)
 

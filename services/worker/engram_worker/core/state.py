@@ -44,6 +44,7 @@ from engram_worker.core.wal import CommandRejected, Decoded, Forget, Link, Remem
 _RECENT = 16  # memories remembered for temporal links (temporal_max ≤ 16)
 _MIN_WEIGHT = 0.01  # weaker derived links are not made
 _LINK_EXPANSION = 16  # HNSW search width when finding semantic links
+_TIE_SLACK = 8  # extra candidates when finding semantic links
 _KINDS = frozenset({"episodic", "semantic"})
 
 # -- what folding a message did ---------------------------------------------------
@@ -363,12 +364,15 @@ class SpaceState:
             return []
         exact = len(self.index) <= EXACT_SEARCH_BELOW
         # a narrow search: at the default width it cost half an insert (measured)
+        # a few more candidates than k, so that ties at the k-th place are settled
+        # by key below rather than by whichever the search returned first
+        wanted = k + _TIE_SLACK
         old_keys, old_sims = self.index.search_many(
-            batch.vectors, k, exact=exact, expansion=max(2 * k, _LINK_EXPANSION)
+            batch.vectors, wanted, exact=exact, expansion=max(2 * wanted, _LINK_EXPANSION)
         )
         within = self.index.pairwise(batch.vectors)
         within[np.triu_indices(rows)] = -np.inf  # only earlier members of the batch
-        take = min(k, rows)
+        take = min(wanted, rows)
         best = np.argpartition(-within, take - 1, axis=1)[:, :take]
         cand_sims = np.concatenate([old_sims, np.take_along_axis(within, best, axis=1)], axis=1)
         cand_keys = np.concatenate([old_keys, batch.keys[best]], axis=1)
