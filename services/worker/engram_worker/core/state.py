@@ -368,7 +368,7 @@ class SpaceState:
         # by key below rather than by whichever the search returned first
         wanted = k + _TIE_SLACK
         old_keys, old_sims = self.index.search_many(
-            batch.vectors, wanted, exact=exact, expansion=max(2 * wanted, _LINK_EXPANSION)
+            batch.vectors, wanted, exact=exact, expansion=max(wanted, _LINK_EXPANSION)
         )
         within = self.index.pairwise(batch.vectors)
         within[np.triu_indices(rows)] = -np.inf  # only earlier members of the batch
