@@ -50,6 +50,9 @@ COLUMNS = (
     "metadata",
     "occurred_at",
     "created_at",
+    "kind",
+    "recalls",
+    "last_recall",
 )
 # the fixed-size prefix: magic, the header's length, the header's SHA-256
 PREFIX = len(MAGIC) + 8 + 32
@@ -702,6 +705,9 @@ def test_bytes_that_usearch_cannot_restore_raise_value_error() -> None:
         ("metadata", "ab"),
         ("occurred_at", "yesterday"),
         ("created_at", 1700000000),
+        ("kind", "dream"),
+        ("recalls", "many"),
+        ("last_recall", "yesterday"),
     ],
 )
 def test_unreadable_record_values_are_refused(snapshot: bytes, column: str, value: Any) -> None:
