@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -39,6 +39,9 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_CHARS)]
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_META_KEY_CHARS)]
 MetaValue = Annotated[str, StringConstraints(max_length=MAX_META_VALUE_CHARS)]
 Consistency = Literal["read_your_writes", "strong", "eventual"]
+MemoryKind = Literal["episodic", "semantic"]
+RecallMode = Literal["similarity", "spreading", "hybrid"]
+MAX_CONSOLIDATE_MEMBERS = 256
 Metric = Literal["cos", "ip", "l2sq"]
 
 
@@ -153,6 +156,12 @@ class Memory(Model):
     occurred_at: datetime
     created_at: datetime
     seq: int = Field(description="Stream sequence of the message that stored this version.")
+    kind: MemoryKind = Field(
+        default="episodic",
+        description="`episodic` (stored by a client) or `semantic` (made by consolidation).",
+    )
+    recalls: int = Field(default=0, description="How often recall returned it (reinforcement).")
+    last_recall: datetime | None = Field(default=None, description="When recall last returned it.")
     embedding: list[float] | None = None
 
 
@@ -198,7 +207,54 @@ class LinkCommand(Model):
         return self
 
 
-Command = RememberCommand | ForgetCommand | LinkCommand
+class ReinforceCommand(Model):
+    """``spaces.<id>.reinforce``: recall returned these memories (written by the worker
+    that answered, batched). Each existing one counts one more recall, at the
+    message's time; ids forgotten meanwhile are skipped."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: CommandId
+    memory_ids: list[MemoryId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ConsolidateCommand(Model):
+    """``spaces.<id>.consolidate``: make the semantic memory ``memory_id`` out of
+    ``members`` (decided by a worker, so that a replay reproduces it exactly). The
+    fold builds its content, centroid embedding and links from the members that
+    still exist (at least two must)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: CommandId
+    memory_id: MemoryId
+    members: list[MemoryId] = Field(min_length=2, max_length=MAX_CONSOLIDATE_MEMBERS)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ConsolidateCommand:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members must be distinct")
+        if self.memory_id in self.members:
+            raise ValueError("a consolidated memory cannot be one of its own members")
+        return self
+
+
+Command = RememberCommand | ForgetCommand | LinkCommand | ReinforceCommand | ConsolidateCommand
+
+
+class LinkIn(Model):
+    """``POST /api/v1/spaces/{space}/links`` body."""
+
+    source: MemoryId
+    target: MemoryId
+    weight: float = Field(
+        ge=0.0, le=1.0, allow_inf_nan=False, description="0..1; 0 removes the explicit link."
+    )
+    kind: LinkKind = "related"
+
+    @model_validator(mode="after")
+    def _two(self) -> LinkIn:
+        if self.source == self.target:
+            raise ValueError("a memory cannot be linked to itself")
+        return self
 
 
 # ---------------------------------------------------------------------------
@@ -206,11 +262,45 @@ Command = RememberCommand | ForgetCommand | LinkCommand
 
 
 class RecallRequest(Model):
-    """``spaces.<id>.q.recall`` and ``POST …/recall``: find memories by cue."""
+    """``spaces.<id>.q.recall`` and ``POST …/recall``: find memories by cue.
+
+    See docs/recall.md for the model behind the parameters."""
 
     query: str | None = Field(default=None, min_length=1, max_length=MAX_CONTENT_BYTES)
     embedding: list[FiniteFloat] | None = None
     k: int = Field(default=10, ge=1, le=1000)
+    mode: RecallMode = Field(
+        default="spreading",
+        description="`similarity`: the nearest memories; `spreading`: activation spreads from "
+        "the nearest along the association graph; `hybrid`: a blend of both.",
+    )
+    seed_k: int = Field(default=10, ge=1, le=1000, description="Seeds: the most similar memories.")
+    max_hops: int = Field(default=2, ge=0, le=4, description="How far activation spreads.")
+    hop_decay: float = Field(
+        default=0.5, gt=0.0, le=1.0, allow_inf_nan=False, description="Kept per hop."
+    )
+    threshold: float = Field(
+        default=0.05, ge=0.0, le=1.0, allow_inf_nan=False, description="Weaker activation stops."
+    )
+    max_fanout: int = Field(
+        default=8, ge=1, le=64, description="Strongest links followed per memory and hop."
+    )
+    hybrid_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="hybrid: the share of spreading activation (the rest is similarity).",
+    )
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="Only memories with all of these."
+    )
+    since: datetime | None = Field(default=None, description="Only occurred_at >= since.")
+    until: datetime | None = Field(default=None, description="Only occurred_at < until.")
+    trace: bool = Field(default=False, description="Add each result's activation path.")
+    reinforce: bool = Field(
+        default=True, description="Count this recall for the memories returned (through the WAL)."
+    )
     consistency: Consistency = "read_your_writes"
     min_seq: int | None = Field(
         default=None, ge=0, description="Wait until the worker has applied this stream sequence."
@@ -221,22 +311,66 @@ class RecallRequest(Model):
         if (self.query is None) == (self.embedding is None):
             raise ValueError("give exactly one cue: query (text) or embedding (vector)")
         _check_float32(self.embedding)
+        if (
+            self.since is not None
+            and self.until is not None
+            and as_utc(self.since) >= as_utc(self.until)
+        ):
+            raise ValueError("since must be before until")
         return self
+
+
+def as_utc(when: datetime) -> datetime:
+    """A datetime without a zone is taken as UTC (as the fold does)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+class TraceStep(Model):
+    """One memory on an activation path, from a seed to a result."""
+
+    memory_id: str
+    activation: float
+    hops: int
+    weight: float | None = Field(description="The link it was reached over (null: a seed).")
+    kind: str | None = Field(description="That link's kind (null: a seed).")
 
 
 class RecallResult(Model):
     memory: Memory
-    score: float
-    similarity: float
-    activation: float
-    confidence: float
-    hops: int
+    score: float = Field(description="activation × confidence, in [0, 1]; results come by it.")
+    similarity: float = Field(description="The memory's own similarity to the cue.")
+    activation: float = Field(description="In [0, 1]; for `similarity` mode, the similarity.")
+    confidence: float = Field(description="The memory's confidence decayed since last access.")
+    retention: float = Field(default=1.0, description="confidence / memory.confidence: decay.")
+    hops: int = Field(description="Links between the nearest seed and this memory (0: a seed).")
+    trace: list[TraceStep] | None = None
 
 
 class RecallResponse(Model):
     space: str
     applied_seq: int
     results: list[RecallResult]
+
+
+class ConsolidateRequest(Model):
+    """``spaces.<id>.q.consolidate`` and ``POST …/consolidate``: the worker finds
+    groups of densely linked episodic memories and writes a ``consolidate``
+    command for each (``dry_run``: only say which)."""
+
+    dry_run: bool = False
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class ConsolidatedGroup(Model):
+    memory_id: str
+    members: list[str]
+
+
+class ConsolidateResponse(Model):
+    space: str
+    applied_seq: int
+    groups: list[ConsolidatedGroup]
+    seq: int | None = Field(description="Stream seq of the last command written (null: none).")
 
 
 class GetRequest(Model):
@@ -399,6 +533,25 @@ class MemoriesLinked(Model):
     kind: str
 
 
+class MemoriesActivated(Model):
+    """A ``reinforce`` command was folded: these memories count one more recall."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    space: str
+    seq: int
+    command_id: str
+    memory_ids: list[str]
+
+
+class MemoriesConsolidated(Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    space: str
+    seq: int
+    command_id: str
+    memory_id: str = Field(description="The semantic memory.")
+    members: list[str] = Field(description="Its members that existed when it was made.")
+
+
 class MessageRejected(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     space: str
@@ -434,6 +587,46 @@ class LinkSettings(Model):
     )
 
 
+class DecaySettings(Model):
+    """The forgetting curve recall scores with (settable per space)."""
+
+    fast_half_life_s: float = Field(
+        default=86_400.0, gt=0.0, description="Half-life of memories not yet recalled."
+    )
+    slow_half_life_s: float = Field(
+        default=30 * 86_400.0, gt=0.0, description="Half-life once recalled settle_after times."
+    )
+    settle_after: int = Field(default=3, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _order(self) -> DecaySettings:
+        if self.fast_half_life_s > self.slow_half_life_s:
+            raise ValueError("fast_half_life_s must not exceed slow_half_life_s")
+        return self
+
+
+class ConsolidationSettings(Model):
+    """When and what a space's workers consolidate."""
+
+    interval_s: float = Field(
+        default=0.0, ge=0.0, description="Consolidate every this many seconds (0: only on request)."
+    )
+    min_size: int = Field(default=3, ge=2, le=MAX_CONSOLIDATE_MEMBERS)
+    max_size: int = Field(default=32, ge=2, le=MAX_CONSOLIDATE_MEMBERS)
+    min_weight: float = Field(
+        default=0.75, gt=0.0, le=1.0, description="Links at least this strong count."
+    )
+    min_density: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Share of a group's pairs that must be linked."
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ConsolidationSettings:
+        if self.min_size > self.max_size:
+            raise ValueError("min_size must not exceed max_size")
+        return self
+
+
 class SpaceRecord(Model):
     """A space as the registry (KV ``ENGRAM_SPACES``) holds it."""
 
@@ -444,6 +637,8 @@ class SpaceRecord(Model):
     embedder: str
     created_at: datetime
     links: LinkSettings = Field(default_factory=LinkSettings)
+    decay: DecaySettings = Field(default_factory=DecaySettings)
+    consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
 
 
 class CreateSpace(Model):
@@ -454,3 +649,5 @@ class CreateSpace(Model):
     metric: Metric = "cos"
     embedder: str | None = None
     links: LinkSettings | None = None
+    decay: DecaySettings | None = None
+    consolidation: ConsolidationSettings | None = None

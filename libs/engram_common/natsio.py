@@ -18,7 +18,13 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from engram_common.ids import validate_space_id
-from engram_common.messages import LinkSettings, Metric, SpaceRecord
+from engram_common.messages import (
+    ConsolidationSettings,
+    DecaySettings,
+    LinkSettings,
+    Metric,
+    SpaceRecord,
+)
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import REGISTRY_BUCKET, stream_name, wal_subjects
 
@@ -259,6 +265,8 @@ class SpaceRegistry:
         metric: Metric | None = None,
         embedder: str | None = None,
         links: LinkSettings | None = None,
+        decay: DecaySettings | None = None,
+        consolidation: ConsolidationSettings | None = None,
         default_dim: int = 384,
         default_embedder: str = "hash-ngram-v1",
         max_spaces: int | None = None,
@@ -282,6 +290,8 @@ class SpaceRegistry:
                 embedder=embedder or default_embedder,
                 created_at=datetime.now(UTC),
                 links=links or LinkSettings(),
+                decay=decay or DecaySettings(),
+                consolidation=consolidation or ConsolidationSettings(),
             )
             try:
                 await self.kv.create(space, rec.model_dump_json().encode())
@@ -291,11 +301,19 @@ class SpaceRegistry:
             else:
                 self._cache[space] = rec
                 return rec, True
-        asked = {"dim": dim, "metric": metric, "embedder": embedder, "links": links}
+        asked = {
+            "dim": dim,
+            "metric": metric,
+            "embedder": embedder,
+            "links": links,
+            "decay": decay,
+            "consolidation": consolidation,
+        }
         if any(v is not None and getattr(existing, k) != v for k, v in asked.items()):
             raise SpaceConflict(
                 f"space {space!r} exists with dim={existing.dim}, metric={existing.metric}, "
-                f"embedder={existing.embedder}, links={existing.links!r}; asked for "
+                f"embedder={existing.embedder}, links={existing.links!r}, "
+                f"decay={existing.decay!r}, consolidation={existing.consolidation!r}; asked for "
                 + ", ".join(f"{k}={v}" for k, v in asked.items() if v is not None)
             )
         return existing, False

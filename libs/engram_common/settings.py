@@ -67,6 +67,11 @@ class WorkerSettings(CommonSettings):
         description="A memory forgotten (or replaced) while in the newest snapshot leaves it "
         "within this many seconds: a new snapshot is written and the old one erased.",
     )
+    reinforce_delay: float = Field(
+        default=0.25,
+        ge=0,
+        description="Recalls within this many seconds are reinforced by one WAL command.",
+    )
     wal_heartbeat: float = Field(
         default=2.0,
         gt=0,

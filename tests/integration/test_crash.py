@@ -70,7 +70,13 @@ def snapshot_env() -> dict[str, str]:
 
 
 def recall_body(consistency: str) -> dict[str, Any]:
-    return {"embedding": [1.0] + [0.0] * (DIM - 1), "k": 1, "consistency": consistency}
+    # a probe: reinforce=false, so that it writes nothing into the WAL it checks
+    return {
+        "embedding": [1.0] + [0.0] * (DIM - 1),
+        "k": 1,
+        "consistency": consistency,
+        "reinforce": False,
+    }
 
 
 async def until_status(

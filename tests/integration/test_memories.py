@@ -58,7 +58,8 @@ async def test_remember_get_and_recall_by_text(client: Client, space_id: str) ->
     )
     rec = (
         await client.post(
-            f"/api/v1/spaces/{space_id}/recall", json={"query": "what is the cat called?", "k": 2}
+            f"/api/v1/spaces/{space_id}/recall",
+            json={"query": "what is the cat called?", "k": 2, "mode": "similarity"},
         )
     ).json()
     assert rec["space"] == space_id and rec["applied_seq"] == 2
@@ -67,7 +68,18 @@ async def test_remember_get_and_recall_by_text(client: Client, space_id: str) ->
     assert top["hops"] == 0 and top["activation"] == pytest.approx(top["similarity"])
     assert top["score"] == pytest.approx(top["similarity"] * 0.9, rel=1e-5)
     assert 0 <= top["score"] <= 1
-    assert set(top) == {"memory", "score", "similarity", "activation", "confidence", "hops"}
+    assert set(top) == {
+        "memory",
+        "score",
+        "similarity",
+        "activation",
+        "confidence",
+        "retention",
+        "hops",
+        "trace",
+    }
+    assert top["trace"] is None  # only when asked for
+    assert top["memory"]["kind"] == "episodic"
 
 
 async def test_read_your_writes(client: Client, space_id: str) -> None:

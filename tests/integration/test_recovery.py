@@ -65,7 +65,18 @@ async def store(nc: Nats) -> SnapshotStore:
 
 async def top_ids(nc: Nats, space: str, seed: int, min_seq: int, k: int = 3) -> list[str]:
     reply = await request(
-        nc, space, "recall", {"embedding": unit(DIM, seed), "k": k, "min_seq": min_seq}
+        nc,
+        space,
+        "recall",
+        # a probe: reinforce=false writes nothing into the WAL the tests count; by
+        # similarity, which memories stored later do not change (their links would)
+        {
+            "embedding": unit(DIM, seed),
+            "k": k,
+            "min_seq": min_seq,
+            "reinforce": False,
+            "mode": "similarity",
+        },
     )
     assert "results" in reply, reply
     return [r["memory"]["id"] for r in reply["results"]]

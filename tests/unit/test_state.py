@@ -439,7 +439,9 @@ def test_rejection_carries_the_command_id_when_it_can_be_read(state: SpaceState)
 
 def test_unknown_verb_reason_lists_the_known_commands(state: SpaceState) -> None:
     event = rejected(state, body(VALID), 1, verb="frobnicate")
-    assert event.reason == "unknown command 'frobnicate'; known commands: forget, link, remember"
+    assert event.reason == (
+        "unknown command 'frobnicate'; known commands: consolidate, forget, link, reinforce, remember"
+    )
 
 
 def test_validation_reason_is_short_and_located(state: SpaceState) -> None:

@@ -34,13 +34,35 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from engram_common.embedders import get_embedder
-from engram_common.messages import SpaceRecord
+from engram_common.ids import new_id
+from engram_common.messages import (
+    MAX_BATCH,
+    ConsolidateCommand,
+    ConsolidatedGroup,
+    ReinforceCommand,
+    SpaceRecord,
+)
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore, SnapshotUnreadable, delete_msg
-from engram_common.subjects import command_verb, event_subject, stream_name, wal_subjects
+from engram_common.subjects import (
+    command_subject,
+    command_verb,
+    event_subject,
+    stream_name,
+    wal_subjects,
+)
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
-from engram_worker.core.state import Event, FlushBatch, Forgotten, Linked, SpaceState, Stored
+from engram_worker.core.state import (
+    Activated,
+    Consolidated,
+    Event,
+    FlushBatch,
+    Forgotten,
+    Linked,
+    SpaceState,
+    Stored,
+)
 from engram_worker.core.wal import position, stored_at
 
 log = logging.getLogger(__name__)
@@ -140,6 +162,11 @@ class SpaceHost:
         self._since_snapshot = 0  # commands folded since the last capture
         self._forget_due: float | None = None  # when a forget first touched a snapshot
         self._erase_retry: list[int] = []
+        # reinforcement: ids recall returned, written as one command per short while
+        self._reinforce: dict[str, None] = {}
+        self._reinforce_task: asyncio.Task[None] | None = None
+        self._consolidate_task: asyncio.Task[None] | None = None
+        self._planned_key = 0  # consolidation seeds up to here were looked at
 
     def _fresh_state(self) -> SpaceState:
         rec = self.record
@@ -174,6 +201,8 @@ class SpaceHost:
         log.info("space %s: hosting from seq %d (stream last seq %d)", self.space, start, last)
         if self._snapshots is not None:
             self._snapshot_task = asyncio.create_task(self._snapshot_loop())
+        if self.record.consolidation.interval_s > 0:
+            self._consolidate_task = asyncio.create_task(self._consolidate_loop())
 
     async def stop(self, *, snapshot: bool = False) -> None:
         """Stop tailing; with ``snapshot``, first write one if anything changed since
@@ -182,7 +211,10 @@ class SpaceHost:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-        for task in (self._snapshot_task, self._flush_task):
+        if self._reinforce_task is not None and not self._reinforce_task.done():
+            with contextlib.suppress(Exception):  # write what recall returned so far
+                await asyncio.wait_for(asyncio.shield(self._reinforce_task), 2.0)
+        for task in (self._snapshot_task, self._flush_task, self._consolidate_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -208,7 +240,11 @@ class SpaceHost:
         try:
             seq, stamp, after = position(msg.reply)
             verb = command_verb(msg.subject)
-            event = self.state.apply_message(verb, msg.data, seq, stored_at(stamp))
+            if verb == "consolidate":  # reads the members' vectors: not during an insert
+                async with self._lock:
+                    event = self.state.apply_message(verb, msg.data, seq, stored_at(stamp))
+            else:
+                event = self.state.apply_message(verb, msg.data, seq, stored_at(stamp))
             # Announce what was written recently; a replay of old history stays quiet.
             # Recent includes the last messages before a crash, so events are
             # at-least-once for them.
@@ -241,6 +277,10 @@ class SpaceHost:
             subject = event_subject(self.space, "forgotten")
         elif isinstance(event, Linked):
             subject = event_subject(self.space, "linked")
+        elif isinstance(event, Activated):
+            subject = event_subject(self.space, "activated")
+        elif isinstance(event, Consolidated):
+            subject = event_subject(self.space, "consolidated")
         else:
             subject = event_subject(self.space, "rejected")
             log.warning("space %s: rejected seq %d: %s", self.space, event.seq, event.reason)
@@ -250,7 +290,7 @@ class SpaceHost:
         """Erase the WAL message of a forgotten or replaced version. JetStream's
         message delete overwrites the bytes on disk. Idempotent: a replay erases
         again, and an already erased message is simply not found."""
-        if isinstance(event, Stored):
+        if isinstance(event, Stored | Consolidated):
             seq = event.replaced_seq
         elif isinstance(event, Forgotten):
             seq = event.erased_seq
@@ -333,6 +373,83 @@ class SpaceHost:
                 await self._run_flush(batch)
             # messages folded while the thread ran are inserted inline by fn's flush
             return fn(self.state)
+
+    # -- reinforcement and consolidation -------------------------------------
+
+    def reinforce(self, memory_ids: list[str]) -> None:
+        """Count a recall for these memories: written to the WAL as one ``reinforce``
+        command per ``reinforce_delay`` (so access counts survive restarts and every
+        replica agrees), folded like any command."""
+        if not memory_ids or self.retired:
+            return
+        self._reinforce.update(dict.fromkeys(memory_ids))
+        if self._reinforce_task is None or self._reinforce_task.done():
+            self._reinforce_task = asyncio.create_task(self._write_reinforcements())
+
+    async def _write_reinforcements(self) -> None:
+        await asyncio.sleep(self._settings.reinforce_delay)
+        while self._reinforce:
+            ids = list(self._reinforce)[:MAX_BATCH]
+            for memory_id in ids:
+                del self._reinforce[memory_id]
+            command = ReinforceCommand(command_id=new_id(), memory_ids=ids)
+            try:
+                await self._write(command_subject(self.space, "reinforce"), command)
+            except Exception as exc:  # a recall is never failed by its bookkeeping
+                log.warning(
+                    "space %s: could not write a reinforce command (%d memories): %r",
+                    self.space,
+                    len(ids),
+                    exc,
+                )
+
+    async def _write(self, subject: str, command: ReinforceCommand | ConsolidateCommand) -> int:
+        ack = await self._js.publish(
+            subject,
+            command.model_dump_json().encode(),
+            timeout=10.0,
+            stream=stream_name(self.space),
+            headers={"Nats-Msg-Id": command.command_id},
+        )
+        return int(ack.seq)
+
+    async def consolidate(
+        self, *, dry_run: bool = False
+    ) -> tuple[list[ConsolidatedGroup], int | None]:
+        """Find groups of densely linked episodic memories and write a ``consolidate``
+        command for each (the fold makes the semantic memories). Returns the groups
+        and the last command's stream seq."""
+        settings = self.record.consolidation
+        after = 0 if dry_run else self._planned_key
+        groups, planned = await self.with_index(
+            lambda st: (st.consolidation_groups(settings, after), st.next_key - 1)
+        )
+        found = [ConsolidatedGroup(memory_id=mid, members=members) for mid, members in groups]
+        if dry_run:
+            return found, None
+        last: int | None = None
+        for group in found:
+            command = ConsolidateCommand(
+                # the same group gets the same command id: JetStream drops a second
+                # worker's identical decision as a duplicate
+                command_id=f"consolidate:{group.memory_id}",
+                memory_id=group.memory_id,
+                members=group.members,
+            )
+            last = await self._write(command_subject(self.space, "consolidate"), command)
+        self._planned_key = planned
+        if found:
+            log.info("space %s: consolidated %d groups", self.space, len(found))
+        return found, last
+
+    async def _consolidate_loop(self) -> None:
+        every = self.record.consolidation.interval_s
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.consolidate()
+            except Exception:
+                log.exception("space %s: scheduled consolidation failed", self.space)
 
     # -- snapshots -----------------------------------------------------------
 

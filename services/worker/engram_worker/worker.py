@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, get_args
@@ -16,6 +17,8 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
 from engram_common.messages import (
+    ConsolidateRequest,
+    ConsolidateResponse,
     FailedSpace,
     GetRequest,
     GetResponse,
@@ -38,7 +41,7 @@ from engram_common.natsio import SpaceRegistry, connect
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
-from engram_worker.core.state import SpaceState, StoredMemory
+from engram_worker.core.state import RecallQuery, SpaceState, StoredMemory
 from engram_worker.host import NotCaughtUp, SpaceHost
 
 log = logging.getLogger(__name__)
@@ -354,6 +357,7 @@ class Worker:
             "get": self._get,
             "list": self._list,
             "stats": self._stats,
+            "consolidate": self._consolidate,
         }[name]
         return await answer(host, data or b"{}")
 
@@ -377,9 +381,22 @@ class Worker:
         else:
             assert req.query is not None
             cue = state.embed_query(req.query)
-        results = await host.with_index(lambda st: st.recall(cue, req.k))
+        query, now = RecallQuery.of(req), time.time()
+        results = await host.with_index(lambda st: st.recall(cue, req.k, query, now))
+        if req.reinforce:
+            host.reinforce([r.memory.id for r in results])
         return _dump(
             RecallResponse(space=host.space, applied_seq=state.applied_seq, results=results)
+        )
+
+    async def _consolidate(self, host: SpaceHost, data: bytes) -> bytes:
+        req = _parse(ConsolidateRequest, data)
+        await self._wait(host, req.min_seq)
+        groups, seq = await host.consolidate(dry_run=req.dry_run)
+        return _dump(
+            ConsolidateResponse(
+                space=host.space, applied_seq=host.state.applied_seq, groups=groups, seq=seq
+            )
         )
 
     async def _get(self, host: SpaceHost, data: bytes) -> bytes:

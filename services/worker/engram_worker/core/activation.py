@@ -61,9 +61,18 @@ def spread(
     seeds: Mapping[int, float], neighbours: Neighbours, params: SpreadParams
 ) -> dict[int, Reached]:
     """Activation of every memory reached from ``seeds`` (key → activation)."""
-    reached = {key: Reached(activation=min(max(a, 0.0), 1.0), hops=0) for key, a in seeds.items()}
-    frontier = sorted(k for k, r in reached.items() if r.activation >= params.threshold)
     decay, threshold, fanout = params.hop_decay, params.threshold, params.max_fanout
+    reached: dict[int, Reached] = {}
+    # seeds too weak to spread count as seeds only if nothing reaches them: a
+    # memory that is activated through its links is reported by that path
+    weak: dict[int, float] = {}
+    for key, a in seeds.items():
+        a = min(max(a, 0.0), 1.0)
+        if a >= threshold:
+            reached[key] = Reached(activation=a, hops=0)
+        else:
+            weak[key] = a
+    frontier = sorted(reached)
     for hop in range(1, params.max_hops + 1):
         incoming: dict[int, list[tuple[float, int, float, str]]] = {}
         for u in frontier:
@@ -85,7 +94,7 @@ def spread(
                 else -math.expm1(math.fsum(math.log1p(-c) for c, _, _, _ in contribs))
             )
             old = reached.get(v)
-            before = 0.0 if old is None else old.activation
+            before = weak.pop(v, 0.0) if old is None else old.activation
             after = min(before + (1.0 - before) * gained, 1.0)
             if old is None:
                 c, u, weight, kind = max(contribs, key=lambda t: (t[0], -t[1]))
@@ -97,6 +106,8 @@ def spread(
         if not moved:
             break
         frontier = moved
+    for key in sorted(weak):
+        reached[key] = Reached(activation=weak[key], hops=0)
     return reached
 
 

@@ -141,6 +141,20 @@ class VectorIndex:
             out = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2.0 * (v @ v.T), 0.0))
         return out.astype(np.float32)
 
+    def similarities(self, cue: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Similarity of each row of ``vectors`` to ``cue`` (as :meth:`search` scores)."""
+        c = np.asarray(cue, dtype=np.float64)
+        v = np.asarray(vectors, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+            if self.metric == "cos":
+                norms = np.linalg.norm(v, axis=1) * np.linalg.norm(c)
+                out = (v @ c) / np.where(norms == 0, 1.0, norms)
+            elif self.metric == "ip":
+                out = v @ c
+            else:
+                out = 1.0 / (1.0 + np.sum((v - c) ** 2, axis=1))
+        return np.asarray(out, dtype=np.float32)
+
     def similarity(self, distances: np.ndarray) -> np.ndarray:
         if self.metric == "l2sq":
             return (1.0 / (1.0 + distances)).astype(np.float32)

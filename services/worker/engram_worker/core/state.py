@@ -18,6 +18,7 @@ import bisect
 import itertools
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,20 +27,52 @@ import msgspec
 import numpy as np
 
 from engram_common.embedders import Embedder
+from engram_common.ids import derived_id
 from engram_common.messages import (
+    MAX_CONSOLIDATE_MEMBERS,
+    ConsolidationSettings,
+    MemoriesActivated,
+    MemoriesConsolidated,
     MemoriesLinked,
     Memory,
     MemoryForgotten,
     MemoryStored,
     MessageRejected,
+    RecallMode,
+    RecallRequest,
     RecallResult,
     SpaceRecord,
+    TraceStep,
+    as_utc,
     vector_problem,
 )
-from engram_worker.core.graph import SEMANTIC, TEMPORAL, AssociationGraph, GraphInvalid
+from engram_worker.core.activation import (
+    DecayParams,
+    Reached,
+    SpreadParams,
+    path,
+    retention,
+    spread,
+)
+from engram_worker.core.graph import (
+    CONSOLIDATED,
+    SEMANTIC,
+    TEMPORAL,
+    AssociationGraph,
+    GraphInvalid,
+)
 from engram_worker.core.index import EXACT_SEARCH_BELOW, VectorIndex
 from engram_worker.core.snapshot import SnapshotInvalid, columns
-from engram_worker.core.wal import CommandRejected, Decoded, Forget, Link, Remember, decode
+from engram_worker.core.wal import (
+    CommandRejected,
+    Consolidate,
+    Decoded,
+    Forget,
+    Link,
+    Reinforce,
+    Remember,
+    decode,
+)
 
 _RECENT = 16  # memories remembered for temporal links (temporal_max ≤ 16)
 _MIN_WEIGHT = 0.01  # weaker derived links are not made
@@ -123,7 +156,77 @@ class Rejected(msgspec.Struct, gc=False):
         )
 
 
-Event = Stored | Forgotten | Linked | Rejected
+class Activated(msgspec.Struct, gc=False):
+    seq: int
+    command_id: str
+    memory_ids: list[str]
+
+    def message(self, space: str) -> MemoriesActivated:
+        return MemoriesActivated(
+            space=space, seq=self.seq, command_id=self.command_id, memory_ids=self.memory_ids
+        )
+
+
+class Consolidated(msgspec.Struct, gc=False):
+    seq: int
+    command_id: str
+    memory_id: str
+    members: list[str]
+    replaced_seq: int | None = None  # an earlier version of the semantic memory, to erase
+
+    def message(self, space: str) -> MemoriesConsolidated:
+        return MemoriesConsolidated(
+            space=space,
+            seq=self.seq,
+            command_id=self.command_id,
+            memory_id=self.memory_id,
+            members=self.members,
+        )
+
+
+Event = Stored | Forgotten | Linked | Activated | Consolidated | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class RecallQuery:
+    """What to recall, besides the cue (see :class:`RecallRequest`)."""
+
+    k: int = 10
+    mode: RecallMode = "similarity"
+    seed_k: int = 10
+    spread: SpreadParams = field(default_factory=SpreadParams)
+    hybrid_weight: float = 0.5
+    tags: tuple[str, ...] = ()
+    since: float | None = None  # occurred_at bounds, seconds since the epoch
+    until: float | None = None
+    trace: bool = False
+
+    @classmethod
+    def of(cls, req: RecallRequest) -> RecallQuery:
+        return cls(
+            k=req.k,
+            mode=req.mode,
+            seed_k=req.seed_k,
+            spread=SpreadParams(
+                max_hops=req.max_hops,
+                hop_decay=req.hop_decay,
+                threshold=req.threshold,
+                max_fanout=req.max_fanout,
+            ),
+            hybrid_weight=req.hybrid_weight,
+            tags=tuple(req.tags),
+            since=None if req.since is None else as_utc(req.since).timestamp(),
+            until=None if req.until is None else as_utc(req.until).timestamp(),
+            trace=req.trace,
+        )
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.tags) or self.since is not None or self.until is not None
+
+
+def _epoch(when: datetime) -> float:
+    return as_utc(when).timestamp()
 
 
 class StoredMemory(msgspec.Struct, gc=False):
@@ -190,6 +293,14 @@ class SpaceState:
         self._graph = AssociationGraph()
         self._derived: list[list[tuple[int, int, float, str]]] = []
         self._recent: deque[tuple[int, float]] = deque(maxlen=_RECENT)  # (key, stored at)
+        # recall filters: tag → keys, and (occurred_at, key) in order
+        self._tagged: dict[str, set[int]] = {}
+        self._when: list[tuple[float, int]] = []
+        self.decay = DecayParams(
+            fast_half_life_s=record.decay.fast_half_life_s,
+            slow_half_life_s=record.decay.slow_half_life_s,
+            settle_after=record.decay.settle_after,
+        )
 
     # -- fold ---------------------------------------------------------------
 
@@ -222,6 +333,10 @@ class SpaceState:
         """Fold a decoded command (does not move the position; see apply_message)."""
         if isinstance(command, Link):
             return self._link(command, seq)
+        if isinstance(command, Reinforce):
+            return self._reinforce(command, seq, timestamp)
+        if isinstance(command, Consolidate):
+            return self._consolidate(command, seq, timestamp)
         if isinstance(command, Forget):
             old = self._drop(command.memory_id)
             return Forgotten(
@@ -258,15 +373,100 @@ class SpaceState:
             occurred_at=command.occurred_at or created,
             created_at=created,
         )
-        self._by_id[memory_id] = rec
-        self._by_key[key] = rec
-        self._seqs.append(seq)  # seqs only grow, so the list stays sorted
-        self._by_seq[seq] = memory_id
-        self._pending[key] = vector
+        self._add(rec, vector)
         return Stored(
             seq=seq,
             memory_id=memory_id,
             command_id=command.command_id,
+            replaced_seq=None if replaced is None else replaced.seq,
+        )
+
+    def _add(self, rec: StoredMemory, vector: np.ndarray) -> None:
+        self._by_id[rec.id] = rec
+        self._by_key[rec.key] = rec
+        self._seqs.append(rec.seq)  # seqs only grow, so the list stays sorted
+        self._by_seq[rec.seq] = rec.id
+        self._pending[rec.key] = vector
+        self._index_filters(rec)
+
+    def _index_filters(self, rec: StoredMemory) -> None:
+        for tag in rec.tags:
+            self._tagged.setdefault(tag, set()).add(rec.key)
+        when = (_epoch(rec.occurred_at), rec.key)
+        if not self._when or self._when[-1] < when:
+            self._when.append(when)  # the usual case: memories arrive in time order
+        else:
+            bisect.insort(self._when, when)
+
+    def _reinforce(self, command: Reinforce, seq: int, timestamp: datetime) -> Activated:
+        """Recall returned these memories: one more recall each, at the message's time."""
+        at = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        found = []
+        for memory_id in command.memory_ids:
+            rec = self._by_id.get(memory_id)
+            if rec is not None:  # forgotten since: nothing to reinforce
+                rec.recalls += 1
+                rec.last_recall = at
+                found.append(memory_id)
+        return Activated(seq=seq, command_id=command.command_id, memory_ids=found)
+
+    def _consolidate(self, command: Consolidate, seq: int, timestamp: datetime) -> Consolidated:
+        """Make the semantic memory of the members that still exist: centroid vector,
+        content from theirs, a ``consolidated`` link to each. Reads the members'
+        vectors: in a host, fold it under the index lock."""
+        members = [r for r in map(self._by_id.get, command.members) if r is not None]
+        if len(members) < 2:
+            raise CommandRejected(
+                f"members: {len(members)} of the {len(command.members)} members exist in "
+                f"space {self.space!r}; consolidation needs at least 2",
+                command.command_id,
+            )
+        vectors = []
+        for rec in members:
+            vec = self.vector_of(rec)
+            assert vec is not None, "a live memory has a vector"
+            vectors.append(vec.astype(np.float64))
+        stacked = np.stack(vectors)
+        if self.metric == "cos":
+            norms = np.linalg.norm(stacked, axis=1, keepdims=True)
+            stacked = stacked / np.where(norms == 0, 1.0, norms)
+        centroid = stacked.mean(axis=0).astype(np.float32)
+        problem = vector_problem(centroid, self.dim, self.metric)
+        if problem is not None or not np.isfinite(centroid).all():
+            raise CommandRejected(
+                f"members: their centroid cannot be stored ({problem or 'not finite'})",
+                command.command_id,
+            )
+        created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        replaced = self._drop(command.memory_id)
+        key = self._next_key
+        self._next_key += 1
+        counts: dict[str, int] = {}
+        for rec in members:
+            for tag in rec.tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        shared = sorted(t for t, n in counts.items() if 2 * n >= len(members))
+        rec = StoredMemory(
+            id=command.memory_id,
+            key=key,
+            seq=seq,
+            command_id=command.command_id,
+            content=consolidated_content(m.content for m in members),
+            confidence=math.fsum(m.confidence for m in members) / len(members),
+            tags=shared[:64],
+            metadata={"consolidated_from": str(len(members))},
+            occurred_at=max(members, key=lambda m: (_epoch(m.occurred_at), m.seq)).occurred_at,
+            created_at=created,
+            kind="semantic",
+        )
+        self._add(rec, centroid)
+        for member in members:
+            self._graph.link(key, member.key, 1.0, CONSOLIDATED)
+        return Consolidated(
+            seq=seq,
+            command_id=command.command_id,
+            memory_id=command.memory_id,
+            members=[m.id for m in members],
             replaced_seq=None if replaced is None else replaced.seq,
         )
 
@@ -304,6 +504,14 @@ class SpaceState:
         del self._by_seq[old.seq]
         i = bisect.bisect_left(self._seqs, old.seq)
         del self._seqs[i]
+        for tag in old.tags:  # (a tag may be given twice)
+            keys = self._tagged.get(tag)
+            if keys is not None:
+                keys.discard(old.key)
+                if not keys:
+                    del self._tagged[tag]
+        j = bisect.bisect_left(self._when, (_epoch(old.occurred_at), old.key))
+        del self._when[j]
         if self._pending.pop(old.key, None) is None:
             self._stale.append(old.key)
         return old
@@ -343,7 +551,10 @@ class SpaceState:
         if not taken or ls.temporal_max == 0 or ls.temporal_window_s <= 0:
             return links
         for key in taken:
-            at = self._by_key[key].created_at.timestamp()
+            rec = self._by_key[key]
+            if rec.kind != "episodic":
+                continue  # a consolidated memory is linked to its members instead
+            at = rec.created_at.timestamp()
             for n, (prev, prev_at) in enumerate(reversed(self._recent)):
                 gap = max(at - prev_at, 0.0)
                 weight = math.exp2(-gap / ls.temporal_half_life_s)
@@ -548,6 +759,10 @@ class SpaceState:
             raise SnapshotInvalid("recent memories beyond the snapshot's position")
         self._graph = graph
         self._recent.extend(recent)
+        for rec in by_id.values():
+            for tag in rec.tags:
+                self._tagged.setdefault(tag, set()).add(rec.key)
+        self._when = sorted((_epoch(r.occurred_at), r.key) for r in by_id.values())
         self._by_id = by_id
         self._by_key = by_key
         self._by_seq = {r.seq: r.id for r in by_id.values()}
@@ -567,33 +782,246 @@ class SpaceState:
         vec: np.ndarray = self.embedder.embed([text])[0]
         return vec
 
-    def recall(self, cue: np.ndarray, k: int) -> list[RecallResult]:
-        """Similarity recall: seeds from the index, scored by similarity × confidence."""
+    def recall(
+        self, cue: np.ndarray, k: int, query: RecallQuery | None = None, now: float | None = None
+    ) -> list[RecallResult]:
+        """The ``k`` best memories for ``cue`` (see docs/recall.md).
+
+        ``query`` defaults to plain similarity; ``now`` (seconds since the epoch) is
+        the time the forgetting curve is measured to (``None``: no decay). Ties are
+        broken by stream order, so replicas and replays answer identically."""
+        q = query or RecallQuery(k=k)
         if cue.shape != (self.dim,):
             raise ValueError(f"embedding has {cue.shape[0]} values; space has dim {self.dim}")
-        self.flush()
-        self._absorb()
-        keys, sims = self.index.search(cue.astype(np.float32), max(4 * k, 32))
+        cue = cue.astype(np.float32)
+        graph = self.graph  # flushes, so every applied memory is searchable
+        allowed = self._matching(q)
+        if allowed is not None and not allowed:
+            return []
+        if q.mode == "similarity":
+            reached: dict[int, Reached] = {}
+            pool = self._nearest(cue, k, allowed)
+            act = {key: _clip(sim) for key, sim in pool.items()}
+        else:
+            pool = self._nearest(cue, max(q.seed_k, k), None)
+            if allowed is not None:
+                # the best matching memories are seeds too, so that k results exist
+                # whenever k memories match
+                pool.update(self._nearest(cue, k, allowed))
+            reached = spread(
+                {key: _clip(sim) for key, sim in pool.items()}, graph.neighbours, q.spread
+            )
+            if q.mode == "spreading":
+                act = {key: r.activation for key, r in reached.items()}
+            else:
+                act = self._hybrid(cue, k, q, pool, reached, allowed)
+        # rank by score; similarity and activation only matter for the k kept
         scored = []
-        for key, sim in zip(keys.tolist(), sims.tolist(), strict=True):
-            rec = self._by_key.get(key)
-            if rec is None:  # replaced while its vector was still being inserted
+        for key, a in act.items():
+            if allowed is not None and key not in allowed:
                 continue
-            activation = min(max(sim, 0.0), 1.0)
-            scored.append((activation * rec.confidence, sim, activation, rec))
-        # ties broken by stream order, so replicas and replays answer identically
-        scored.sort(key=lambda t: (-t[0], -t[1], t[3].seq))
+            rec = self._by_key.get(key)
+            if rec is None:
+                continue
+            kept = 1.0 if now is None else self.retention(rec, now)
+            scored.append((a * rec.confidence * kept, a, rec, kept))
+        scored.sort(key=lambda t: (-t[0], -t[1], t[2].seq))
+        top = scored[:k]
+        sims = self._similarities(cue, [t[2].key for t in top], pool)
         return [
             RecallResult(
                 memory=self.to_memory(rec),
-                score=score,
+                score=min(max(score, 0.0), 1.0),
                 similarity=sim,
-                activation=activation,
-                confidence=rec.confidence,
-                hops=0,
+                activation=a,
+                confidence=rec.confidence * kept,
+                retention=kept,
+                hops=reached[rec.key].hops if rec.key in reached else 0,
+                trace=self._trace(reached, rec.key, sim) if q.trace else None,
             )
-            for score, sim, activation, rec in scored[:k]
+            for (score, a, rec, kept), sim in zip(top, sims, strict=True)
         ]
+
+    def retention(self, rec: StoredMemory, now: float) -> float:
+        """How much of ``rec``'s confidence is left at ``now`` (the forgetting curve,
+        from its last recall or, never recalled, from when it was stored)."""
+        since = rec.last_recall or rec.created_at
+        return retention(now - since.timestamp(), rec.recalls, self.decay)
+
+    def _matching(self, q: RecallQuery) -> set[int] | None:
+        """Keys of the memories that pass the filters (``None``: no filter)."""
+        if not q.filtered:
+            return None
+        keys: set[int] | None = None
+        for tag in sorted(set(q.tags), key=lambda t: len(self._tagged.get(t, ()))):
+            tagged = self._tagged.get(tag)
+            if not tagged:
+                return set()
+            keys = set(tagged) if keys is None else keys & tagged
+        lo, hi = q.since, q.until
+        if lo is None and hi is None:
+            return keys
+        if keys is None:
+            i = 0 if lo is None else bisect.bisect_left(self._when, (lo, -1))
+            j = len(self._when) if hi is None else bisect.bisect_left(self._when, (hi, -1))
+            return {key for _, key in self._when[i:j]}
+        out = set()
+        for key in keys:
+            at = _epoch(self._by_key[key].occurred_at)
+            if (lo is None or at >= lo) and (hi is None or at < hi):
+                out.add(key)
+        return out
+
+    def _nearest(self, cue: np.ndarray, count: int, allowed: set[int] | None) -> dict[int, float]:
+        """The ``count`` most similar live memories (among ``allowed``), key → similarity.
+        With a filter the search widens until ``count`` pass (or all were seen), so
+        a filter never hides a match."""
+        size = len(self.index)
+        if allowed is not None and len(allowed) <= EXACT_SEARCH_BELOW:
+            keys = sorted(allowed)
+            exact = self._vector_sims(cue, keys)
+            order = sorted(range(len(keys)), key=lambda i: (-exact[i], self._by_key[keys[i]].seq))
+            return {keys[i]: exact[i] for i in order[:count]}
+        want = count if allowed is None else max(4 * count, 64)
+        while True:
+            found, sims = self.index.search(cue, want)
+            out: dict[int, float] = {}
+            for key, sim in zip(found.tolist(), sims.tolist(), strict=True):
+                if key in self._by_key and (allowed is None or key in allowed):
+                    out[key] = sim
+                    if len(out) == count:
+                        return out
+            if want >= size:
+                return out
+            want = min(4 * want, size)
+
+    def _vector_sims(self, cue: np.ndarray, keys: list[int]) -> list[float]:
+        if not keys:
+            return []
+        vectors = np.stack([self._vector(key) for key in keys])
+        sims: list[float] = self.index.similarities(cue, vectors).tolist()
+        return sims
+
+    def _vector(self, key: int) -> np.ndarray:
+        vec = self.vector_of(self._by_key[key])
+        assert vec is not None, "a live memory has a vector"
+        return vec
+
+    def _similarities(
+        self, cue: np.ndarray, keys: list[int], known: dict[int, float]
+    ) -> list[float]:
+        missing = [key for key in keys if key not in known]
+        found = dict(zip(missing, self._vector_sims(cue, missing), strict=True))
+        return [known[key] if key in known else found[key] for key in keys]
+
+    def _hybrid(
+        self,
+        cue: np.ndarray,
+        k: int,
+        q: RecallQuery,
+        pool: dict[int, float],
+        reached: dict[int, Reached],
+        allowed: set[int] | None,
+    ) -> dict[int, float]:
+        """Hybrid activation: ``(1 − w) × similarity + w × spreading activation``,
+        over the similarity candidates (the ``max(4k, 32)`` nearest) and what the
+        spreading reached. A memory reached only through links has its own
+        similarity computed when it could rank among the best."""
+        w = q.hybrid_weight
+        pool = {**self._nearest(cue, max(4 * k, 32), allowed), **pool}
+        floor = min(pool.values(), default=0.0)  # what the rest are at most similar
+        act = {
+            key: (1.0 - w) * _clip(sim) + w * (reached[key].activation if key in reached else 0.0)
+            for key, sim in pool.items()
+        }
+        others = sorted(
+            (key for key in reached if key not in pool and (allowed is None or key in allowed)),
+            key=lambda key: (-reached[key].activation, key),
+        )[: 2 * k]
+        for key, sim in zip(others, self._vector_sims(cue, others), strict=True):
+            act[key] = (1.0 - w) * _clip(min(sim, floor)) + w * reached[key].activation
+        return act
+
+    def _trace(self, reached: dict[int, Reached], key: int, sim: float) -> list[TraceStep]:
+        if key not in reached:  # ranked by similarity alone
+            return [
+                TraceStep(
+                    memory_id=self._by_key[key].id,
+                    activation=_clip(sim),
+                    hops=0,
+                    weight=None,
+                    kind=None,
+                )
+            ]
+        steps = []
+        for node in path(reached, key):
+            r = reached[node]
+            steps.append(
+                TraceStep(
+                    memory_id=self._by_key[node].id,
+                    activation=r.activation,
+                    hops=r.hops,
+                    weight=None if r.parent is None else r.weight,
+                    kind=None if r.parent is None else r.kind,
+                )
+            )
+        return steps
+
+    # -- consolidation -----------------------------------------------------
+
+    def consolidation_groups(
+        self, cs: ConsolidationSettings, after_key: int = 0
+    ) -> list[tuple[str, list[str]]]:
+        """Groups of densely linked episodic memories not yet consolidated, as
+        ``(semantic memory id, member ids)``; seeds are memories with a key above
+        ``after_key`` (a worker passes what it planned last time). Deterministic:
+        key order throughout. Read the graph under the index lock."""
+        graph = self.graph
+        taken: set[int] = set()
+
+        def eligible(key: int) -> bool:
+            rec = self._by_key.get(key)
+            return (
+                rec is not None
+                and rec.kind == "episodic"
+                and key not in taken
+                and all(kind != CONSOLIDATED for _, _, kind in graph.neighbours(key))
+            )
+
+        def strong(key: int, among: set[int]) -> int:
+            n = 0
+            for other, weight, _ in graph.neighbours(key):
+                if weight < cs.min_weight:
+                    break
+                n += other in among
+            return n
+
+        limit = min(cs.max_size, MAX_CONSOLIDATE_MEMBERS)
+        groups: list[tuple[str, list[str]]] = []
+        for key in list(self._by_key):
+            if key <= after_key or not eligible(key):
+                continue
+            members = [key]
+            for other, weight, _ in graph.neighbours(key):
+                if weight < cs.min_weight or len(members) >= limit:
+                    break
+                if eligible(other):
+                    members.append(other)
+            while len(members) >= cs.min_size:
+                group = set(members)
+                degree = {m: strong(m, group) for m in members}
+                pairs = len(members) * (len(members) - 1) / 2
+                if sum(degree.values()) / 2 >= cs.min_density * pairs:
+                    break
+                # drop the member (never the seed) with the fewest strong links inside
+                weakest = min(members[1:], key=lambda m: (degree[m], -m))
+                members.remove(weakest)
+            if len(members) < cs.min_size:
+                continue
+            taken.update(members)
+            ids = sorted(self._by_key[m].id for m in members)
+            groups.append((consolidated_id(self.space, ids), ids))
+        return groups
 
     def get(self, memory_id: str) -> StoredMemory | None:
         return self._by_id.get(memory_id)
@@ -628,5 +1056,33 @@ class SpaceState:
             occurred_at=rec.occurred_at,
             created_at=rec.created_at,
             seq=rec.seq,
+            kind=rec.kind,
+            recalls=rec.recalls,
+            last_recall=rec.last_recall,
             embedding=embedding,
         )
+
+
+def _clip(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
+
+
+_CONTENT_PER_MEMBER = 240
+
+
+def consolidated_content(contents: Iterable[str]) -> str:
+    """A consolidated memory's text: its members' texts (cut to a few hundred
+    characters each), in stream order."""
+    parts = []
+    for text in contents:
+        text = " ".join(text.split())
+        if len(text) > _CONTENT_PER_MEMBER:
+            text = text[: _CONTENT_PER_MEMBER - 1].rstrip() + "…"
+        parts.append(text)
+    return f"Consolidated from {len(parts)} memories: " + " | ".join(parts)
+
+
+def consolidated_id(space: str, member_ids: list[str]) -> str:
+    """The id of the semantic memory made of ``member_ids`` (the same members always
+    give the same id, so that two workers deciding alike write one memory)."""
+    return "sem-" + derived_id(space, "consolidate", *sorted(member_ids)).lower()

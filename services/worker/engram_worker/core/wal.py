@@ -38,8 +38,11 @@ from engram_common.messages import (
     MAX_METADATA,
     MAX_TAG_CHARS,
     MAX_TAGS,
+    Command,
+    ConsolidateCommand,
     ForgetCommand,
     LinkCommand,
+    ReinforceCommand,
     RememberCommand,
 )
 
@@ -81,7 +84,18 @@ class Link(msgspec.Struct, gc=False):
     kind: str
 
 
-Decoded = Remember | Forget | Link
+class Reinforce(msgspec.Struct, gc=False):
+    command_id: str
+    memory_ids: list[str]
+
+
+class Consolidate(msgspec.Struct, gc=False):
+    command_id: str
+    memory_id: str
+    members: list[str]
+
+
+Decoded = Remember | Forget | Link | Reinforce | Consolidate
 
 
 # -- the referee: the pydantic models -------------------------------------------
@@ -95,14 +109,23 @@ def _validation_reason(exc: ValidationError) -> str:
     return "invalid message: " + "; ".join(parts)
 
 
-_COMMANDS: dict[str, type[RememberCommand] | type[ForgetCommand] | type[LinkCommand]] = {
+_COMMANDS: dict[
+    str,
+    type[RememberCommand]
+    | type[ForgetCommand]
+    | type[LinkCommand]
+    | type[ReinforceCommand]
+    | type[ConsolidateCommand],
+] = {
     "remember": RememberCommand,
     "forget": ForgetCommand,
     "link": LinkCommand,
+    "reinforce": ReinforceCommand,
+    "consolidate": ConsolidateCommand,
 }
 
 
-def decode_command(verb: str, data: bytes) -> RememberCommand | ForgetCommand | LinkCommand:
+def decode_command(verb: str, data: bytes) -> Command:
     """Decode one WAL message with the contract's models; raises
     :class:`CommandRejected` with a readable reason."""
     model = _COMMANDS.get(verb)
@@ -130,7 +153,15 @@ def decode_command(verb: str, data: bytes) -> RememberCommand | ForgetCommand | 
         raise CommandRejected(f"invalid message: {type(exc).__name__}", cid) from None
 
 
-def from_model(command: RememberCommand | ForgetCommand | LinkCommand) -> Decoded:
+def from_model(command: Command) -> Decoded:
+    if isinstance(command, ReinforceCommand):
+        return Reinforce(command_id=command.command_id, memory_ids=list(command.memory_ids))
+    if isinstance(command, ConsolidateCommand):
+        return Consolidate(
+            command_id=command.command_id,
+            memory_id=command.memory_id,
+            members=list(command.members),
+        )
     if isinstance(command, ForgetCommand):
         return Forget(command_id=command.command_id, memory_id=command.memory_id)
     if isinstance(command, LinkCommand):
