@@ -28,7 +28,7 @@ from engram_common.natsio import SpaceRegistry, gather
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore, delete_msg
 from engram_common.subjects import RELOAD_SUBJECT, command_verb, stream_name, wal_subjects
-from engram_worker.core.state import Forgotten, SpaceState, Stored
+from engram_worker.core.state import Consolidated, Forgotten, SpaceState, Stored
 from engram_worker.core.wal import position, stored_at
 from engram_worker.host import snapshot_header, write_snapshot
 
@@ -118,7 +118,7 @@ async def fold_stream(
         verb = command_verb(msg.subject)
         event = state.apply_message(verb, msg.data, seq, stored_at(stamp))
         if to_erase is not None:
-            if isinstance(event, Stored) and event.replaced_seq is not None:
+            if isinstance(event, Stored | Consolidated) and event.replaced_seq is not None:
                 to_erase.append(event.replaced_seq)
             elif isinstance(event, Forgotten) and event.erased_seq is not None:
                 to_erase.append(event.erased_seq)

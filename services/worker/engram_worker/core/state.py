@@ -815,18 +815,7 @@ class SpaceState:
                 act = {key: r.activation for key, r in reached.items()}
             else:
                 act = self._hybrid(cue, k, q, pool, reached, allowed)
-        # rank by score; similarity and activation only matter for the k kept
-        scored = []
-        for key, a in act.items():
-            if allowed is not None and key not in allowed:
-                continue
-            rec = self._by_key.get(key)
-            if rec is None:
-                continue
-            kept = 1.0 if now is None else self.retention(rec, now)
-            scored.append((a * rec.confidence * kept, a, rec, kept))
-        scored.sort(key=lambda t: (-t[0], -t[1], t[2].seq))
-        top = scored[:k]
+        top = self._best(act, k, allowed, now)
         sims = self._similarities(cue, [t[2].key for t in top], pool)
         return [
             RecallResult(
@@ -841,6 +830,36 @@ class SpaceState:
             )
             for (score, a, rec, kept), sim in zip(top, sims, strict=True)
         ]
+
+    def _best(
+        self, act: dict[int, float], k: int, allowed: set[int] | None, now: float | None
+    ) -> list[tuple[float, float, StoredMemory, float]]:
+        """The ``k`` best ``(score, activation, record, retention)`` by score, then
+        activation, then stream order. Retention (≤ 1) is only computed while a
+        candidate's activation × confidence could still beat the k-th score."""
+        bounded = []
+        for key, a in act.items():
+            if allowed is not None and key not in allowed:
+                continue
+            rec = self._by_key.get(key)
+            if rec is not None:
+                bounded.append((a * rec.confidence, a, rec))
+        bounded.sort(key=lambda t: (-t[0], -t[1], t[2].seq))
+        if now is None:
+            return [(bound, a, rec, 1.0) for bound, a, rec in bounded[:k]]
+        scored: list[tuple[float, float, StoredMemory, float]] = []
+        kth = -1.0
+        for bound, a, rec in bounded:
+            if len(scored) >= k and bound < kth:
+                break  # neither this nor any later one can make the k best
+            kept = self.retention(rec, now)
+            scored.append((bound * kept, a, rec, kept))
+            if len(scored) >= k:
+                scored.sort(key=lambda t: (-t[0], -t[1], t[2].seq))
+                del scored[k:]
+                kth = scored[-1][0]
+        scored.sort(key=lambda t: (-t[0], -t[1], t[2].seq))
+        return scored[:k]
 
     def retention(self, rec: StoredMemory, now: float) -> float:
         """How much of ``rec``'s confidence is left at ``now`` (the forgetting curve,
