@@ -585,6 +585,13 @@ class LinkSettings(Model):
     temporal_half_life_s: float = Field(
         default=60.0, gt=0.0, description="A temporal link's weight halves every this many seconds."
     )
+    temporal_weight: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Weight of a temporal link between memories stored at the same moment "
+        "(stored close in time is a weaker association than similar or explicitly linked).",
+    )
 
 
 class DecaySettings(Model):

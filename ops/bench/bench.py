@@ -12,14 +12,18 @@ throw-away data directory, then measures, with the same random unit vectors:
   WAL) and through HTTP (batches of 1000), each timed from the first publish
   until a ``consistency=strong`` recall answers with the last sequence applied
   ("searchable"), and compared with raw usearch ``add``;
-* Engram recall latency at 10k and at N memories, over NATS and over HTTP,
-  compared with raw usearch ``search``;
+* Engram recall latency at 10k and at N memories, over NATS and over HTTP, in
+  each recall mode (``similarity``, ``spreading`` and ``hybrid``, 2 hops, with
+  reinforcement on as by default), compared with raw usearch ``search``;
 * the WAL fold (``SpaceState.apply_message``, no index inserts) on an ordered
   consumer, compared with the same consumer doing nothing but count;
 * recovery of the N-memory space, in this process with ``SpaceHost`` after the
   worker is stopped gracefully: a full replay of the WAL and a snapshot restore,
   each timed until a recall at the stream's last seq answers, and the time to
-  write a snapshot.
+  write a snapshot;
+* in-worker recall: ``SpaceState.recall`` in each mode on the restored N-memory
+  state, in this process (no transport), compared with raw usearch ``search``,
+  with the association graph's size and how many memories spreading reaches.
 
 It prints a table and writes the same figures to ``ops/bench/results/latest.json``.
 It measures only: nothing here fails on a slow figure. Everything it starts is
@@ -63,15 +67,16 @@ from usearch.index import Index
 
 from engram_common.devstack import find_nats_server, start_nats_server
 from engram_common.embedders import get_embedder
-from engram_common.messages import SpaceRecord, encode_embedding
+from engram_common.messages import RecallMode, RecallRequest, SpaceRecord, encode_embedding
 from engram_common.natsio import SpaceRegistry
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import BUCKET as SNAPSHOT_BUCKET
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import command_verb, stream_name, wal_subjects
+from engram_worker.core.activation import spread
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import decode
-from engram_worker.core.state import SpaceState
+from engram_worker.core.state import RecallQuery, SpaceState
 from engram_worker.core.wal import position, stored_at
 from engram_worker.host import SpaceHost
 
@@ -89,6 +94,10 @@ HOSTED_TIMEOUT = 30.0  # until the worker hosts a new space
 INGEST_TARGET = 0.70  # Engram ingest ≥ 70 % of raw usearch add
 RECALL_TARGET_MS = 5.0  # HTTP recall p50 ≤ 5 ms at 100k
 RECALL_TARGET_SIZE = 100_000
+RECALL_MODES: tuple[RecallMode, ...] = ("similarity", "spreading", "hybrid")
+RECALL_HOPS = 2  # spreading and hybrid recall: activation spreads this many hops
+SPREAD_RATIO_TARGET = 5.0  # in-worker spreading recall p50 ≤ 5× raw usearch search p50
+SPREAD_P99_TARGET_MS = 10.0  # HTTP spreading recall p99 ≤ 10 ms at 100k
 RESTORE_TARGET = 0.05  # snapshot restore ≤ 5 % of a full replay
 FOLD_TARGET = 0.5  # WAL fold ≥ 50 % of raw ordered-consumer replay
 FOLD_ROUNDS = 3  # raw and fold replays, alternated; the median counts
@@ -107,7 +116,8 @@ class Config:
     n: int
     dim: int
     quick: bool
-    samples: int  # recall latency samples per measurement
+    samples: int  # latency samples per measurement
+    mode_samples: int  # NATS and HTTP recall samples per mode (the modes alternate)
     warmup: int
     out: Path
     k: int = 10
@@ -209,6 +219,8 @@ class Results:
     ratios: dict[str, float] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
     recovery: dict[str, Any] = field(default_factory=dict)
+    # recall by mode: recall.<nats|http|in_worker>.<mode>.<size>, graph, raw search
+    recall: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
     def rate(self, name: str, stage_of: str = "") -> Rate:
@@ -252,8 +264,9 @@ def make_dataset(cfg: Config) -> Dataset:
 # raw usearch
 
 
-def bench_raw_usearch(cfg: Config, data: Dataset, res: Results) -> None:
-    """Batch add in the same stages as the Engram ingest, search at each checkpoint."""
+def bench_raw_usearch(cfg: Config, data: Dataset, res: Results) -> Index:
+    """Batch add in the same stages as the Engram ingest, search at each checkpoint.
+    Returns the index (of N vectors): the in-worker recall searches it again."""
     index = Index(ndim=cfg.dim, metric="cos", dtype="f32")
     keys = np.arange(1, cfg.n + 1, dtype=np.uint64)
     stages: list[Rate] = []
@@ -273,6 +286,7 @@ def bench_raw_usearch(cfg: Config, data: Dataset, res: Results) -> None:
     res.rates.append(Rate.of("raw usearch add", cfg.n, add_s, "f32, threads=0", cpu))
     if len(stages) > 1:
         res.rates.extend(stages)
+    return index
 
 
 def _add(index: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -284,7 +298,9 @@ def _add(index: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
         raise
 
 
-def _time_searches(cfg: Config, index: Index, data: Dataset, count: int) -> list[float]:
+def _time_searches(
+    cfg: Config, index: Index | VectorIndex, data: Dataset, count: int
+) -> list[float]:
     for q in data.queries[: cfg.warmup]:
         index.search(q, count)
     samples = []
@@ -457,8 +473,28 @@ async def request_json(nc: Client, subject: str, body: bytes) -> dict[str, Any]:
     return doc
 
 
-def cue_body(vector: np.ndarray, k: int, consistency: str) -> bytes:
-    return json.dumps({"embedding": vector.tolist(), "k": k, "consistency": consistency}).encode()
+def cue_body(vector: np.ndarray, k: int, consistency: str, **fields: Any) -> bytes:
+    body = {"embedding": vector.tolist(), "k": k, "consistency": consistency, **fields}
+    return json.dumps(body).encode()
+
+
+def probe_body(vector: np.ndarray) -> bytes:
+    """The strong recall that polls for searchability: plain similarity, and no
+    reinforcement (a poll is no recall; it should not write to the WAL)."""
+    return cue_body(vector, 1, "strong", mode="similarity", reinforce=False)
+
+
+def recall_body(vector: np.ndarray, k: int, mode: RecallMode) -> bytes:
+    """A recall as a client sends it: reinforcement on (the default)."""
+    return cue_body(vector, k, "eventual", mode=mode, max_hops=RECALL_HOPS, reinforce=True)
+
+
+def recall_name(path: str, mode: str) -> str:
+    """``engram nats recall`` and ``engram http recall`` stay the similarity figures
+    (what they measured before recall had modes); every other one names its mode."""
+    if path in ("nats", "http"):
+        return f"engram {path} recall" + ("" if mode == "similarity" else f" {mode}")
+    return f"{path} recall {mode}"
 
 
 # ---------------------------------------------------------------------------
@@ -617,7 +653,7 @@ async def ingest_nats_stage(
 ) -> Stage:
     """Publish memories ``lo..hi`` straight into the WAL and wait until searchable."""
     msgs = remember_messages(data, lo, hi, run)
-    cue = cue_body(data.vectors[hi - 1], 1, "strong")
+    cue = probe_body(data.vectors[hi - 1])
     cpu0, t0 = stack.cpu(), time.perf_counter()
     last_seq = await publish_windowed(nc.jetstream(), msgs, cfg.window)
     acked = time.perf_counter() - t0
@@ -668,7 +704,7 @@ async def bench_http_ingest(
     t0 = time.perf_counter()
     bodies = http_bodies(data, cfg.http_batch)
     encode_s = time.perf_counter() - t0
-    cue = cue_body(data.vectors[-1], 1, "strong")
+    cue = probe_body(data.vectors[-1])
     cpu0, t0 = stack.cpu(), time.perf_counter()
     last_seq = await post_batches(http, bodies, cfg.http_in_flight)
     acked = time.perf_counter() - t0
@@ -719,16 +755,53 @@ async def time_http_requests(
     return times
 
 
+Send = Callable[[bytes], Awaitable[None]]
+
+
+async def time_modes(
+    send: Send, bodies: dict[RecallMode, list[bytes]], samples: int, warmup: int
+) -> dict[RecallMode, list[float]]:
+    """``warmup + samples`` requests per mode, the modes alternating (their order
+    rotates), so that drift on a busy machine touches every mode alike."""
+    modes = list(bodies)
+    times: dict[RecallMode, list[float]] = {m: [] for m in modes}
+    for i in range(warmup + samples):
+        for j in range(len(modes)):
+            mode = modes[(i + j) % len(modes)]
+            body = bodies[mode][i % len(bodies[mode])]
+            t0 = time.perf_counter()
+            await send(body)
+            elapsed = time.perf_counter() - t0
+            if i >= warmup:
+                times[mode].append(elapsed)
+    return times
+
+
 async def measure_recall(
     cfg: Config, nc: Client, http: httpx.AsyncClient, data: Dataset, size: int, res: Results
 ) -> None:
-    bodies = [cue_body(q, cfg.k, "eventual") for q in data.queries]
+    """Recall in every mode, over NATS, then over HTTP. Each recall reinforces the
+    memories it returns, so the worker writes a ``reinforce`` command to the WAL
+    every ``reinforce_delay`` meanwhile, as it does in service."""
+    bodies = {m: [recall_body(q, cfg.k, m) for q in data.queries] for m in RECALL_MODES}
     subject = f"spaces.{NATS_SPACE}.q.recall"
-    times = await time_nats_requests(nc, subject, bodies, cfg.samples, cfg.warmup)
-    res.latencies.append(Latency.of("engram nats recall", size, times))
     path = f"/api/v1/spaces/{NATS_SPACE}/recall"
-    times = await time_http_requests(http, "POST", path, bodies, cfg.samples, cfg.warmup)
-    res.latencies.append(Latency.of("engram http recall", size, times))
+
+    async def via_nats(body: bytes) -> None:
+        msg = await nc.request(subject, body, timeout=10.0)
+        if msg.data.startswith(b'{"error"'):
+            raise RuntimeError(f"{subject}: {msg.data[:300]!r}")
+
+    async def via_http(body: bytes) -> None:
+        r = await http.post(path, content=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
+
+    sends: tuple[tuple[str, Send], ...] = (("nats", via_nats), ("http", via_http))
+    for name, send in sends:
+        times = await time_modes(send, bodies, cfg.mode_samples, cfg.warmup)
+        for mode in RECALL_MODES:
+            res.latencies.append(Latency.of(recall_name(name, mode), size, times[mode]))
 
 
 async def measure_floors(
@@ -805,7 +878,13 @@ def _rounds(values: Sequence[float]) -> str:
 
 
 async def bench_wal_fold(
-    cfg: Config, js: JetStreamContext, rec: SpaceRecord, count: int, last: int, res: Results
+    cfg: Config,
+    js: JetStreamContext,
+    rec: SpaceRecord,
+    count: int,
+    last: int,
+    memories: int,
+    res: Results,
 ) -> None:
     """The space's WAL read by an ordered consumer whose callback only counts, and by
     the same consumer folding every message; alternated, the median of each counts."""
@@ -822,10 +901,10 @@ async def bench_wal_fold(
         c0 = time.process_time()
         seconds = await timed_replay(js, subject, stream, on_msg, done, cfg.replay_timeout)
         fold.append((seconds, time.process_time() - c0))
-        if state.applied_seq != last or len(state) != count or state.rejected:
+        if state.applied_seq != last or len(state) != memories or state.rejected:
             raise RuntimeError(
                 f"fold: applied_seq {state.applied_seq}, {len(state)} memories, "
-                f"{state.rejected} rejected; expected seq {last}, {count} memories"
+                f"{state.rejected} rejected; expected seq {last}, {memories} memories"
             )
         del state, on_msg
         gc.collect()
@@ -873,9 +952,11 @@ async def bench_recovery(
     rec: SpaceRecord,
     last: int,
     data: Dataset,
+    raw: Index,
     res: Results,
 ) -> None:
-    """Full replay, then a snapshot written by the replayed host, then restores of it."""
+    """Full replay, then a snapshot written by the replayed host, then restores of it
+    (and the in-worker recall on the last one restored)."""
     js = nc.jetstream()
     settings = host_settings(stack)
     cue = data.vectors[-1]
@@ -907,14 +988,157 @@ async def bench_recovery(
             raise RuntimeError(f"{rec.id}: the snapshot was not used: {restored.recovery}")
         restores.append(restored)
         await host.stop()
+        kept = host.state  # the last one serves the in-worker recall below
         del host
         gc.collect()
+
+    _step(f"in-worker recall by mode on the restored {_k(len(kept))}-memory state")
+    bench_in_worker_recall(cfg, kept, raw, data, res)
+    del kept
+    gc.collect()
+
     out["restore_breakdown"] = await restore_breakdown(js, store, rec)
     median = _median([r.seconds for r in restores])
     typical = min(restores, key=lambda r: abs(r.seconds - median))
     out["snapshot_restore"] = asdict(typical) | {
         "seconds": round(median, 4),
         "rounds_s": [r.seconds for r in restores],
+    }
+
+
+# ---------------------------------------------------------------------------
+# in-worker recall (in this process, on the restored state)
+
+
+Call = Callable[[np.ndarray], object]
+
+
+def _recaller(state: SpaceState, k: int, query: RecallQuery, now: float) -> Call:
+    def call(cue: np.ndarray) -> object:
+        return state.recall(cue, k, query, now)
+
+    return call
+
+
+def _searcher(index: VectorIndex | Index, k: int) -> Call:
+    def call(cue: np.ndarray) -> object:
+        return index.search(cue, k)
+
+    return call
+
+
+IN_WORKER_CALLS = {  # besides the modes, and their latency names
+    "index_search": "in-worker index search k={k}",  # in the rotation with the modes
+    # just before the rotation, one call after the other as at the start of the run
+    "raw_search": "raw usearch search k={k}, rerun",
+    "index_search_loop": "in-worker index search k={k}, loop",
+}
+
+
+def recall_query(cfg: Config, data: Dataset, mode: RecallMode) -> RecallQuery:
+    """What the worker makes of a recall request in ``mode`` (as the bench sends it)."""
+    req = RecallRequest(
+        embedding=data.queries[0].tolist(), k=cfg.k, mode=mode, max_hops=RECALL_HOPS
+    )
+    return RecallQuery.of(req)
+
+
+def time_calls(
+    calls: dict[str, Call], cues: np.ndarray, samples: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One pass over the distinct cues (the first: what a freshly restored state
+    pays, e.g. sorting each neighbour list it touches), then ``samples`` calls
+    each; the calls alternate, their order rotating. Calls in a row take cues far
+    apart in the list: one that another call has just searched would find the
+    index's pages in the CPU cache. Returns (first pass, timed)."""
+    names = list(calls)
+    stride = max(1, len(cues) // len(names))
+    first: dict[str, list[float]] = {n: [] for n in names}
+    timed: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(len(cues) + samples):
+        for j in range(len(names)):
+            slot = (i + j) % len(names)
+            name, cue = names[slot], cues[(i + slot * stride) % len(cues)]
+            t0 = time.perf_counter()
+            calls[name](cue)
+            elapsed = time.perf_counter() - t0
+            (first if i < len(cues) else timed)[name].append(elapsed)
+    return first, timed
+
+
+def bench_in_worker_recall(
+    cfg: Config, state: SpaceState, raw: Index, data: Dataset, res: Results
+) -> None:
+    """``SpaceState.recall(cue, k, RecallQuery.of(request), now)`` in every mode on
+    the restored N-memory state: what a recall costs the worker under its index
+    lock, without transport, encoding or reinforcement. The space's own index
+    search (k nearest, through ``VectorIndex``) runs in the same rotation. Just
+    before, the raw usearch search is timed again on the index of the same N
+    vectors built at the start, the same way as there: the ratio's base, taken
+    under the conditions of the moment; and the space's index the same way, to
+    tell the index from the recall."""
+    size = len(state)
+    for name, index in (("raw_search", raw), ("index_search_loop", state.index)):
+        times = _time_searches(cfg, index, data, cfg.k)
+        res.latencies.append(Latency.of(IN_WORKER_CALLS[name].format(k=cfg.k), size, times))
+    now = time.time()
+    calls: dict[str, Call] = {
+        mode: _recaller(state, cfg.k, recall_query(cfg, data, mode), now) for mode in RECALL_MODES
+    }
+    calls["index_search"] = _searcher(state.index, cfg.k)
+    state.flush()  # (nothing is pending after a restore; a recall would do it first)
+    first, timed = time_calls(calls, data.queries, cfg.samples)
+    for name, times in timed.items():
+        label = IN_WORKER_CALLS.get(name, "").format(k=cfg.k) or recall_name("in-worker", name)
+        res.latencies.append(Latency.of(label, size, times))
+    res.recall["in_worker_first_pass"] = {
+        name: {str(size): _cell(Latency.of(name, size, times))} for name, times in first.items()
+    }
+    res.recall["graph"] = graph_stats(state)
+    res.recall["spreading_reach"] = spreading_reach(cfg, state, data)
+
+
+def graph_stats(state: SpaceState) -> dict[str, Any]:
+    """The association graph's size: what spreading activation walks."""
+    graph = state.graph
+    kinds = Counter(kind for _, _, _, kind, _ in graph.edges())
+    edges = len(graph)
+    memories = len(state)
+    return {
+        "memories": memories,
+        "edges": edges,
+        "edges_by_kind": dict(sorted(kinds.items())),
+        "mean_degree": round(2 * edges / memories, 3) if memories else 0.0,
+    }
+
+
+def spreading_reach(cfg: Config, state: SpaceState, data: Dataset) -> dict[str, Any]:
+    """How many memories a spreading recall reaches (seeds included) for the bench's
+    queries: recall scores every one of them, so this drives its cost. The same
+    seeds and parameters as ``SpaceState.recall`` in spreading mode."""
+    query = recall_query(cfg, data, "spreading")
+    graph = state.graph
+    reached: list[int] = []
+    by_hop = Counter[int]()
+    for cue in data.queries:
+        seeds = state._nearest(cue, max(query.seed_k, query.k), None)
+        found = spread(
+            {key: min(max(sim, 0.0), 1.0) for key, sim in seeds.items()},
+            graph.neighbours,
+            query.spread,
+        )
+        reached.append(len(found))
+        by_hop.update(r.hops for r in found.values())
+    counts = np.asarray(reached, dtype=np.float64)
+    return {
+        "queries": len(reached),
+        "seeds": max(query.seed_k, query.k),
+        "max_hops": query.spread.max_hops,
+        "max_fanout": query.spread.max_fanout,
+        "mean": round(float(counts.mean()), 2),
+        "p50": float(np.percentile(counts, 50)),
+        "max": int(counts.max()),
+        "mean_by_hop": {str(h): round(n / len(reached), 2) for h, n in sorted(by_hop.items())},
     }
 
 
@@ -983,7 +1207,7 @@ def _snapshot_seq(info: api.ObjectInfo | None) -> int | None:
 
 
 async def bench_wal_and_recovery(
-    cfg: Config, stack: Stack, nc: Client, data: Dataset, res: Results
+    cfg: Config, stack: Stack, nc: Client, data: Dataset, raw: Index, res: Results
 ) -> None:
     """Stop the worker (it writes its snapshots on the way out, and leaves the machine
     quiet), then measure the fold and the recovery of the NATS space here."""
@@ -1000,15 +1224,20 @@ async def bench_wal_and_recovery(
     rec = await registry.get(NATS_SPACE)
     if rec is None:
         raise RuntimeError(f"space {NATS_SPACE} is not in the registry")
-    state = (await js.stream_info(stream_name(NATS_SPACE))).state
+    state = (await js.stream_info(stream_name(NATS_SPACE), subjects_filter=">")).state
+    by_verb = Counter[str]()
+    for subject, n in (state.subjects or {}).items():
+        by_verb[command_verb(subject)] += n
     res.recovery |= {
         "space": NATS_SPACE,
         "stream_last_seq": state.last_seq,
         "messages": state.messages,
+        # besides the N remembers: the reinforce commands the recalls made the worker write
+        "messages_by_verb": dict(sorted(by_verb.items())),
     }
     _step("wal fold vs raw ordered-consumer replay")
-    await bench_wal_fold(cfg, js, rec, state.messages, state.last_seq, res)
-    await bench_recovery(cfg, stack, nc, store, rec, state.last_seq, data, res)
+    await bench_wal_fold(cfg, js, rec, state.messages, state.last_seq, cfg.n, res)
+    await bench_recovery(cfg, stack, nc, store, rec, state.last_seq, data, raw, res)
 
 
 # ---------------------------------------------------------------------------
@@ -1052,7 +1281,7 @@ async def bench_nats_path(
     res.rates.append(Rate.of("engram nats publish (acked)", cfg.n, acked_s))
 
 
-async def bench_engram(cfg: Config, stack: Stack, data: Dataset, res: Results) -> None:
+async def bench_engram(cfg: Config, stack: Stack, data: Dataset, raw: Index, res: Results) -> None:
     nc = await nats.connect(stack.nats_url, name="engram-bench")
     try:
         async with httpx.AsyncClient(
@@ -1067,7 +1296,7 @@ async def bench_engram(cfg: Config, stack: Stack, data: Dataset, res: Results) -
             stack.check_alive()
             await bench_http_ingest(cfg, stack, http, nc, data, res)
             stack.check_alive()
-            await bench_wal_and_recovery(cfg, stack, nc, data, res)
+            await bench_wal_and_recovery(cfg, stack, nc, data, raw, res)
             stack.check_alive()
     finally:
         await nc.close()
@@ -1097,6 +1326,14 @@ def compute_ratios(cfg: Config, res: Results) -> None:
         for path in ("nats", "http"):
             p50 = res.latency(f"engram {path} recall", size).p50_ms
             res.ratios[f"{path} recall p50 / raw search p50 @{_k(size)}"] = p50 / raw
+    # the in-worker calls against the raw search timed just before them
+    raw = res.latency(IN_WORKER_CALLS["raw_search"].format(k=cfg.k), cfg.n).p50_ms
+    for mode in RECALL_MODES:
+        p50 = res.latency(recall_name("in-worker", mode), cfg.n).p50_ms
+        res.ratios[f"in-worker {mode} recall p50 / raw search p50 @{_k(cfg.n)}"] = p50 / raw
+    # the space's (restored) index against the raw one, timed the same way
+    p50 = res.latency(IN_WORKER_CALLS["index_search_loop"].format(k=cfg.k), cfg.n).p50_ms
+    res.ratios[f"in-worker index search p50 / raw search p50 @{_k(cfg.n)}"] = p50 / raw
     res.ratios["wal fold / raw wal replay"] = (
         res.rate("wal fold (apply_message, no index)").per_s
         / res.rate("raw wal replay (count only)").per_s
@@ -1120,14 +1357,36 @@ def compute_targets(cfg: Config, res: Results) -> None:
             )
         )
     p50 = res.latency("engram http recall", cfg.n).p50_ms
-    note = "" if cfg.n == RECALL_TARGET_SIZE else f"measured at {_k(cfg.n)}; target is at 100k"
+    at = "" if cfg.n == RECALL_TARGET_SIZE else f"; measured at {_k(cfg.n)}, target is at 100k"
     res.targets.append(
         Target(
             f"http recall p50 ≤ {RECALL_TARGET_MS:g} ms at 100k",
             p50,
             RECALL_TARGET_MS,
             bool(p50 <= RECALL_TARGET_MS),
-            note,
+            f"similarity mode{at}",
+        )
+    )
+    ratio = res.ratios[f"in-worker spreading recall p50 / raw search p50 @{_k(cfg.n)}"]
+    p50 = res.latency(recall_name("in-worker", "spreading"), cfg.n).p50_ms
+    raw = res.latency(IN_WORKER_CALLS["raw_search"].format(k=cfg.k), cfg.n).p50_ms
+    res.targets.append(
+        Target(
+            f"in-worker spreading recall p50 ≤ {SPREAD_RATIO_TARGET:g}× raw search p50 at 100k",
+            ratio,
+            SPREAD_RATIO_TARGET,
+            bool(ratio <= SPREAD_RATIO_TARGET),
+            f"{p50:.3f} ms vs {raw:.3f} ms, {RECALL_HOPS} hops{at}",
+        )
+    )
+    spreading = res.latency(recall_name("http", "spreading"), cfg.n)
+    res.targets.append(
+        Target(
+            f"http spreading recall p99 ≤ {SPREAD_P99_TARGET_MS:g} ms at 100k",
+            spreading.p99_ms,
+            SPREAD_P99_TARGET_MS,
+            bool(spreading.p99_ms <= SPREAD_P99_TARGET_MS),
+            f"p50 {spreading.p50_ms:.3f} ms, {spreading.samples} samples{at}",
         )
     )
     restore = res.ratios["snapshot restore / full replay"]
@@ -1150,6 +1409,48 @@ def compute_targets(cfg: Config, res: Results) -> None:
             bool(fold >= FOLD_TARGET),
         )
     )
+
+
+def _cell(x: Latency) -> dict[str, float]:
+    return {"p50_ms": x.p50_ms, "p99_ms": x.p99_ms, "mean_ms": x.mean_ms, "samples": x.samples}
+
+
+def summarize_recall(cfg: Config, res: Results) -> None:
+    """``recall.<nats|http|in_worker>.<mode>.<size>``: the recall latencies by mode,
+    next to the raw search they compare with (and what the in-worker run found).
+    ``raw_search_p50_ms``: the raw search of the start of the run, at each size;
+    the in-worker ratios divide by ``in_worker.raw_search`` (the same index and
+    method, timed again just before the in-worker calls)."""
+
+    def cell(name: str, size: int) -> dict[str, float]:
+        return _cell(res.latency(name, size))
+
+    raw = {
+        size: res.latency(f"raw usearch search k={cfg.k}", size).p50_ms for size in cfg.checkpoints
+    }
+    out: dict[str, Any] = {
+        "k": cfg.k,
+        "max_hops": RECALL_HOPS,
+        "reinforce": True,
+        "modes": list(RECALL_MODES),
+        "raw_search_p50_ms": {str(size): p50 for size, p50 in raw.items()},
+    }
+    for path in ("nats", "http"):
+        out[path] = {
+            mode: {str(size): cell(recall_name(path, mode), size) for size in cfg.checkpoints}
+            for mode in RECALL_MODES
+        }
+    names = {m: recall_name("in-worker", m) for m in RECALL_MODES} | {
+        key: name.format(k=cfg.k) for key, name in IN_WORKER_CALLS.items()
+    }
+    rerun_raw = res.latency(names["raw_search"], cfg.n).p50_ms
+    in_worker: dict[str, Any] = {}
+    for key, name in names.items():
+        row = cell(name, cfg.n)
+        ratio = round(row["p50_ms"] / rerun_raw, 3)
+        in_worker[key] = {str(cfg.n): row | {"p50_over_raw_search_p50": ratio}}
+    out["in_worker"] = in_worker
+    res.recall = out | res.recall
 
 
 def environment() -> dict[str, Any]:
@@ -1185,13 +1486,15 @@ def run(cfg: Config) -> Results:
     print(f"engram bench: n={cfg.n} dim={cfg.dim} samples={cfg.samples}", flush=True)
     data = make_dataset(cfg)
     _step("raw usearch add + search")
-    bench_raw_usearch(cfg, data, res)
+    raw = bench_raw_usearch(cfg, data, res)
     _step("starting nats-server, worker, gateway")
     with running_stack() as stack:
         _step("raw jetstream, engram nats ingest + recall, engram http ingest, recovery")
-        asyncio.run(bench_engram(cfg, stack, data, res))
+        asyncio.run(bench_engram(cfg, stack, data, raw, res))
+    del raw
     compute_ratios(cfg, res)
     compute_targets(cfg, res)
+    summarize_recall(cfg, res)
     res.environment["loadavg_end"] = _loadavg()
     res.elapsed_s = round(time.perf_counter() - started, 1)
     return res
@@ -1232,6 +1535,7 @@ def render(res: Results) -> str:
         f"  {x.name:<40} {_k(x.size):>8} {x.p50_ms:>9.3f} {x.p99_ms:>9.3f}  (n={x.samples})"
         for x in res.latencies
     ]
+    lines += render_recall(res.recall)
     lines += render_recovery(res.recovery)
     lines += ["", "RATIOS"]
     lines += [f"  {name:<52} {value:>8.3f}" for name, value in res.ratios.items()]
@@ -1248,6 +1552,66 @@ def render(res: Results) -> str:
             "shared the machine, wall-clock figures and ratios are noisy (compare the CPU table)."
         )
     return "\n".join(lines)
+
+
+def render_recall(rec: dict[str, Any]) -> list[str]:
+    if not rec:
+        return []
+    modes = rec["modes"]
+
+    def cell(x: dict[str, float]) -> str:
+        ratio = x.get("p50_over_raw_search_p50")
+        extra = "" if ratio is None else f" ×{ratio:.1f}"
+        return f"{x['p50_ms']:.3f} / {x['p99_ms']:.3f}{extra}"
+
+    rows: list[tuple[int, int, str, list[str]]] = []
+    for order, path in enumerate(("nats", "http", "in_worker")):
+        for size in rec[path][modes[0]]:
+            cells = [cell(rec[path][m][size]) for m in modes]
+            rows.append((int(size), order, path.replace("_", "-"), cells))
+    raw = ", ".join(f"{p50:.3f} ms @{_k(int(s))}" for s, p50 in rec["raw_search_p50_ms"].items())
+    search = next(iter(rec["in_worker"]["index_search"].values()))
+    rerun = next(iter(rec["in_worker"]["raw_search"].values()))
+    loop = next(iter(rec["in_worker"]["index_search_loop"].values()))
+    lines = [
+        "",
+        f"RECALL BY MODE (k={rec['k']}, {rec['max_hops']} hops, reinforce on; p50 / p99 ms; "
+        "in-worker: SpaceState.recall, × raw search p50)",
+        f"  {'path':<10} {'size':>6}" + "".join(f"{m:>26}" for m in modes),
+    ]
+    lines += [
+        f"  {path:<10} {_k(size):>6}" + "".join(f"{c:>26}" for c in cells)
+        for size, _, path, cells in sorted(rows)
+    ]
+    lines += [
+        f"  search k={rec['k']} p50, raw usearch: {raw} at the start; "
+        f"{rerun['p50_ms']:.3f} ms rerun just before the in-worker calls (the × base)",
+        f"  search k={rec['k']} p50, the space's index: {loop['p50_ms']:.3f} ms the same way "
+        f"(×{loop['p50_over_raw_search_p50']:.2f}); {search['p50_ms']:.3f} ms in the "
+        f"rotation with the recalls (×{search['p50_over_raw_search_p50']:.2f})",
+    ]
+    graph, reach = rec.get("graph"), rec.get("spreading_reach")
+    if graph:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in graph["edges_by_kind"].items())
+        lines.append(
+            f"  association graph: {graph['edges']:,} edges ({kinds or 'none'}) over "
+            f"{graph['memories']:,} memories, mean degree {graph['mean_degree']:.2f}"
+        )
+    if reach:
+        hops = ", ".join(f"hop {h}: {n:g}" for h, n in reach["mean_by_hop"].items())
+        lines.append(
+            f"  spreading reaches {reach['mean']:g} memories on average (p50 {reach['p50']:g}, "
+            f"max {reach['max']}; {hops}) from {reach['seeds']} seeds, fanout "
+            f"{reach['max_fanout']}"
+        )
+    first = rec.get("in_worker_first_pass")
+    if first:
+        firsts = ", ".join(
+            f"{name.replace('_', ' ')} {next(iter(by_size.values()))['p50_ms']:.3f}"
+            for name, by_size in first.items()
+        )
+        lines.append(f"  in-worker first pass over the distinct cues, p50 ms: {firsts}")
+    return lines
 
 
 def render_recovery(rec: dict[str, Any]) -> list[str]:
@@ -1307,7 +1671,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: N=5000 and fewer latency samples"
     )
-    parser.add_argument("--samples", type=int, default=None, help="recall samples (default 1000)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="latency samples (default 1000; NATS and HTTP recall take half per mode)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     args = parser.parse_args(argv)
     n = args.n if args.n is not None else 5_000 if args.quick else 100_000
@@ -1319,6 +1688,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         dim=args.dim,
         quick=args.quick,
         samples=samples,
+        mode_samples=max(50, samples // 2),
         warmup=min(50, max(10, samples // 10)),
         out=args.out,
     )

@@ -89,7 +89,12 @@ def test_semantic_k_caps_the_links_a_memory_makes() -> None:
 
 def test_memories_stored_close_in_time_are_linked_with_fading_weight() -> None:
     state = make_state(
-        DIM, semantic_k=0, temporal_window_s=100, temporal_max=2, temporal_half_life_s=10
+        DIM,
+        semantic_k=0,
+        temporal_window_s=100,
+        temporal_max=2,
+        temporal_half_life_s=10,
+        temporal_weight=1.0,
     )
     at = [0, 10, 20, 200, 205]
     for seq, (second, mid) in enumerate(zip(at, ["a", "b", "c", "d", "e"], strict=True), start=1):
@@ -105,6 +110,18 @@ def test_memories_stored_close_in_time_are_linked_with_fading_weight() -> None:
         ("a", "c"): (0.25, "temporal", False),
         ("d", "e"): (round(2**-0.5, 4), "temporal", False),
     }  # d is 180 s after c: outside the window
+
+
+def test_temporal_links_start_at_the_space_temporal_weight() -> None:
+    state = make_state(DIM, semantic_k=0, temporal_half_life_s=10)  # temporal_weight 0.5
+    for seq, second in enumerate([0, 10], start=1):
+        state.apply_message(
+            "remember",
+            remember(f"m{seq}", memory_id=f"m{seq}", embedding=basis(DIM, seq)),
+            seq,
+            EPOCH + timedelta(seconds=second),
+        )
+    assert edges(state) == {("m1", "m2"): (0.25, "temporal", False)}
 
 
 def test_explicit_links_set_the_weight_and_unknown_ids_are_rejected() -> None:

@@ -440,7 +440,8 @@ def test_rejection_carries_the_command_id_when_it_can_be_read(state: SpaceState)
 def test_unknown_verb_reason_lists_the_known_commands(state: SpaceState) -> None:
     event = rejected(state, body(VALID), 1, verb="frobnicate")
     assert event.reason == (
-        "unknown command 'frobnicate'; known commands: consolidate, forget, link, reinforce, remember"
+        "unknown command 'frobnicate'; "
+        "known commands: consolidate, forget, link, reinforce, remember"
     )
 
 

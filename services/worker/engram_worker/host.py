@@ -387,8 +387,9 @@ class SpaceHost:
             self._reinforce_task = asyncio.create_task(self._write_reinforcements())
 
     async def _write_reinforcements(self) -> None:
-        await asyncio.sleep(self._settings.reinforce_delay)
         while self._reinforce:
+            # wait first: the recalls of the next moment join this command
+            await asyncio.sleep(self._settings.reinforce_delay)
             ids = list(self._reinforce)[:MAX_BATCH]
             for memory_id in ids:
                 del self._reinforce[memory_id]

@@ -2,13 +2,16 @@
 
 Recall seeds activation at the memories most similar to the cue (activation =
 similarity, clipped to [0, 1]). Activation then spreads along the association
-graph, hop by hop: a memory with activation ``a`` passes ``a × weight ×
-hop_decay`` to each of its ``max_fanout`` strongest neighbours, contributions
-below ``threshold`` are dropped, and a memory reached several ways combines them
-by probabilistic OR (``1 − Π(1 − cᵢ)``), so activation stays in [0, 1] and
-grows with every independent path. Activation never flows straight back to the
-memory it came from. After ``max_hops`` hops, or when nothing above the
-threshold moved, it stops.
+graph, hop by hop, breadth first: a memory with activation ``a`` passes ``a ×
+weight × hop_decay`` to each of its ``max_fanout`` strongest neighbours, and
+contributions below ``threshold`` are dropped. A memory is activated once, at
+the hop where activation first reaches it: the paths of that length combine by
+probabilistic OR (``1 − Π(1 − cᵢ)``), so activation stays in [0, 1] and grows
+with every independent path, and nothing reaches it later. (Letting later hops
+add to it made tightly linked groups — memories stored seconds apart — echo
+activation among themselves until unrelated neighbours outshone what was
+explicitly linked: measured in tests/unit/test_recall_quality.py.) It stops
+after ``max_hops`` hops, or when nothing new was reached.
 
 A memory's score is its activation times its confidence decayed by the time
 since it was last recalled (or stored): a two-component forgetting curve, fast
@@ -33,7 +36,7 @@ class SpreadParams:
     max_hops: int = 2
     hop_decay: float = 0.5
     threshold: float = 0.05
-    max_fanout: int = 16
+    max_fanout: int = 8
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_hops <= 4:
@@ -52,7 +55,7 @@ class Reached:
 
     activation: float
     hops: int  # 0 for a seed
-    parent: int | None = None  # the strongest contributor on the shortest path
+    parent: int | None = None  # the strongest contributor, one hop nearer a seed
     weight: float = 0.0  # the edge it came over
     kind: str = ""
 
@@ -81,11 +84,13 @@ def spread(
                 c = src.activation * weight * decay
                 if c < threshold:
                     break  # neighbours come by falling weight: the rest are weaker
-                if v == src.parent:
-                    continue  # no echo back along the edge it came from
+                if v in reached:
+                    continue  # settled at an earlier hop (its source among them)
                 incoming.setdefault(v, []).append((c, u, weight, kind))
-        moved = []
-        for v in sorted(incoming):
+        if not incoming:
+            break
+        frontier = sorted(incoming)
+        for v in frontier:
             contribs = incoming[v]
             # probabilistic OR, 1 − Π(1 − cᵢ), through logs: exact for tiny cᵢ too
             gained = (
@@ -93,19 +98,15 @@ def spread(
                 if len(contribs) == 1
                 else -math.expm1(math.fsum(math.log1p(-c) for c, _, _, _ in contribs))
             )
-            old = reached.get(v)
-            before = weak.pop(v, 0.0) if old is None else old.activation
-            after = min(before + (1.0 - before) * gained, 1.0)
-            if old is None:
-                c, u, weight, kind = max(contribs, key=lambda t: (t[0], -t[1]))
-                reached[v] = Reached(activation=after, hops=hop, parent=u, weight=weight, kind=kind)
-            else:
-                old.activation = after
-            if after - before >= threshold:
-                moved.append(v)
-        if not moved:
-            break
-        frontier = moved
+            before = weak.pop(v, 0.0)
+            c, u, weight, kind = max(contribs, key=lambda t: (t[0], -t[1]))
+            reached[v] = Reached(
+                activation=min(before + (1.0 - before) * gained, 1.0),
+                hops=hop,
+                parent=u,
+                weight=weight,
+                kind=kind,
+            )
     for key in sorted(weak):
         reached[key] = Reached(activation=weak[key], hops=0)
     return reached

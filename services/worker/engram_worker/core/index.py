@@ -168,6 +168,17 @@ class VectorIndex:
         found = self._index.contains(np.asarray(keys, dtype=np.uint64))
         return bool(np.all(found))
 
+    def get_many(self, keys: list[int]) -> list[np.ndarray | None]:
+        """The vectors of ``keys`` (``None`` for a key not here), in one call."""
+        if not keys:
+            return []
+        found = self._index.get(np.asarray(keys, dtype=np.uint64))
+        if found is None:
+            return [None] * len(keys)
+        if isinstance(found, np.ndarray) and found.ndim == 2:
+            return list(found.astype(np.float32, copy=False))
+        return [None if v is None else np.asarray(v, dtype=np.float32) for v in found]
+
     def get(self, key: int) -> np.ndarray | None:
         vec = self._index.get(int(key))
         return None if vec is None else np.asarray(vec, dtype=np.float32)

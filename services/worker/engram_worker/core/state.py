@@ -406,7 +406,8 @@ class SpaceState:
             rec = self._by_id.get(memory_id)
             if rec is not None:  # forgotten since: nothing to reinforce
                 rec.recalls += 1
-                rec.last_recall = at
+                # a broker clock stepping back never makes a memory older
+                rec.last_recall = max(at, rec.last_recall or rec.created_at)
                 found.append(memory_id)
         return Activated(seq=seq, command_id=command.command_id, memory_ids=found)
 
@@ -557,7 +558,7 @@ class SpaceState:
             at = rec.created_at.timestamp()
             for n, (prev, prev_at) in enumerate(reversed(self._recent)):
                 gap = max(at - prev_at, 0.0)
-                weight = math.exp2(-gap / ls.temporal_half_life_s)
+                weight = ls.temporal_weight * math.exp2(-gap / ls.temporal_half_life_s)
                 if n >= ls.temporal_max or gap > ls.temporal_window_s or weight < _MIN_WEIGHT:
                     break
                 links.append((key, prev, weight, TEMPORAL))
@@ -803,7 +804,12 @@ class SpaceState:
             pool = self._nearest(cue, k, allowed)
             act = {key: _clip(sim) for key, sim in pool.items()}
         else:
-            pool = self._nearest(cue, max(q.seed_k, k), None)
+            seeds = max(q.seed_k, k)
+            if q.mode == "hybrid":  # one search for the seeds and the candidates
+                wide = self._nearest(cue, max(seeds, 4 * k, 32), None)
+                pool = dict(itertools.islice(wide.items(), seeds))
+            else:
+                pool = self._nearest(cue, seeds, None)
             if allowed is not None:
                 # the best matching memories are seeds too, so that k results exist
                 # whenever k memories match
@@ -814,7 +820,7 @@ class SpaceState:
             if q.mode == "spreading":
                 act = {key: r.activation for key, r in reached.items()}
             else:
-                act = self._hybrid(cue, k, q, pool, reached, allowed)
+                act = self._hybrid(cue, k, q, pool, wide, reached, allowed)
         top = self._best(act, k, allowed, now)
         sims = self._similarities(cue, [t[2].key for t in top], pool)
         return [
@@ -917,7 +923,13 @@ class SpaceState:
     def _vector_sims(self, cue: np.ndarray, keys: list[int]) -> list[float]:
         if not keys:
             return []
-        vectors = np.stack([self._vector(key) for key in keys])
+        indexed = self.index.get_many(keys)
+        vectors = np.stack(
+            [
+                self._vector(key) if vec is None else vec
+                for key, vec in zip(keys, indexed, strict=True)
+            ]
+        )
         sims: list[float] = self.index.similarities(cue, vectors).tolist()
         return sims
 
@@ -939,6 +951,7 @@ class SpaceState:
         k: int,
         q: RecallQuery,
         pool: dict[int, float],
+        wide: dict[int, float],
         reached: dict[int, Reached],
         allowed: set[int] | None,
     ) -> dict[int, float]:
@@ -947,7 +960,13 @@ class SpaceState:
         spreading reached. A memory reached only through links has its own
         similarity computed when it could rank among the best."""
         w = q.hybrid_weight
-        pool = {**self._nearest(cue, max(4 * k, 32), allowed), **pool}
+        if allowed is None:
+            pool = {**wide, **pool}
+        else:
+            matching = {key: sim for key, sim in wide.items() if key in allowed}
+            if len(matching) < max(4 * k, 32):
+                matching = self._nearest(cue, max(4 * k, 32), allowed)
+            pool = {**matching, **pool}
         floor = min(pool.values(), default=0.0)  # what the rest are at most similar
         act = {
             key: (1.0 - w) * _clip(sim) + w * (reached[key].activation if key in reached else 0.0)
