@@ -12,11 +12,21 @@ from tests.conftest import NatsServer, free_port, wait_http
 from tests.integration.test_memories import unit
 
 
+def _probe(seed: int) -> dict[str, Any]:
+    # by similarity and without reinforcement: what a replay must reproduce exactly,
+    # and nothing written into the WALs under test
+    return {
+        "embedding": unit(16, seed),
+        "k": 5,
+        "consistency": "strong",
+        "mode": "similarity",
+        "reinforce": False,
+    }
+
+
 async def _recall_ids(c: httpx.AsyncClient, space: str, seed: int) -> list[str]:
-    r = await c.post(
-        f"/api/v1/spaces/{space}/recall",
-        json={"embedding": unit(16, seed), "k": 5, "consistency": "strong"},
-    )
+    # until ok: a worker starting up answers once it has loaded every space
+    r = await _until_ok(c, "POST", f"/api/v1/spaces/{space}/recall", json=_probe(seed))
     assert r.status_code == 200, r.text
     return [x["memory"]["id"] for x in r.json()["results"]]
 
@@ -75,7 +85,7 @@ async def test_worker_killed_and_restarted_replays_and_answers_as_before(
                 c,
                 "POST",
                 f"/api/v1/spaces/{s}/recall",
-                json={"embedding": unit(16, n * 1000 + 7), "k": 5, "consistency": "strong"},
+                json=_probe(n * 1000 + 7),
             )
             assert [x["memory"]["id"] for x in r.json()["results"]] == before[s]
         assert (await _recall_ids(c, spaces[0], 5555))[0] == "while-down"

@@ -115,9 +115,19 @@ class NatsBridge:
             )
         return rec
 
-    async def space_for_write(self, space: str) -> SpaceRecord:
+    async def space_for_write(self, space: str, *, create: bool = True) -> SpaceRecord:
+        """The record of an active space to write to. An unknown space is created
+        (when ``create`` and ``ENGRAM_AUTO_CREATE_SPACES`` allow) or is a 404;
+        ``create=False`` is for writes about memories that must exist already."""
         rec = self.registry.cached(space) or await self.registry.get(space)
         if rec is None:
+            if not create:
+                raise Problem(
+                    404,
+                    "Space not found",
+                    f"memory space {space!r} does not exist",
+                    hint="Create it with POST /api/v1/spaces or write a memory to it.",
+                )
             if not self.settings.auto_create_spaces:
                 raise Problem(
                     404,
@@ -179,9 +189,14 @@ class NatsBridge:
                 headers={"Retry-After": "1"},
             ) from None
         last = max(int(a.seq) for a in acks)
-        if last > self.acked.get(space, 0):
-            self.acked[space] = last
+        self.note_acked(space, last)
         return last
+
+    def note_acked(self, space: str, seq: int) -> None:
+        """Record a stream sequence known to be in ``space``'s WAL (written by this
+        gateway, or by a worker on its behalf): read-your-writes queries wait for it."""
+        if seq > self.acked.get(space, 0):
+            self.acked[space] = seq
 
     # -- status --------------------------------------------------------------
 

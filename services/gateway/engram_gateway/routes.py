@@ -21,9 +21,13 @@ from engram_common.ids import (
     space_id_problem,
 )
 from engram_common.messages import (
+    ConsolidateRequest,
+    ConsolidateResponse,
     CreateSpace,
     ForgetCommand,
     GetRequest,
+    LinkCommand,
+    LinkIn,
     ListRequest,
     MemoryBatch,
     MemoryIn,
@@ -92,8 +96,9 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     "/api/v1/spaces",
     tags=["spaces"],
     summary="Create a space (or get the existing one)",
-    description="Body: `CreateSpace` (`id`, optional `dim`, `metric`, `embedder`, `links`). "
-    "201 when created, 200 when it already existed with the same settings.",
+    description="Body: `CreateSpace` (`id`, optional `dim`, `metric`, `embedder`, `links`, "
+    "`decay`, `consolidation`). 201 when created, 200 when it already existed with the "
+    "same settings.",
 )
 async def create_space(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
     body = parse_body(CreateSpace, await request.body())
@@ -109,6 +114,8 @@ async def create_space(request: Request[Any, Any, Any], state: State) -> Respons
         metric=body.metric if "metric" in body.model_fields_set else None,
         embedder=body.embedder,
         links=body.links,
+        decay=body.decay,
+        consolidation=body.consolidation,
     )
     return Response(rec.model_dump(mode="json"), status_code=201 if created else 200)
 
@@ -330,8 +337,14 @@ async def list_memories(
     tags=["recall"],
     status_code=200,
     summary="Recall memories by text or vector cue",
-    description="Body: `RecallRequest`. `consistency`: `read_your_writes` (default: waits "
-    "for this gateway's writes), `strong` (waits for the stream's last "
+    description="Body: `RecallRequest`. `mode`: `similarity` (the nearest memories), "
+    "`spreading` (default: activation spreads from the `seed_k` nearest along the "
+    "association graph, `max_hops`, `hop_decay`, `threshold`, `max_fanout`) or `hybrid` "
+    "(`hybrid_weight` of spreading, the rest similarity). `tags`, `since`, `until` "
+    "filter; `trace` adds each result's activation path. Scores use confidence decayed "
+    "since the last recall; returned memories count one more recall (`reinforce`, "
+    "written through the WAL shortly after). `consistency`: `read_your_writes` "
+    "(default: waits for this gateway's writes), `strong` (waits for the stream's last "
     "sequence), `eventual` (no wait).",
 )
 async def recall(
@@ -350,6 +363,109 @@ async def recall(
     if req.consistency == "read_your_writes" and req.min_seq is None:
         req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
     return _raw(await bridge.query(space, "recall", req))
+
+
+# -- links ----------------------------------------------------------------
+
+
+async def _missing(bridge: NatsBridge, space: str, ids: dict[str, str]) -> None:
+    """Raise a 404 naming each of ``ids`` (field → memory id) that the space lacks
+    (asked of the worker, concurrently, after this gateway's writes)."""
+    min_seq = bridge.acked.get(space)
+    answers = await asyncio.gather(
+        *(
+            bridge.query(space, "get", GetRequest(memory_id=memory_id, min_seq=min_seq))
+            for memory_id in ids.values()
+        ),
+        return_exceptions=True,
+    )
+    errors = []
+    for (field, memory_id), answer in zip(ids.items(), answers, strict=True):
+        # the worker's 404 for the memory; any other problem (the space gone, no
+        # worker, a timeout) passes through as it is
+        if isinstance(answer, Problem) and answer.title == "Memory not found":
+            errors.append(
+                {"field": field, "message": f"memory {memory_id!r} does not exist in {space!r}"}
+            )
+        elif isinstance(answer, BaseException):
+            raise answer
+    if errors:
+        raise Problem(
+            404,
+            "Memory not found",
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            hint="Link memories that are stored in this space (see GET …/memories).",
+            errors=errors,
+        )
+
+
+@post(
+    "/api/v1/spaces/{space:str}/links",
+    tags=["links"],
+    status_code=202,
+    summary="Link two memories (weight 0 unlinks them)",
+    description="Body: `LinkIn` (`source`, `target`, `weight` 0..1, `kind` default "
+    "`related`). Sets an explicit, undirected association that overrides the link "
+    "Engram derived for the pair (similarity, time); recall's spreading activation "
+    "follows it. `weight` 0 removes the explicit link (a derived one comes back). "
+    "404 names the `source`/`target` that is not in the space; otherwise answers 202 "
+    "`{seq}` once the link command is in the WAL. An `Idempotency-Key` header makes a "
+    "retry store it once.",
+)
+async def link(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
+    checked_space(space)
+    bridge = _bridge(state)
+    body = parse_body(LinkIn, await request.body())
+    command_id = _idempotency_key(request) or new_id()
+    await bridge.space_for_write(space, create=False)
+    await _missing(bridge, space, {"source": body.source, "target": body.target})
+    # a memory forgotten between this check and the fold makes the worker reject the
+    # command (spaces.<id>.evt.rejected): the WAL decides, not this check
+    command = LinkCommand(
+        command_id=command_id,
+        source=body.source,
+        target=body.target,
+        weight=body.weight,
+        kind=body.kind,
+    )
+    seq = await bridge.publish(space, "link", [command])
+    return Response({"seq": seq}, status_code=202)
+
+
+# -- consolidation --------------------------------------------------------
+
+
+@post(
+    "/api/v1/spaces/{space:str}/consolidate",
+    tags=["consolidation"],
+    status_code=200,
+    summary="Consolidate densely linked memories into semantic ones",
+    description="Body (optional): `ConsolidateRequest` (`dry_run`, `min_seq`). The worker "
+    "finds groups of densely linked episodic memories (the space's `consolidation` "
+    "settings) and writes one `consolidate` command per group into the WAL; folding it "
+    "makes a `semantic` memory linked to its members (`consolidated`, weight 1). "
+    "Answers `{space, applied_seq, groups: [{memory_id, members}], seq}`; `seq` is the "
+    "last command written (null: none), and a following read-your-writes recall sees "
+    "the new memories. Memories already consolidated are not grouped again. "
+    "`dry_run`: only report the groups, write nothing.",
+)
+async def consolidate(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[bytes]:
+    checked_space(space)
+    bridge = _bridge(state)
+    raw = await request.body()
+    req = parse_body(ConsolidateRequest, raw) if raw.strip() else ConsolidateRequest()
+    await bridge.space_for_write(space, create=False)
+    if req.min_seq is None:
+        req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
+    data = await bridge.query(space, "consolidate", req)
+    seq = ConsolidateResponse.model_validate_json(data).seq
+    if seq is not None:
+        bridge.note_acked(space, seq)
+    return _raw(data)
 
 
 @get(
@@ -379,4 +495,6 @@ ROUTES = [
     get_memory,
     list_memories,
     recall,
+    link,
+    consolidate,
 ]

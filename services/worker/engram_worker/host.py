@@ -166,7 +166,6 @@ class SpaceHost:
         self._reinforce: dict[str, None] = {}
         self._reinforce_task: asyncio.Task[None] | None = None
         self._consolidate_task: asyncio.Task[None] | None = None
-        self._planned_key = 0  # consolidation seeds up to here were looked at
 
     def _fresh_state(self) -> SpaceState:
         rec = self.record
@@ -421,9 +420,10 @@ class SpaceHost:
         command for each (the fold makes the semantic memories). Returns the groups
         and the last command's stream seq."""
         settings = self.record.consolidation
-        after = 0 if dry_run else self._planned_key
-        groups, planned = await self.with_index(
-            lambda st: (st.consolidation_groups(settings, after), st.next_key - 1)
+        # every memory is looked at each time: a group may become dense long after
+        # its members were stored (links added later, a semantic memory forgotten)
+        groups, planned_at = await self.with_index(
+            lambda st: (st.consolidation_groups(settings), st.applied_seq)
         )
         found = [ConsolidatedGroup(memory_id=mid, members=members) for mid, members in groups]
         if dry_run:
@@ -431,14 +431,14 @@ class SpaceHost:
         last: int | None = None
         for group in found:
             command = ConsolidateCommand(
-                # the same group gets the same command id: JetStream drops a second
-                # worker's identical decision as a duplicate
-                command_id=f"consolidate:{group.memory_id}",
+                # the same group planned at the same position gets the same command
+                # id: JetStream drops a second worker's identical decision as a
+                # duplicate (the position makes a later, new decision a new command)
+                command_id=f"consolidate:{group.memory_id}:{planned_at}",
                 memory_id=group.memory_id,
                 members=group.members,
             )
             last = await self._write(command_subject(self.space, "consolidate"), command)
-        self._planned_key = planned
         if found:
             log.info("space %s: consolidated %d groups", self.space, len(found))
         return found, last

@@ -1007,12 +1007,9 @@ class SpaceState:
 
     # -- consolidation -----------------------------------------------------
 
-    def consolidation_groups(
-        self, cs: ConsolidationSettings, after_key: int = 0
-    ) -> list[tuple[str, list[str]]]:
+    def consolidation_groups(self, cs: ConsolidationSettings) -> list[tuple[str, list[str]]]:
         """Groups of densely linked episodic memories not yet consolidated, as
-        ``(semantic memory id, member ids)``; seeds are memories with a key above
-        ``after_key`` (a worker passes what it planned last time). Deterministic:
+        ``(semantic memory id, member ids)``, seeded in key order. Deterministic:
         key order throughout. Read the graph under the index lock."""
         graph = self.graph
         taken: set[int] = set()
@@ -1037,7 +1034,7 @@ class SpaceState:
         limit = min(cs.max_size, MAX_CONSOLIDATE_MEMBERS)
         groups: list[tuple[str, list[str]]] = []
         for key in list(self._by_key):
-            if key <= after_key or not eligible(key):
+            if not eligible(key):
                 continue
             members = [key]
             for other, weight, _ in graph.neighbours(key):

@@ -1,0 +1,88 @@
+"""Consolidation on a schedule (a space created with ``consolidation.interval_s``
+is consolidated by its worker without being asked, once per dense group), and
+groups that only become consolidatable later: densely linked after they were
+stored, or after their semantic memory was forgotten."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from nats.aio.client import Client as Nats
+
+from tests.integration.test_consolidate import CLUSTER, SETTINGS, consolidate, memories
+from tests.integration.test_links import (
+    basis,
+    create_space,
+    eventually,
+    link,
+    store,
+    stream_seq,
+)
+
+Client = httpx.AsyncClient
+INTERVAL = 0.3
+
+
+async def semantic(client: Client, space: str) -> list[dict[str, Any]]:
+    r = await client.get(f"/api/v1/spaces/{space}/memories", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    return [m for m in r.json()["memories"] if m["kind"] == "semantic"]
+
+
+async def test_a_scheduled_space_consolidates_itself_once(
+    client: Client, nc: Nats, space_id: str
+) -> None:
+    settings = {**SETTINGS, "consolidation": {**SETTINGS["consolidation"], "interval_s": INTERVAL}}
+    await create_space(client, space_id, **settings)
+    shown = (await client.get(f"/api/v1/spaces/{space_id}")).json()
+    assert shown["consolidation"]["interval_s"] == INTERVAL
+    written = await store(client, space_id, memories())
+
+    async def made() -> list[dict[str, Any]] | None:
+        found = await semantic(client, space_id)
+        return found or None
+
+    (sem,) = await eventually(made)
+    assert sem["content"].startswith(f"Consolidated from {len(CLUSTER)} memories: ")
+    assert await stream_seq(nc, space_id) == written + 1  # one consolidate command
+    await asyncio.sleep(5 * INTERVAL)  # later rounds find nothing new to do
+    assert await stream_seq(nc, space_id) == written + 1
+    assert [m["id"] for m in await semantic(client, space_id)] == [sem["id"]]
+
+
+async def test_spaces_without_a_schedule_are_left_alone(
+    client: Client, nc: Nats, space_id: str
+) -> None:
+    await create_space(client, space_id, **SETTINGS)  # interval_s 0: only on request
+    written = await store(client, space_id, memories())
+    await asyncio.sleep(1.0)
+    assert await semantic(client, space_id) == []
+    assert await stream_seq(nc, space_id) == written
+
+
+async def test_a_group_linked_densely_later_is_consolidated(client: Client, space_id: str) -> None:
+    await create_space(client, space_id, **SETTINGS)
+    await store(client, space_id, {f"o{i}": basis(i) for i in range(3)})  # unrelated
+    assert (await consolidate(client, space_id))["groups"] == []
+    for a, b in (("o0", "o1"), ("o1", "o2"), ("o0", "o2")):
+        r = await link(client, space_id, source=a, target=b, weight=0.9)
+        assert r.status_code == 202, r.text
+    (group,) = (await consolidate(client, space_id))["groups"]
+    assert group["members"] == ["o0", "o1", "o2"]
+
+
+async def test_forgetting_a_semantic_memory_lets_its_members_consolidate_again(
+    client: Client, nc: Nats, space_id: str
+) -> None:
+    await create_space(client, space_id, **SETTINGS)
+    await store(client, space_id, memories())
+    (first,) = (await consolidate(client, space_id))["groups"]
+    r = await client.delete(f"/api/v1/spaces/{space_id}/memories/{first['memory_id']}")
+    assert r.status_code == 202
+    again = await consolidate(client, space_id)  # within JetStream's duplicate window
+    assert again["groups"] == [first]
+    assert again["seq"] == await stream_seq(nc, space_id)  # a new command, not a duplicate
+    r = await client.get(f"/api/v1/spaces/{space_id}/memories/{first['memory_id']}")
+    assert r.status_code == 200 and r.json()["kind"] == "semantic"
