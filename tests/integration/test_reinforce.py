@@ -3,6 +3,7 @@ the count survives restarts), and a recalled memory decays more slowly."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -130,3 +131,31 @@ async def test_a_recalled_memory_decays_more_slowly(client: Client, space_id: st
     assert now["retention"] > 0.99 > old["retention"]
     assert now["score"] > old["score"]
     assert now["confidence"] <= now["memory"]["confidence"]  # decay never raises it
+
+
+async def test_recall_bookkeeping_alone_does_not_snapshot_every_interval(
+    nats_server: NatsServer, workers: Any, space_id: str
+) -> None:
+    """A snapshot of a big space holds up its queries for a moment: a space that only
+    recalls (reinforce commands) is snapshotted ten intervals apart, one whose
+    memories change at the usual interval."""
+    interval = 0.3
+    w = await workers(snapshot_interval=interval)
+    async with running_gateway(gateway_settings(nats_server.url)) as client:
+        await create_space(client, space_id, links=NO_DERIVED_LINKS)
+        await store(client, space_id, {"a": basis(0), "b": basis(1)})
+        await recall(client, space_id, basis(1), reinforce=False)  # hosted and caught up
+        host = w.hosts[space_id]
+
+        async def snapshotted(seq: int) -> int | None:
+            return host.snapshot_seq if host.snapshot_seq >= seq else None
+
+        first = await eventually(lambda: snapshotted(host.state.applied_seq))
+        await recall(client, space_id, basis(0))
+        await recalled(client, space_id, "a", 1)
+        reinforced = host.state.applied_seq
+        assert reinforced > first
+        await asyncio.sleep(4 * interval)
+        assert host.snapshot_seq == first  # the reinforce waits
+        await store(client, space_id, {"c": basis(2)})
+        assert await eventually(lambda: snapshotted(reinforced + 1)) > reinforced

@@ -381,3 +381,23 @@ def test_semantic_memory_and_access_counts_survive_a_snapshot() -> None:
     assert restored.recall(cue, 5, query(k=5, tags=["topic"]), now) == state.recall(
         cue, 5, query(k=5, tags=["topic"]), now
     )
+
+
+def test_time_index_built_by_a_query_follows_later_writes() -> None:
+    def occurred(day: int) -> str:
+        return (EPOCH + timedelta(days=day)).isoformat()
+
+    def window(state: SpaceState) -> list[str]:
+        q = query(k=10, since=EPOCH + timedelta(days=2), until=EPOCH + timedelta(days=5))
+        return sorted(ids(state.recall(basis(DIM, 0), 10, q)))
+
+    wal = Wal(state_of())
+    for day in (1, 3, 6):
+        wal.remember(f"d{day}", mixed(0, 1, 0.1 * day), occurred_at=occurred(day))
+    assert window(wal.state) == ["d3"]  # builds the index
+    wal.remember("d4", mixed(0, 2, 0.1), occurred_at=occurred(4))  # out of time order
+    wal.remember("d2", mixed(0, 3, 0.1))  # occurred_at = stored (2025-01-01, day 0)
+    wal.remember("d3", mixed(0, 1, 0.2), occurred_at=occurred(7))  # moved out
+    wal.put("forget", body({"schema_version": 1, "command_id": "f", "memory_id": "d6"}))
+    wal.remember("late", mixed(0, 4, 0.1), occurred_at=occurred(2))
+    assert window(wal.state) == ["d4", "late"]

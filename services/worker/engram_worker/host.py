@@ -67,6 +67,8 @@ from engram_worker.core.wal import position, stored_at
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: a space changed only by reinforce commands is snapshotted this many intervals apart
+REINFORCE_ONLY_INTERVALS = 10
 
 
 def snapshot_header(
@@ -160,6 +162,7 @@ class SpaceHost:
         self._captured_seq = 0  # position of the snapshot being written (>= snapshot_seq)
         self._last_snapshot = time.monotonic()
         self._since_snapshot = 0  # commands folded since the last capture
+        self._content_seq = 0  # the last folded command that was not a reinforce
         self._forget_due: float | None = None  # when a forget first touched a snapshot
         self._erase_retry: list[int] = []
         # reinforcement: ids recall returned, written as one command per short while
@@ -250,6 +253,8 @@ class SpaceHost:
             age = time.time() - stamp / 1e9
             if event is not None:
                 self._since_snapshot += 1
+                if not isinstance(event, Activated):
+                    self._content_seq = event.seq
                 await self._erase(event)
                 if age <= self._settings.event_window:
                     await self._publish(event)
@@ -541,9 +546,15 @@ class SpaceHost:
             return False
         now = time.monotonic() if now is None else now
         s = self._settings
+        # only recall bookkeeping (reinforce commands) since the last capture: cheap
+        # to fold again after a crash, and a snapshot of a big space holds up its
+        # queries for a moment, so it waits ten intervals (a graceful stop writes it)
+        interval = s.snapshot_interval
+        if self._content_seq <= self._captured_seq:
+            interval *= REINFORCE_ONLY_INTERVALS
         return (
             self._since_snapshot >= s.snapshot_every
-            or now - self._last_snapshot >= s.snapshot_interval
+            or now - self._last_snapshot >= interval
             or (self._forget_due is not None and now - self._forget_due >= s.snapshot_forget_delay)
         )
 

@@ -79,6 +79,8 @@ _MIN_WEIGHT = 0.01  # weaker derived links are not made
 _LINK_EXPANSION = 16  # HNSW search width when finding semantic links
 _TIE_SLACK = 8  # extra candidates when finding semantic links
 _KINDS = frozenset({"episodic", "semantic"})
+_NO_TAGS: list[str] = []
+_NO_METADATA: dict[str, str] = {}
 
 # -- what folding a message did ---------------------------------------------------
 # Plain slotted classes, not the wire models: the fold makes one per message and
@@ -295,7 +297,9 @@ class SpaceState:
         self._recent: deque[tuple[int, float]] = deque(maxlen=_RECENT)  # (key, stored at)
         # recall filters: tag → keys, and (occurred_at, key) in order
         self._tagged: dict[str, set[int]] = {}
-        self._when: list[tuple[float, int]] = []
+        # built by the first time-filtered recall, kept up to date after it (the
+        # fold saves half a microsecond a memory while nobody filters by time)
+        self._when: list[tuple[float, int]] | None = None
         self.decay = DecayParams(
             fast_half_life_s=record.decay.fast_half_life_s,
             slow_half_life_s=record.decay.slow_half_life_s,
@@ -358,7 +362,7 @@ class SpaceState:
                 raise CommandRejected(f"memory.embedding: {problem}", command.command_id)
         memory_id = command.memory_id or command.command_id
         created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
-        replaced = self._drop(memory_id)
+        replaced = self._drop(memory_id) if memory_id in self._by_id else None
         key = self._next_key
         self._next_key += 1
         rec = StoredMemory(
@@ -368,12 +372,22 @@ class SpaceState:
             command_id=command.command_id,
             content=command.content,
             confidence=command.confidence,
-            tags=command.tags,
-            metadata=command.metadata,
+            # most memories have neither: one shared empty list and dict instead of
+            # 200 000 containers the cyclic GC would walk in a 100k space (10 % of
+            # the fold, measured). Never mutated: records are replaced, not edited.
+            tags=command.tags or _NO_TAGS,
+            metadata=command.metadata or _NO_METADATA,
             occurred_at=command.occurred_at or created,
             created_at=created,
         )
-        self._add(rec, vector)
+        # what _add does, inline: this is the fold's hot path
+        self._by_id[memory_id] = rec
+        self._by_key[key] = rec
+        self._seqs.append(seq)  # seqs only grow, so the list stays sorted
+        self._by_seq[seq] = memory_id
+        self._pending[key] = vector
+        if rec.tags or self._when is not None:
+            self._index_filters(rec)
         return Stored(
             seq=seq,
             memory_id=memory_id,
@@ -392,11 +406,14 @@ class SpaceState:
     def _index_filters(self, rec: StoredMemory) -> None:
         for tag in rec.tags:
             self._tagged.setdefault(tag, set()).add(rec.key)
-        when = (_epoch(rec.occurred_at), rec.key)
-        if not self._when or self._when[-1] < when:
-            self._when.append(when)  # the usual case: memories arrive in time order
-        else:
-            bisect.insort(self._when, when)
+        when = self._when
+        if when is not None:
+            at = _epoch(rec.occurred_at)
+            # keys only grow: (at, key) sorts last when ``at`` does, the usual case
+            if not when or when[-1][0] <= at:
+                when.append((at, rec.key))
+            else:
+                bisect.insort(when, (at, rec.key))
 
     def _reinforce(self, command: Reinforce, seq: int, timestamp: datetime) -> Activated:
         """Recall returned these memories: one more recall each, at the message's time."""
@@ -511,8 +528,9 @@ class SpaceState:
                 keys.discard(old.key)
                 if not keys:
                     del self._tagged[tag]
-        j = bisect.bisect_left(self._when, (_epoch(old.occurred_at), old.key))
-        del self._when[j]
+        if self._when is not None:
+            j = bisect.bisect_left(self._when, (_epoch(old.occurred_at), old.key))
+            del self._when[j]
         if self._pending.pop(old.key, None) is None:
             self._stale.append(old.key)
         return old
@@ -719,8 +737,8 @@ class SpaceState:
                     command_id=str(cid),
                     content=str(content),
                     confidence=float(conf),
-                    tags=list(tags),
-                    metadata=dict(meta),
+                    tags=list(tags) if tags else _NO_TAGS,
+                    metadata=dict(meta) if meta else _NO_METADATA,
                     occurred_at=datetime.fromisoformat(str(occ)),
                     created_at=datetime.fromisoformat(str(created)),
                     kind=str(kind),
@@ -763,7 +781,6 @@ class SpaceState:
         for rec in by_id.values():
             for tag in rec.tags:
                 self._tagged.setdefault(tag, set()).add(rec.key)
-        self._when = sorted((_epoch(r.occurred_at), r.key) for r in by_id.values())
         self._by_id = by_id
         self._by_key = by_key
         self._by_seq = {r.seq: r.id for r in by_id.values()}
@@ -887,9 +904,12 @@ class SpaceState:
         if lo is None and hi is None:
             return keys
         if keys is None:
-            i = 0 if lo is None else bisect.bisect_left(self._when, (lo, -1))
-            j = len(self._when) if hi is None else bisect.bisect_left(self._when, (hi, -1))
-            return {key for _, key in self._when[i:j]}
+            if self._when is None:
+                self._when = sorted((_epoch(r.occurred_at), r.key) for r in self._by_key.values())
+            when = self._when
+            i = 0 if lo is None else bisect.bisect_left(when, (lo, -1))
+            j = len(when) if hi is None else bisect.bisect_left(when, (hi, -1))
+            return {key for _, key in when[i:j]}
         out = set()
         for key in keys:
             at = _epoch(self._by_key[key].occurred_at)
