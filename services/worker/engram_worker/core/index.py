@@ -25,6 +25,7 @@ class VectorIndex:
         self.dtype = dtype
         self._index = Index(ndim=dim, metric=metric, dtype=dtype)
         self._dirty = False  # a removed vector may still sit in a free slot
+        self.memory_bytes = 0  # as of the last change (read while no insert runs)
 
     @classmethod
     def from_bytes(
@@ -46,6 +47,7 @@ class VectorIndex:
         restored.dtype = str(index.dtype).rsplit(".", 1)[-1].lower()
         restored._index = index
         restored._dirty = index.stats.nodes > len(index)
+        restored.memory_bytes = int(index.memory_usage)
         return restored
 
     def __len__(self) -> int:
@@ -54,6 +56,9 @@ class VectorIndex:
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         if len(keys):
             self._index.add(keys, vectors, threads=0)
+            # read here, in the inserting thread: usearch's allocator may not be
+            # read while another thread inserts (a metrics scrape crashed so)
+            self.memory_bytes = int(self._index.memory_usage)
 
     def remove(self, keys: list[int]) -> None:
         for key in keys:
@@ -154,6 +159,22 @@ class VectorIndex:
             else:
                 out = 1.0 / (1.0 + np.sum((v - c) ** 2, axis=1))
         return np.asarray(out, dtype=np.float32)
+
+    def row_similarities(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity of each row of ``a`` to the same row of ``b``, in float64 from
+        the float32 vectors (deterministic: the same two vectors always give the
+        same number)."""
+        x = np.asarray(a, dtype=np.float64)
+        y = np.asarray(b, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+            if self.metric == "cos":
+                norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+                out = np.einsum("ij,ij->i", x, y) / np.where(norms == 0, 1.0, norms)
+            elif self.metric == "ip":
+                out = np.einsum("ij,ij->i", x, y)
+            else:
+                out = 1.0 / (1.0 + np.sum((x - y) ** 2, axis=1))
+        return np.asarray(out, dtype=np.float64)
 
     def similarity(self, distances: np.ndarray) -> np.ndarray:
         if self.metric == "l2sq":

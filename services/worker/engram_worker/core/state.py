@@ -619,8 +619,33 @@ class SpaceState:
                 )
                 if good
             )
-            links += [(keys[i], other, min(-neg, 1.0), SEMANTIC) for neg, other in found[:k]]
-        return links
+            links += [(keys[i], other, -neg, SEMANTIC) for neg, other in found[:k]]
+        return self._exact_weights(batch, links, floor)
+
+    def _exact_weights(
+        self, batch: FlushBatch, links: list[tuple[int, int, float, str]], floor: float
+    ) -> list[tuple[int, int, float, str]]:
+        """The chosen links' weights computed again from the two vectors, the same
+        way whichever way they were found: HNSW distances (float32) and the batch's
+        pairwise matrix differ in the last digits, and a weight that differs between
+        replicas or replays can reorder a memory's strongest links (which spreading
+        activation follows). Links under the floor after all are dropped."""
+        if not links:
+            return links
+        rows = {key: row for row, key in enumerate(batch.keys.tolist())}
+        old = sorted({b for _, b, _, _ in links if b not in rows})
+        stored: dict[int, np.ndarray] = {}
+        for key, vec in zip(old, self.index.get_many(old), strict=True):
+            assert vec is not None, "a search result has a vector"
+            stored[key] = vec
+        a = batch.vectors[[rows[x] for x, _, _, _ in links]]
+        b = np.stack([batch.vectors[rows[y]] if y in rows else stored[y] for _, y, _, _ in links])
+        weights = self.index.row_similarities(a, b).tolist()
+        return [
+            (x, y, min(w, 1.0), kind)
+            for (x, y, _, kind), w in zip(links, weights, strict=True)
+            if w >= floor and w > 0.0
+        ]
 
     def run_flush(self, batch: FlushBatch) -> None:
         """Insert a detached batch (safe to run in a thread; serialise with searches),
