@@ -79,6 +79,9 @@ def new_space() -> Any:
 
 
 def worker_settings(url: str, **over: Any) -> WorkerSettings:
+    # no metrics endpoint unless a test asks for one (tests pass a free port):
+    # many workers in one run would all try the default port
+    over.setdefault("metrics_port", 0)
     return WorkerSettings(nats_url=url, **over)
 
 

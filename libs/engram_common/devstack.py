@@ -46,6 +46,18 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
+    """``preferred`` if nothing listens there, else a port the OS says is free."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")
+
+
 def start_nats_server(
     store_dir: Path, port: int, monitor_port: int | None = None, log_file: Path | None = None
 ) -> subprocess.Popen[bytes]:
@@ -85,10 +97,13 @@ def run_dev_stack(settings: GatewaySettings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    # the worker's /metrics: ENGRAM_METRICS_PORT if set, else a free port
+    metrics_port = int(os.environ.get("ENGRAM_METRICS_PORT") or free_port())
     env = {
         **os.environ,
         "ENGRAM_NATS_URL": f"nats://127.0.0.1:{nats_port}",
         "ENGRAM_DATA_DIR": str(data),
+        "ENGRAM_METRICS_PORT": str(metrics_port),
     }
     try:
         procs.append(
@@ -105,10 +120,12 @@ def run_dev_stack(settings: GatewaySettings) -> int:
             procs.append((role, subprocess.Popen([*engram, role], env=env, start_new_session=True)))  # noqa: PERF401
         wait_for_port(settings.http_host, settings.http_port, 30, procs[-1][1])
         http = f"http://{settings.http_host}:{settings.http_port}"
+        worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "off"
         print(
             f"\nEngram is running (data in {data}):\n"
             f"  HTTP API  {http}/api/v1/spaces\n"
             f"  OpenAPI   {http}/schema\n"
+            f"  Metrics   {http}/metrics (gateway), {worker_metrics} (worker)\n"
             f"  NATS      nats://127.0.0.1:{nats_port}"
             f"  (monitoring http://127.0.0.1:{nats_port + 4000})\n"
             f"Press Ctrl-C to stop.\n",

@@ -22,6 +22,12 @@ class CommonSettings(BaseSettings):
     default_embedder: str = Field(default="hash-ngram-v1", description="Embedder of new spaces.")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of new streams.")
     log_level: str = Field(default="INFO")
+    max_metric_spaces: int = Field(
+        default=100,
+        ge=1,
+        description="Most distinct memory_space label values in metrics; further spaces "
+        "are labelled __other__.",
+    )
 
 
 class GatewaySettings(CommonSettings):
@@ -78,4 +84,13 @@ class WorkerSettings(CommonSettings):
         description="Idle heartbeat of each space's WAL consumer, in seconds. Two missed "
         "heartbeats (after a nats-server restart, say) make the worker re-create the "
         "consumer from its position; lower notices sooner, at one message per space per beat.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the worker's /metrics, /health, /ready bind to."
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of the worker's /metrics, /health and /ready (0: not served).",
     )

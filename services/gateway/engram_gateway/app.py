@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry
 
 from engram_common import __version__
+from engram_common.metrics import GatewayMetrics, gateway_metrics
 from engram_common.natsio import SpaceRegistry, connect
 from engram_common.settings import GatewaySettings
 from engram_gateway.bridge import NatsBridge
@@ -18,11 +24,46 @@ from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.routes import ROUTES
 
 log = logging.getLogger(__name__)
+#: the ``route`` label of a request no route matched (never the raw path)
+UNMATCHED = "__unmatched__"
+_STARTED = "engram.started"
+
+
+def _timed(app: ASGIApp) -> ASGIApp:
+    """Middleware: note when a routed request started (for its duration)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        cast("dict[str, Any]", scope).setdefault(_STARTED, time.perf_counter())
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def request_counter(metrics: GatewayMetrics) -> Any:
+    """A ``before_send`` hook: counts every HTTP response by method, route template
+    and status, and observes the duration of routed ones. It sees the responses
+    of exception handlers and of unmatched routes too (it runs outside routing)."""
+
+    async def count(message: Message, scope: Scope) -> None:
+        raw = cast("dict[str, Any]", scope)
+        if raw["type"] != "http":
+            return
+        if message["type"] == "http.response.start":
+            raw["engram.status"] = str(message["status"])
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            method, route = raw["method"], raw.get("path_template") or UNMATCHED
+            metrics.requests.labels(method, route, raw.get("engram.status", "")).inc()
+            started = raw.get(_STARTED)
+            if started is not None:
+                metrics.request_seconds.labels(method, route).observe(time.perf_counter() - started)
+
+    return count
 
 
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     """Build the HTTP app; connections are made in its lifespan, not here."""
     settings = settings or GatewaySettings()
+    metrics = gateway_metrics(CollectorRegistry())
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -49,6 +90,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         route_handlers=ROUTES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[_timed],
+        before_send=[request_counter(metrics)],
+        state=State({"metrics": metrics}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Engram",

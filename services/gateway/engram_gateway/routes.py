@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import re
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ import numpy as np
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engram_common.embedders import Embedder, get_embedder
 from engram_common.ids import (
@@ -38,6 +40,7 @@ from engram_common.messages import (
     encode_embedding,
     vector_problem,
 )
+from engram_common.metrics import GatewayMetrics
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import Problem, field_problem, parse_body
 
@@ -86,6 +89,17 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     ok = all(checks.values())
     return Response(
         {"status": "ready" if ok else "not ready", **checks}, status_code=200 if ok else 503
+    )
+
+
+@get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
+async def metrics(state: State) -> Response[bytes]:
+    gauges: GatewayMetrics = state.metrics
+    counts = collections.Counter(r.status for r in _bridge(state).registry.cached_all())
+    for status in ("active", "deleting"):
+        gauges.spaces.labels(status).set(counts.get(status, 0))
+    return Response(
+        content=generate_latest(gauges.registry), status_code=200, media_type=CONTENT_TYPE_LATEST
     )
 
 
@@ -485,6 +499,7 @@ async def status(
 ROUTES = [
     health,
     ready,
+    metrics,
     status,
     create_space,
     list_spaces,

@@ -42,6 +42,7 @@ from engram_common.messages import (
     ReinforceCommand,
     SpaceRecord,
 )
+from engram_common.metrics import WorkerMetrics
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore, SnapshotUnreadable, delete_msg
 from engram_common.subjects import (
@@ -60,6 +61,7 @@ from engram_worker.core.state import (
     FlushBatch,
     Forgotten,
     Linked,
+    Rejected,
     SpaceState,
     Stored,
 )
@@ -154,6 +156,11 @@ class SpaceHost:
         self._snap_lock = asyncio.Lock()
         self._folded = 0
         self._done_seq = 0  # every message up to here is folded, erased and announced
+        #: the stream's last seq as last seen (at start, then from each message's
+        #: pending count): ``stream_last - applied_seq`` is the WAL lag, no request needed
+        self.stream_last = 0
+        self.counts: dict[tuple[str, str], int] = {}  # (verb, outcome) → folded
+        self.rejections: list[str] = []  # reasons, since the last drain_counts
         self.retired = False  # deleted (or re-created): write no more snapshots
         # snapshots
         self.recovery = "not started"
@@ -181,6 +188,7 @@ class SpaceHost:
         and fold everything after it."""
         info = await self._js.stream_info(stream_name(self.space))
         last = info.state.last_seq
+        self.stream_last = last
         if use_snapshot and self._snapshots is not None:
             await self._recover(last)
         else:
@@ -251,7 +259,16 @@ class SpaceHost:
             # Recent includes the last messages before a crash, so events are
             # at-least-once for them.
             age = time.time() - stamp / 1e9
+            # nothing pending after this message: the stream ends here (erased
+            # messages never count), else at least this far
+            self.stream_last = seq if after == 0 else max(self.stream_last, seq + after)
             if event is not None:
+                # plain ints here (the fold's hot path); the worker adds them to
+                # the Prometheus counters when it refreshes its metrics
+                key = (verb, "rejected" if type(event) is Rejected else "applied")
+                self.counts[key] = self.counts.get(key, 0) + 1
+                if type(event) is Rejected:
+                    self.rejections.append(event.reason)
                 self._since_snapshot += 1
                 if not isinstance(event, Activated):
                     self._content_seq = event.seq
@@ -273,6 +290,25 @@ class SpaceHost:
         finally:
             self._done_seq = self.state.applied_seq
             self._wake(self._done_seq)
+
+    def drain_counts(self, metrics: WorkerMetrics) -> None:
+        """Add the commands folded (and rejections) since the last call to the
+        worker's counters."""
+        counts, self.counts = self.counts, {}
+        rejections, self.rejections = self.rejections, []
+        for (verb, outcome), n in counts.items():
+            metrics.command(self.space, verb, outcome, n)
+        for reason in rejections:
+            metrics.rejection(self.space, reason)
+
+    @property
+    def wal_lag(self) -> int:
+        """WAL messages not folded yet, as far as this host has seen the stream."""
+        return max(0, self.stream_last - self.state.applied_seq)
+
+    def index_memory_bytes(self) -> int:
+        """Memory held by the space's usearch index, as of its last insert."""
+        return self.state.index.memory_bytes
 
     async def _publish(self, event: Event) -> None:
         if isinstance(event, Stored):

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast, get_args
 import numpy as np
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from engram_common.messages import (
@@ -37,6 +38,7 @@ from engram_common.messages import (
     WorkerStatus,
     error_reply,
 )
+from engram_common.metrics import OTHER, worker_metrics
 from engram_common.natsio import SpaceRegistry, connect
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore
@@ -46,6 +48,9 @@ from engram_worker.host import NotCaughtUp, SpaceHost
 
 log = logging.getLogger(__name__)
 _QUERIES = frozenset(get_args(QueryName))
+#: seconds between two refreshes of the per-space gauges (each scrape refreshes too)
+METRICS_REFRESH = 5.0
+_HTTP_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Unavailable"}
 
 
 class QueryFailed(Exception):
@@ -75,6 +80,9 @@ class Worker:
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         self._snapshots: SnapshotStore | None = None
         self.failed: dict[str, str] = {}  # spaces that could not be loaded, and why
+        self.metrics = worker_metrics(CollectorRegistry(), settings.max_metric_spaces)
+        self._http: asyncio.Server | None = None
+        self._loaded = False  # start() has hosted the registry's spaces
 
     # -- wiring ------------------------------------------------------------
 
@@ -138,7 +146,15 @@ class Worker:
         assert self._nc is not None, "Worker.start() first"
         return self._nc
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics, /health and /ready are served on (None: not served)."""
+        if self._http is None or not self._http.sockets:
+            return None
+        return int(self._http.sockets[0].getsockname()[1])
+
     async def start(self) -> None:
+        await self._start_http()
         self._nc = await connect(self.settings.nats_url, f"engram-worker-{self.settings.worker_id}")
         js = self.nc.jetstream()
         self._registry = SpaceRegistry(js, replicas=self.settings.stream_replicas)
@@ -158,6 +174,8 @@ class Worker:
         await self.nc.subscribe(STATUS_SUBJECT, cb=self._on_status)
         await self.nc.flush()  # ready means the server routes queries here
         self._spawn(self._sweep_loop())
+        self._spawn(self._metrics_loop())
+        self._loaded = True
         log.info(
             "worker %s: hosting %d spaces%s",
             self.settings.worker_id,
@@ -171,6 +189,9 @@ class Worker:
             await self._registry.close()
         for task in list(self._background):
             task.cancel()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         hosts = list(self.hosts.values())
         self.hosts.clear()
         await asyncio.gather(*(h.stop(snapshot=True) for h in hosts), return_exceptions=True)
@@ -188,8 +209,10 @@ class Worker:
             host.retired = True
             await host.stop()
             host = None
+            self.metrics.spaces.forget(space)  # a new incarnation starts from zero
         if rec is None or rec.status == "deleting":
             self.failed.pop(space, None)
+            self.metrics.spaces.forget(space)
             try:
                 await self.snapshots.erase(space)
             except Exception:
@@ -215,6 +238,141 @@ class Worker:
             except Exception:
                 log.exception("snapshot sweep failed")
             await asyncio.sleep(600)
+
+    # -- metrics and probes ------------------------------------------------
+
+    def refresh_gauges(self) -> None:
+        """Set the per-space gauges from the hosted spaces. Spaces past the label
+        cap share ``__other__``: their memories, lag and index bytes add up, the
+        applied seq and snapshot age are the largest."""
+        m, now = self.metrics, time.time()
+        totals: dict[str, list[float]] = {}
+        for space, host in list(self.hosts.items()):
+            host.drain_counts(m)
+            label = m.spaces.label(space)
+            age = -1.0 if host.snapshot_at is None else max(0.0, now - host.snapshot_at)
+            row = [
+                len(host.state),
+                host.state.applied_seq,
+                host.wal_lag,
+                age,
+                host.index_memory_bytes(),
+            ]
+            old = totals.get(label)
+            if old is None or label != OTHER:
+                totals[label] = [float(v) for v in row]
+            else:
+                totals[label] = [
+                    old[0] + row[0],
+                    max(old[1], row[1]),
+                    old[2] + row[2],
+                    max(old[3], row[3]),
+                    old[4] + row[4],
+                ]
+        for label, (memories, applied, lag, age, index_bytes) in totals.items():
+            m.spaces.gauge(m.memories, label).set(memories)
+            m.spaces.gauge(m.applied_seq, label).set(applied)
+            m.spaces.gauge(m.wal_lag, label).set(lag)
+            if age >= 0:
+                m.spaces.gauge(m.snapshot_age, label).set(age)
+            m.spaces.gauge(m.index_bytes, label).set(index_bytes)
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            try:
+                self.refresh_gauges()
+            except Exception:
+                log.exception("refreshing the metrics failed")
+            await asyncio.sleep(METRICS_REFRESH)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: NATS connected, the registry loaded and its spaces hosted. A space
+        still catching up (replaying) is listed under ``behind`` with its lag; it
+        does not make the worker unready."""
+        nats_ok = self._nc is not None and bool(self._nc.is_connected)
+        registry_ok = self._registry is not None and self._registry.loaded.is_set()
+        behind = {sid: h.wal_lag for sid, h in sorted(self.hosts.items()) if h.wal_lag > 0}
+        ok = nats_ok and registry_ok and self._loaded
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "not ready",
+            "worker": self.settings.worker_id,
+            "nats_connected": nats_ok,
+            "registry_loaded": registry_ok,
+            "spaces_loaded": self._loaded,
+            "hosted": len(self.hosts),
+            "behind": behind,
+            "loading": sorted(self._loading),
+            "failed": dict(sorted(self.failed.items())),
+        }
+        return ok, body
+
+    def _http_answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain; charset=utf-8", b"only GET\n"
+        if path == "/metrics":
+            self.refresh_gauges()
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
+        if path == "/health":
+            return 200, "application/json", b'{"status": "ok"}'
+        if path == "/ready":
+            ok, body = self.readiness()
+            return 200 if ok else 503, "application/json", json.dumps(body).encode()
+        return 404, "text/plain; charset=utf-8", b"not found: try /metrics, /health, /ready\n"
+
+    async def _on_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One HTTP/1.x request per connection (what Prometheus and probes send)."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10.0)
+            while True:  # the headers: not needed
+                header = await asyncio.wait_for(reader.readline(), 10.0)
+                if header in (b"\r\n", b"\n", b""):
+                    break
+            parts = line.decode("latin-1").split()
+            if len(parts) < 2:
+                return
+            method, path = parts[0].upper(), parts[1].split("?", 1)[0]
+            try:
+                status, ctype, body = self._http_answer(method, path)
+            except Exception as exc:
+                log.exception("metrics endpoint %s failed", path)
+                status, ctype, body = 503, "text/plain; charset=utf-8", repr(exc).encode()
+            head = (
+                f"HTTP/1.1 {status} {_HTTP_REASONS.get(status, '')}\r\n"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode("latin-1")
+            writer.write(head if method == "HEAD" else head + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _start_http(self) -> None:
+        port = self.settings.metrics_port
+        if not port:
+            return
+        try:
+            self._http = await asyncio.start_server(
+                self._on_http, self.settings.metrics_host, port, reuse_address=True
+            )
+        except OSError as exc:  # the worker still serves its spaces
+            log.error(
+                "worker %s: cannot serve /metrics on %s:%d: %s",
+                self.settings.worker_id,
+                self.settings.metrics_host,
+                port,
+                exc,
+            )
+            return
+        log.info(
+            "worker %s: metrics on http://%s:%d/metrics",
+            self.settings.worker_id,
+            self.settings.metrics_host,
+            port,
+        )
 
     def status(self, space: str | None = None) -> WorkerStatus:
         """What this worker hosts (position, counts, snapshot, how it recovered)
@@ -363,6 +521,14 @@ class Worker:
 
     async def _recall(self, host: SpaceHost, data: bytes) -> bytes:
         req = _parse(RecallRequest, data)
+        started = time.perf_counter()
+        try:
+            return await self._recall_parsed(host, req)
+        finally:
+            if not host.retired:  # a deleted space's series stay removed
+                self.metrics.recall(host.space, req.mode, time.perf_counter() - started)
+
+    async def _recall_parsed(self, host: SpaceHost, req: RecallRequest) -> bytes:
         state = host.state
         min_seq = req.min_seq
         if req.consistency == "strong":
