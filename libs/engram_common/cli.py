@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 
+from engram_common.status_cli import add_parser as status_parser
+
 
 def _logging(level: str) -> None:
     logging.basicConfig(
@@ -51,6 +53,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(args)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from engram_common.status_cli import run_status
+
+    return run_status(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram", description="Engram: cognitive memory spaces for AI agents on NATS."
@@ -82,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reload-wait", type=float, default=30.0, metavar="S", help="seconds to wait for workers"
     )
     replay.set_defaults(func=cmd_replay)
+    status_parser(sub).set_defaults(func=cmd_status)
     return parser
 
 
