@@ -95,3 +95,43 @@ async def test_status_without_workers_shows_the_wal_only(
         (row,) = body["spaces"]
         assert row["stream_seq"] == seq
         assert row["applied_seq"] is None and row["worker"] is None and row["failed"] is None
+        # no snapshot either: a worker would fold every message
+        assert (row["wal_lag"], row["snapshot_seq"], row["memories"]) == (seq, 0, None)
+        assert "replay the WAL from seq 1" in row["recovery"]
+
+
+async def test_wal_lag_rises_while_no_worker_runs_and_returns_to_zero(
+    nc: Nats, nats_server: NatsServer, workers: Any, new_space: Any
+) -> None:
+    space = new_space("lag")
+    await make_space(nc, space)
+    seq = await fill(nc, space, range(10))
+    w = await workers()
+    await w.hosts[space].wait_applied(seq, 5)
+    async with running_gateway(gateway_settings(nats_server.url)) as client:
+        await wait_for_space(client, space)
+
+        async def row() -> dict[str, Any]:
+            body = (await client.get(f"/api/v1/status?space={space}")).json()
+            (found,) = body["spaces"]
+            result: dict[str, Any] = found
+            return result
+
+        assert (await row())["wal_lag"] == 0
+        await w.stop()  # graceful: a snapshot at seq 10
+        lags = []
+        for batch in (range(10, 15), range(15, 18)):
+            last = await fill(nc, space, batch)
+            now = await row()
+            assert now["worker"] is None and now["stream_seq"] == last
+            assert (now["snapshot_seq"], now["memories"]) == (seq, 10)
+            lags.append(now["wal_lag"])
+        assert lags == [5, 8]  # grows with every write while nobody folds them
+
+        await workers()
+        for _ in range(200):
+            now = await row()
+            if now["wal_lag"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (now["wal_lag"], now["applied_seq"], now["memories"]) == (0, last, 18)

@@ -27,6 +27,7 @@ from engram_common.messages import (
 )
 from engram_common.natsio import SpaceConflict, SpaceLimitReached, SpaceRegistry, gather
 from engram_common.settings import GatewaySettings
+from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import (
     STATUS_SUBJECT,
     CommandVerb,
@@ -55,6 +56,7 @@ class NatsBridge:
         self.registry = registry
         self.settings = settings
         self.acked: dict[str, int] = {}
+        self._snapshots: SnapshotStore | None = None  # opened by the first status
         self._embedders: dict[tuple[str, int], Embedder] = {}
 
     async def on_space_change(self, space: str, rec: SpaceRecord | None) -> None:
@@ -270,8 +272,49 @@ class NatsBridge:
                         "recovery",
                     )
                 )
+                if stream_seq is not None and rec.status == "active":
+                    row |= await self._unhosted(rec.id, stream_seq)
             rows.append(SpaceStatusRow.model_validate(row))
         return StatusResponse(spaces=rows, workers=sorted(w.worker for w in workers))
+
+    async def _unhosted(self, space: str, stream_seq: int) -> dict[str, Any]:
+        """What a space no worker hosts looks like from its newest snapshot: the
+        position a worker would start from, so ``wal_lag`` is what it would have to
+        fold (every message, with no snapshot) and grows with each write meanwhile."""
+        if self._snapshots is None:
+            store = SnapshotStore(self.js, replicas=self.settings.stream_replicas)
+            await store.open()
+            self._snapshots = store
+        try:
+            info = await self._snapshots.info(space)
+        except Exception:  # the status reports what it can
+            info = None
+        headers = (info.headers or {}) if info is not None else {}
+
+        def header(name: str) -> int | None:
+            values = headers.get(name) or []
+            try:
+                return int(values[0]) if values else None
+            except (TypeError, ValueError):
+                return None
+
+        snapshot_seq = header("Engram-Applied-Seq") or 0
+        age = None
+        if info is not None and info.mtime:
+            with contextlib.suppress(ValueError):
+                written = datetime.fromisoformat(info.mtime)
+                age = round(max(0.0, (datetime.now(UTC) - written).total_seconds()), 3)
+        return {
+            "wal_lag": max(0, stream_seq - snapshot_seq),
+            "snapshot_seq": snapshot_seq,
+            "snapshot_age_s": age,
+            "memories": header("Engram-Memories") if info is not None else None,
+            "recovery": (
+                f"no worker hosts it: a worker would restore the snapshot at seq {snapshot_seq}"
+                if info is not None
+                else "no worker hosts it: a worker would replay the WAL from seq 1"
+            ),
+        }
 
     # -- queries -------------------------------------------------------------
 
