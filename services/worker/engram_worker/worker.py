@@ -48,6 +48,8 @@ from engram_worker.host import NotCaughtUp, SpaceHost
 
 log = logging.getLogger(__name__)
 _QUERIES = frozenset(get_args(QueryName))
+#: spaces loaded (snapshot restored, WAL consumer created) at the same time
+MAX_LOADING = 16
 #: seconds between two refreshes of the per-space gauges (each scrape refreshes too)
 METRICS_REFRESH = 5.0
 _HTTP_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Unavailable"}
@@ -74,6 +76,7 @@ class Worker:
         self.settings = settings
         self.hosts: dict[str, SpaceHost] = {}
         self._loading: dict[str, asyncio.Task[SpaceHost]] = {}
+        self._start_slots = asyncio.Semaphore(MAX_LOADING)
         self._nc: Client | None = None
         self._registry: SpaceRegistry | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -484,7 +487,11 @@ class Worker:
     async def _start_host(self, rec: SpaceRecord) -> SpaceHost:
         host = SpaceHost(rec, self.nc, self.nc.jetstream(), self.settings, self.snapshots)
         try:
-            await host.start()
+            # a bounded number at once: each load reads its snapshot through a
+            # consumer on the one snapshot stream, and a worker starting with
+            # hundreds of spaces hit JetStream's consumer limit there
+            async with self._start_slots:
+                await host.start()
         except BaseException:
             await host.stop()
             raise
