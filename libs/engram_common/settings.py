@@ -37,6 +37,11 @@ class GatewaySettings(CommonSettings):
     auto_create_spaces: bool = Field(
         default=True, description="First write to an unknown valid space creates it."
     )
+    require_explicit_space: bool = Field(
+        default=True,
+        description="Legacy routes without a space (no X-Memory-Space, no ?space=) answer 400; "
+        "false: they use default_space, with a Deprecation header.",
+    )
     max_spaces: int = Field(default=10_000, ge=1, description="Most spaces the registry holds.")
     query_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a worker.")
     publish_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for PubAcks.")

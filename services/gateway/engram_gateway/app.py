@@ -22,6 +22,7 @@ from engram_common.settings import GatewaySettings
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.routes import ROUTES
+from engram_gateway.spaces import SpaceResolver, deprecation_headers
 
 log = logging.getLogger(__name__)
 #: the ``route`` label of a request no route matched (never the raw path)
@@ -91,9 +92,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[_timed],
-        before_send=[request_counter(metrics)],
-        state=State({"metrics": metrics}),
+        before_send=[request_counter(metrics), deprecation_headers],
+        state=State({"metrics": metrics, "spaces": SpaceResolver(settings, metrics)}),
         request_max_body_size=settings.max_body_bytes,
+        # logging is the process's to configure (engram_common.cli), not the app's:
+        # Litestar's default config would replace the root logger's handlers
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="Engram",
             version=__version__,

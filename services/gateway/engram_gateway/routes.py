@@ -20,7 +20,6 @@ from engram_common.ids import (
     MEMORY_ID_RE,
     derived_id,
     new_id,
-    space_id_problem,
 )
 from engram_common.messages import (
     ConsolidateRequest,
@@ -43,28 +42,18 @@ from engram_common.messages import (
 from engram_common.metrics import GatewayMetrics
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import Problem, field_problem, parse_body
+from engram_gateway.spaces import checked_space, resolve_space
 
 JSON = "application/json"
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Page size.")]
+Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
+IncludeVectors = Annotated[bool, QueryParameter(description="Include vectors.")]
 _BATCH = re.compile(rb'\s*\{\s*"memories"\s*:')
 
 
 def _bridge(state: State) -> NatsBridge:
     bridge: NatsBridge = state.bridge
     return bridge
-
-
-def checked_space(space: str) -> str:
-    """The one place a space id from a request is validated."""
-    problem = space_id_problem(space)
-    if problem is not None:
-        raise Problem(
-            400,
-            "Invalid space id",
-            problem,
-            slug="invalid-space-id",
-            hint="Use e.g. 'agent-42' or 'support_bot'.",
-        )
-    return space
 
 
 def _raw(data: bytes, status: int = 200) -> Response[bytes]:
@@ -145,9 +134,11 @@ async def list_spaces(state: State) -> dict[str, Any]:
     tags=["spaces"],
     summary="A space's record with its memory count and applied sequence",
 )
-async def show_space(space: FromPath[str], state: State) -> dict[str, Any]:
+async def show_space(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> dict[str, Any]:
     bridge = _bridge(state)
-    rec = await bridge.space_for_read(checked_space(space))
+    rec = await bridge.space_for_read(resolve_space(request, space))
     stats = json.loads(
         await bridge.query(space, "stats", StatsRequest(min_seq=bridge.acked.get(space)))
     )
@@ -167,8 +158,10 @@ async def show_space(space: FromPath[str], state: State) -> dict[str, Any]:
     "space, its WAL stream is deleted, then the record: the id is free again and "
     "creating it gives an empty space.",
 )
-async def delete_space(space: FromPath[str], state: State) -> Response[dict[str, Any]]:
-    await _bridge(state).delete_space(checked_space(space))
+async def delete_space(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
+    await _bridge(state).delete_space(resolve_space(request, space))
     return Response({"id": space, "status": "deleted"}, status_code=202)
 
 
@@ -238,7 +231,10 @@ def _commands(
 async def remember(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[Any]:
-    checked_space(space)
+    return await _remember(resolve_space(request, space), request, state)
+
+
+async def _remember(space: str, request: Request[Any, Any, Any], state: State) -> Response[Any]:
     bridge = _bridge(state)
     raw = await request.body()
     # a batch body has one key, "memories"; validating straight from bytes is ~4x
@@ -279,7 +275,12 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
 async def forget(
     space: FromPath[str], memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[dict[str, Any]]:
-    checked_space(space)
+    return await _forget(resolve_space(request, space), memory_id, request, state)
+
+
+async def _forget(
+    space: str, memory_id: str, request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
     if not MEMORY_ID_RE.fullmatch(memory_id):
         raise field_problem("memory_id", f"{memory_id!r} is invalid: {MEMORY_ID_EXPECTED}")
     bridge = _bridge(state)
@@ -299,11 +300,18 @@ async def forget(
 async def get_memory(
     space: FromPath[str],
     memory_id: FromPath[str],
+    request: Request[Any, Any, Any],
     state: State,
     include_embedding: Annotated[bool, QueryParameter(description="Include the vector.")] = False,
 ) -> Response[bytes]:
+    return await _get_memory(resolve_space(request, space), memory_id, state, include_embedding)
+
+
+async def _get_memory(
+    space: str, memory_id: str, state: State, include_embedding: bool
+) -> Response[bytes]:
     bridge = _bridge(state)
-    await bridge.space_for_read(checked_space(space))
+    await bridge.space_for_read(space)
     raw = await bridge.query(
         space,
         "get",
@@ -323,15 +331,22 @@ async def get_memory(
 )
 async def list_memories(
     space: FromPath[str],
+    request: Request[Any, Any, Any],
     state: State,
-    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="Page size.")] = 100,
-    cursor: Annotated[
-        str | None, QueryParameter(description="`next_cursor` of the previous page.")
-    ] = None,
-    include_embedding: Annotated[bool, QueryParameter(description="Include vectors.")] = False,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    include_embedding: IncludeVectors = False,
+) -> Response[bytes]:
+    return await _list_memories(
+        resolve_space(request, space), state, limit, cursor, include_embedding
+    )
+
+
+async def _list_memories(
+    space: str, state: State, limit: int, cursor: str | None, include_embedding: bool
 ) -> Response[bytes]:
     bridge = _bridge(state)
-    await bridge.space_for_read(checked_space(space))
+    await bridge.space_for_read(space)
     return _raw(
         await bridge.query(
             space,
@@ -364,7 +379,10 @@ async def list_memories(
 async def recall(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[bytes]:
-    checked_space(space)
+    return await _recall(resolve_space(request, space), request, state)
+
+
+async def _recall(space: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     bridge = _bridge(state)
     req = parse_body(RecallRequest, await request.body())
     rec = await bridge.space_for_read(space)
@@ -377,6 +395,83 @@ async def recall(
     if req.consistency == "read_your_writes" and req.min_seq is None:
         req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
     return _raw(await bridge.query(space, "recall", req))
+
+
+# -- legacy routes (the space from X-Memory-Space or ?space=) ---------------
+
+_LEGACY = (
+    "Legacy route: the space comes from the `X-Memory-Space` header, then `?space=`; "
+    "without either it is a 400, or — while `ENGRAM_REQUIRE_EXPLICIT_SPACE=false` — the "
+    "default space, with `Deprecation` and `Warning` headers. "
+)
+
+
+@post(
+    "/api/v1/memories",
+    tags=["legacy"],
+    status_code=202,
+    summary="Remember one memory or a batch (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `POST /api/v1/spaces/{space}/memories`.",
+)
+async def legacy_remember(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await _remember(resolve_space(request, None), request, state)
+
+
+@get(
+    "/api/v1/memories",
+    tags=["legacy"],
+    summary="Page through memories (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `GET /api/v1/spaces/{space}/memories`.",
+)
+async def legacy_list_memories(
+    request: Request[Any, Any, Any],
+    state: State,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    include_embedding: IncludeVectors = False,
+) -> Response[bytes]:
+    return await _list_memories(
+        resolve_space(request, None), state, limit, cursor, include_embedding
+    )
+
+
+@get(
+    "/api/v1/memories/{memory_id:str}",
+    tags=["legacy"],
+    summary="Get one memory (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `GET /api/v1/spaces/{space}/memories/{id}`.",
+)
+async def legacy_get_memory(
+    memory_id: FromPath[str],
+    request: Request[Any, Any, Any],
+    state: State,
+    include_embedding: Annotated[bool, QueryParameter(description="Include the vector.")] = False,
+) -> Response[bytes]:
+    return await _get_memory(resolve_space(request, None), memory_id, state, include_embedding)
+
+
+@delete(
+    "/api/v1/memories/{memory_id:str}",
+    tags=["legacy"],
+    status_code=202,
+    summary="Forget a memory (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `DELETE /api/v1/spaces/{space}/memories/{id}`.",
+)
+async def legacy_forget(
+    memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
+    return await _forget(resolve_space(request, None), memory_id, request, state)
+
+
+@post(
+    "/api/v1/recall",
+    tags=["legacy"],
+    status_code=200,
+    summary="Recall memories (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `POST /api/v1/spaces/{space}/recall`.",
+)
+async def legacy_recall(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    return await _recall(resolve_space(request, None), request, state)
 
 
 # -- links ----------------------------------------------------------------
@@ -429,7 +524,7 @@ async def _missing(bridge: NatsBridge, space: str, ids: dict[str, str]) -> None:
 async def link(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[dict[str, Any]]:
-    checked_space(space)
+    resolve_space(request, space)
     bridge = _bridge(state)
     body = parse_body(LinkIn, await request.body())
     command_id = _idempotency_key(request) or new_id()
@@ -468,7 +563,7 @@ async def link(
 async def consolidate(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[bytes]:
-    checked_space(space)
+    resolve_space(request, space)
     bridge = _bridge(state)
     raw = await request.body()
     req = parse_body(ConsolidateRequest, raw) if raw.strip() else ConsolidateRequest()
@@ -512,4 +607,9 @@ ROUTES = [
     recall,
     link,
     consolidate,
+    legacy_remember,
+    legacy_list_memories,
+    legacy_get_memory,
+    legacy_forget,
+    legacy_recall,
 ]
