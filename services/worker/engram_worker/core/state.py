@@ -952,17 +952,20 @@ class SpaceState:
             exact = self._vector_sims(cue, keys)
             order = sorted(range(len(keys)), key=lambda i: (-exact[i], self._by_key[keys[i]].seq))
             return {keys[i]: exact[i] for i in order[:count]}
-        want = count if allowed is None else max(4 * count, 64)
+        # a few more than asked: near-ties at the cut are settled by stream order
+        # below, not by the order the search found them in (replicas and replays
+        # must answer alike; a search for 40 costs what one for 10 does)
+        want = max(4 * count, 32 if allowed is None else 64)
         while True:
             found, sims = self.index.search(cue, want)
-            out: dict[int, float] = {}
-            for key, sim in zip(found.tolist(), sims.tolist(), strict=True):
-                if key in self._by_key and (allowed is None or key in allowed):
-                    out[key] = sim
-                    if len(out) == count:
-                        return out
-            if want >= size:
-                return out
+            hits = [
+                (sim, key)
+                for key, sim in zip(found.tolist(), sims.tolist(), strict=True)
+                if key in self._by_key and (allowed is None or key in allowed)
+            ]
+            if len(hits) >= count or want >= size:
+                hits.sort(key=lambda t: (-t[0], self._by_key[t[1]].seq))
+                return {key: sim for sim, key in hits[:count]}
             want = min(4 * want, size)
 
     def _vector_sims(self, cue: np.ndarray, keys: list[int]) -> list[float]:
