@@ -22,6 +22,18 @@ class CommonSettings(BaseSettings):
     default_embedder: str = Field(default="hash-ngram-v1", description="Embedder of new spaces.")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of new streams.")
     log_level: str = Field(default="INFO")
+    events_max_age: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds the ENGRAM_EVENTS stream keeps events: how far back an SSE "
+        "client reconnecting with Last-Event-ID can catch up.",
+    )
+    events_max_consumers: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most SSE clients at once over the whole deployment (one JetStream "
+        "consumer each on ENGRAM_EVENTS).",
+    )
     max_metric_spaces: int = Field(
         default=100,
         ge=1,

@@ -28,6 +28,7 @@ from nats.js.errors import APIError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from engram_common.ids import new_id
+from engram_common.jetstream import close_consumer
 from engram_common.subjects import SNAPSHOT_BUCKET
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,7 @@ class SnapshotStore:
                     digest.update(chunk)
                     got += len(chunk)
             finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+                await close_consumer(self._js, STREAM, sub)
         if got != size:
             raise SnapshotUnreadable(f"read {got} bytes of {size}")
         want = (info.digest or "").removeprefix("SHA-256=")
@@ -285,8 +285,7 @@ class SnapshotStore:
                 if msg.metadata.num_pending == 0:
                     break
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await close_consumer(self._js, STREAM, sub)
         return seqs
 
     async def erase_chunks(self, nuid: str) -> int:

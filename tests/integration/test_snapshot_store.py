@@ -101,3 +101,20 @@ async def test_sweep_erases_orphaned_chunks_but_not_live_ones(nc: Nats, space_id
     subjects = await _chunk_subjects(nc)
     assert _chunk_subject(orphan) not in subjects
     assert _chunk_subject(live.nuid) in subjects
+
+
+async def test_reads_leave_no_consumer_behind(nc: Nats, space_id: str) -> None:
+    """Each read is an ephemeral consumer on the one snapshot stream, and a stream
+    holds at most 1000 consumers: a worker loading hundreds of spaces, or a
+    test run, hit that limit while unsubscribed consumers waited to expire."""
+    store = await _store(nc)
+    js = nc.jetstream()
+    for i in range(3):
+        await store.save(f"{space_id}-{i}", [os.urandom(2 * CHUNK_SIZE + 1)], {})
+    before = {c.name for c in await js.consumers_info(STREAM)}
+    for _ in range(10):
+        for i in range(3):
+            assert await store.load(f"{space_id}-{i}") is not None
+    await store.erase(f"{space_id}-0")  # lists the chunks with a consumer too
+    left = {c.name for c in await js.consumers_info(STREAM)} - before
+    assert left == set()

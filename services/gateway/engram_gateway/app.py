@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from engram_common import __version__
 from engram_common.metrics import GatewayMetrics, gateway_metrics
-from engram_common.natsio import SpaceRegistry, connect
+from engram_common.natsio import SpaceRegistry, connect, ensure_events_stream
 from engram_common.settings import GatewaySettings
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import EXCEPTION_HANDLERS
@@ -72,6 +72,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         js = nc.jetstream()
         registry = SpaceRegistry(js, replicas=settings.stream_replicas)
         await registry.open()
+        await ensure_events_stream(
+            js,
+            max_age=settings.events_max_age,
+            replicas=settings.stream_replicas,
+            max_consumers=settings.events_max_consumers,
+        )
         bridge = NatsBridge(nc, js, registry, settings)
         registry.on_change(bridge.on_space_change)
         await registry.start_watch()

@@ -25,7 +25,13 @@ from engram_common.messages import (
     StatusResponse,
     WorkerStatus,
 )
-from engram_common.natsio import SpaceConflict, SpaceLimitReached, SpaceRegistry, gather
+from engram_common.natsio import (
+    SpaceConflict,
+    SpaceLimitReached,
+    SpaceRegistry,
+    gather,
+    purge_events,
+)
 from engram_common.settings import GatewaySettings
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import (
@@ -71,6 +77,9 @@ class NatsBridge:
             raise Problem(404, "Space not found", f"memory space {space!r} does not exist")
         self.acked.pop(space, None)
         await self.registry.remove(space)
+        # its events go too (workers purge again once they have stopped hosting
+        # it, for events published in between)
+        await purge_events(self.js, space)
 
     def embedder_for(self, rec: SpaceRecord) -> Embedder:
         """The space's embedder (one instance per name and dim)."""

@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import numpy as np
 from litestar import Request, Response, delete, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
+from litestar.response import ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engram_common.embedders import Embedder, get_embedder
@@ -41,6 +43,7 @@ from engram_common.messages import (
 )
 from engram_common.metrics import GatewayMetrics
 from engram_gateway.bridge import NatsBridge
+from engram_gateway.events import EVENT_KINDS, EventFeed, parse_last_event_id, parse_types
 from engram_gateway.problems import Problem, field_problem, parse_body
 from engram_gateway.spaces import checked_space, resolve_space
 
@@ -591,6 +594,42 @@ async def status(
     return _raw(report.model_dump_json().encode())
 
 
+@get(
+    "/api/v1/spaces/{space:str}/events",
+    tags=["events"],
+    summary="The space's events as server-sent events",
+    description="A `text/event-stream` of this space's events only: `id` is the event's "
+    "sequence in the events stream, `event` its kind, `data` the event JSON. New events "
+    "only, unless `Last-Event-ID` (header or `?last_event_id=`) asks to resume after that "
+    "id. A `: keep-alive` comment is sent every 15 s while idle.",
+)
+async def space_events(
+    space: FromPath[str],
+    request: Request[Any, Any, Any],
+    state: State,
+    types: Annotated[
+        str | None,
+        QueryParameter(description=f"Comma-separated kinds: {', '.join(EVENT_KINDS)}."),
+    ] = None,
+    last_event_id: Annotated[
+        str | None, QueryParameter(description="Resume after this event id.")
+    ] = None,
+) -> ServerSentEvent:
+    bridge = _bridge(state)
+    space = resolve_space(request, space)
+    kinds = parse_types(types)
+    after = parse_last_event_id(request.headers.get("last-event-id", last_event_id))
+    await bridge.space_for_read(space)
+    feed = EventFeed(bridge.js, space, kinds, after)
+    await feed.open()  # before the headers go out: a client sees every later event
+    return ServerSentEvent(
+        feed.messages(),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # runs after the response, however it ended: the consumer never outlives it
+        background=BackgroundTask(feed.close),
+    )
+
+
 ROUTES = [
     health,
     ready,
@@ -607,6 +646,7 @@ ROUTES = [
     recall,
     link,
     consolidate,
+    space_events,
     legacy_remember,
     legacy_list_memories,
     legacy_get_memory,

@@ -23,6 +23,7 @@ from nats.js import api
 from pydantic import ValidationError
 
 from engram_common.embedders import get_embedder
+from engram_common.jetstream import close_consumer
 from engram_common.messages import ReloadReply, ReloadRequest
 from engram_common.natsio import SpaceRegistry, gather
 from engram_common.settings import WorkerSettings
@@ -143,7 +144,7 @@ async def fold_stream(
     try:
         await done.wait()
     finally:
-        await sub.unsubscribe()
+        await close_consumer(js, stream_name(state.space), sub)
     if progress is not None:
         progress("fold", total, total)
     return folded, target

@@ -39,7 +39,7 @@ from engram_common.messages import (
     error_reply,
 )
 from engram_common.metrics import OTHER, worker_metrics
-from engram_common.natsio import SpaceRegistry, connect
+from engram_common.natsio import SpaceRegistry, connect, purge_events
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
@@ -220,6 +220,10 @@ class Worker:
                 await self.snapshots.erase(space)
             except Exception:
                 log.exception("space %s: could not erase its snapshot", space)
+            try:
+                await purge_events(self.nc.jetstream(), space)
+            except Exception:
+                log.exception("space %s: could not purge its events", space)
         wanted = rec is not None and rec.status == "active"
         if wanted and host is None and space not in self._loading:
             self._spawn(self._host_quietly(space))
