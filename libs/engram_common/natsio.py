@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import nats
 import nats.js.errors
@@ -15,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engram_common.ids import validate_space_id
 from engram_common.messages import (
@@ -358,11 +359,18 @@ class SpaceRegistry:
             "decay": decay,
             "consolidation": consolidation,
         }
-        if any(v is not None and getattr(existing, k) != v for k, v in asked.items()):
+        differ = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
+        if differ:
+
+            def shown(value: Any) -> str:
+                if isinstance(value, BaseModel):
+                    return value.model_dump_json()
+                return str(value)
+
             raise SpaceConflict(
-                f"space {space!r} exists with dim={existing.dim}, metric={existing.metric}, "
-                f"embedder={existing.embedder}, links={existing.links!r}, "
-                f"decay={existing.decay!r}, consolidation={existing.consolidation!r}; asked for "
-                + ", ".join(f"{k}={v}" for k, v in asked.items() if v is not None)
+                f"space {space!r} exists with "
+                + ", ".join(f"{k}={shown(getattr(existing, k))}" for k in differ)
+                + "; asked for "
+                + ", ".join(f"{k}={shown(asked[k])}" for k in differ)
             )
         return existing, False
