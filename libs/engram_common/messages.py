@@ -42,6 +42,12 @@ Consistency = Literal["read_your_writes", "strong", "eventual"]
 MemoryKind = Literal["episodic", "semantic"]
 RecallMode = Literal["similarity", "spreading", "hybrid"]
 MAX_CONSOLIDATE_MEMBERS = 256
+#: what ``memory_space_id`` means in every command and query request
+TARGET_SPACE_DOC = (
+    "The space this message is meant for. Optional: null takes it from the subject "
+    "(spaces.<id>.…); when given it must name the subject's space, else the message is "
+    "rejected (a command) or answered with an error (a query)."
+)
 Metric = Literal["cos", "ip", "l2sq"]
 
 
@@ -175,6 +181,7 @@ class RememberCommand(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     command_id: CommandId
     memory: MemoryIn
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 class ForgetCommand(Model):
@@ -184,6 +191,7 @@ class ForgetCommand(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     command_id: CommandId
     memory_id: MemoryId
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 LinkKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
@@ -199,6 +207,7 @@ class LinkCommand(Model):
     target: MemoryId
     weight: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
     kind: LinkKind = "related"
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
     @model_validator(mode="after")
     def _two(self) -> LinkCommand:
@@ -215,6 +224,7 @@ class ReinforceCommand(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     command_id: CommandId
     memory_ids: list[MemoryId] = Field(min_length=1, max_length=MAX_BATCH)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 class ConsolidateCommand(Model):
@@ -227,6 +237,7 @@ class ConsolidateCommand(Model):
     command_id: CommandId
     memory_id: MemoryId
     members: list[MemoryId] = Field(min_length=2, max_length=MAX_CONSOLIDATE_MEMBERS)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
     @model_validator(mode="after")
     def _distinct(self) -> ConsolidateCommand:
@@ -305,6 +316,7 @@ class RecallRequest(Model):
     min_seq: int | None = Field(
         default=None, ge=0, description="Wait until the worker has applied this stream sequence."
     )
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
     @model_validator(mode="after")
     def _one_cue(self) -> RecallRequest:
@@ -359,6 +371,7 @@ class ConsolidateRequest(Model):
 
     dry_run: bool = False
     min_seq: int | None = Field(default=None, ge=0)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 class ConsolidatedGroup(Model):
@@ -377,6 +390,7 @@ class GetRequest(Model):
     memory_id: str
     include_embedding: bool = False
     min_seq: int | None = Field(default=None, ge=0)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 class GetResponse(Model):
@@ -390,6 +404,7 @@ class ListRequest(Model):
     cursor: str | None = None
     include_embedding: bool = False
     min_seq: int | None = Field(default=None, ge=0)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 class ListResponse(Model):
@@ -401,6 +416,7 @@ class ListResponse(Model):
 
 class StatsRequest(Model):
     min_seq: int | None = Field(default=None, ge=0)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
 
 
 class StatsResponse(Model):
@@ -480,6 +496,131 @@ class SpaceStatusRow(Model):
 class StatusResponse(Model):
     spaces: list[SpaceStatusRow]
     workers: list[str] = Field(description="Workers that answered.")
+
+
+# ---------------------------------------------------------------------------
+# export / import (``spaces.<id>.q.export`` and the NDJSON of GET …/export)
+
+
+class ExportRequest(Model):
+    """``spaces.<id>.q.export``: a page of the space's live memories in stream order,
+    each with its embedding and explicit links, ready to be imported elsewhere."""
+
+    limit: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="Only memories with all of these."
+    )
+    min_seq: int | None = Field(default=None, ge=0)
+    memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
+
+
+class ExportLink(Model):
+    """An explicit link of an exported memory, to a memory exported before it."""
+
+    target: MemoryId
+    weight: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
+    kind: LinkKind = "related"
+
+
+class ExportedMemory(Model):
+    """One memory line of an export (and of an import body).
+
+    ``embedding_b64`` (or ``embedding``) is the vector; without either the importing
+    gateway embeds ``content``. A ``semantic`` memory (made by consolidation) names
+    its ``members`` instead: the import consolidates them again. ``links`` are the
+    explicit links to memories that come earlier in the export. ``created_at``,
+    ``seq``, ``recalls`` and ``last_recall`` describe the source and are not imported.
+    """
+
+    id: MemoryId
+    content: str = Field(min_length=1)
+    embedding_b64: str | None = None
+    embedding: list[FiniteFloat] | None = None
+    confidence: float = Field(default=DEFAULT_CONFIDENCE, ge=0.0, le=1.0, allow_inf_nan=False)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA)
+    occurred_at: datetime | None = None
+    kind: MemoryKind = "episodic"
+    members: list[MemoryId] = Field(default_factory=list, max_length=MAX_CONSOLIDATE_MEMBERS)
+    links: list[ExportLink] = Field(default_factory=list)
+    created_at: datetime | None = None
+    seq: int | None = None
+    recalls: int = 0
+    last_recall: datetime | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> ExportedMemory:
+        if self.kind == "semantic" and len(set(self.members)) < 2:
+            raise ValueError("a semantic memory needs at least two distinct members")
+        if self.kind == "episodic" and self.members:
+            raise ValueError("only a semantic memory has members")
+        if any(link.target == self.id for link in self.links):
+            raise ValueError("a memory cannot be linked to itself")
+        return self
+
+    def memory_in(self) -> MemoryIn:
+        """The memory as a ``remember`` command carries it (validated)."""
+        return MemoryIn(
+            content=self.content,
+            id=self.id,
+            embedding=self.embedding,
+            embedding_b64=self.embedding_b64,
+            confidence=self.confidence,
+            tags=self.tags,
+            metadata=self.metadata,
+            occurred_at=self.occurred_at,
+        )
+
+
+class ExportResponse(Model):
+    space: str
+    applied_seq: int
+    memories: list[ExportedMemory]
+    next_cursor: str | None
+
+
+class SpaceSettings(Model):
+    """A space's settings as an export's header carries them (``?create=true``
+    creates the target space with them)."""
+
+    dim: int = Field(ge=2, le=4096)
+    metric: Metric = "cos"
+    embedder: str
+    links: LinkSettings | None = None
+    decay: DecaySettings | None = None
+    consolidation: ConsolidationSettings | None = None
+
+
+EXPORT_FORMAT_VERSION: Literal[1] = 1
+
+
+class ExportHeader(Model):
+    """The first line of an export."""
+
+    engram_export: Literal[1] = Field(description="The format version.")
+    space: str
+    exported_at: datetime
+    applied_seq: int = Field(description="The worker's position when the export began.")
+    tags: list[Tag] = Field(default_factory=list, description="The export's tag filter.")
+    settings: SpaceSettings
+
+
+class ExportEnd(Model):
+    """``{"end": …}``: the last line of a complete export."""
+
+    memories: int = Field(ge=0)
+    links: int = Field(ge=0)
+
+
+class ImportResult(Model):
+    """``POST …/import`` answer."""
+
+    space: str
+    created: bool = Field(description="The import created the space (?create=true).")
+    memories: int
+    links: int
+    seq: int | None = Field(description="The last stream sequence written (null: nothing).")
 
 
 class QueryError(Model):

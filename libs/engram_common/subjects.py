@@ -14,7 +14,7 @@ SNAPSHOT_BUCKET: Final = "ENGRAM_SNAPSHOTS"
 STREAM_PREFIX: Final = "ENGRAM_SPACE_"
 
 CommandVerb = Literal["remember", "forget", "link", "reinforce", "consolidate"]
-QueryName = Literal["recall", "get", "list", "stats", "consolidate"]
+QueryName = Literal["recall", "get", "list", "stats", "consolidate", "export"]
 EventKind = Literal["stored", "forgotten", "linked", "activated", "rejected", "consolidated"]
 
 #: Queue group shared by the workers that answer queries.

@@ -19,6 +19,7 @@ from engram_common import __version__
 from engram_common.metrics import GatewayMetrics, gateway_metrics
 from engram_common.natsio import SpaceRegistry, connect, ensure_events_stream
 from engram_common.settings import GatewaySettings
+from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.routes import ROUTES
@@ -94,7 +95,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 log.warning("gateway: NATS drain failed on shutdown: %r", exc)
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *asyncapi_routes(settings)],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[_timed],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,16 +159,28 @@ class NatsBridge:
         Each message carries ``Nats-Msg-Id = command_id``: a retry with the same
         ids inside the duplicate window is acknowledged without being stored twice.
         """
-        subject = command_subject(space, verb)
+        return await self.publish_raw(
+            space,
+            (
+                (verb, cmd.command_id, cmd.model_dump_json(exclude_none=True).encode())
+                for cmd in commands
+            ),
+        )
+
+    async def publish_raw(
+        self, space: str, messages: Iterable[tuple[CommandVerb, str, bytes]]
+    ) -> int:
+        """Publish ``(verb, command_id, body)`` messages in order, pipelined (bodies
+        already validated and encoded); return the last seq. As :meth:`publish`."""
         stream = stream_name(space)
         futures: list[asyncio.Future[Any]] = []
         try:
-            for cmd in commands:  # a loop, so a failure part-way can cancel the rest
-                futures.append(  # noqa: PERF401
+            for verb, command_id, body in messages:  # a failure part-way cancels the rest
+                futures.append(
                     await self.js.publish_async(
-                        subject,
-                        cmd.model_dump_json(exclude_none=True).encode(),
-                        headers={"Nats-Msg-Id": cmd.command_id},
+                        command_subject(space, verb),
+                        body,
+                        headers={"Nats-Msg-Id": command_id},
                         stream=stream,
                     )
                 )

@@ -46,6 +46,7 @@ from engram_gateway.bridge import NatsBridge
 from engram_gateway.events import EVENT_KINDS, EventFeed, parse_last_event_id, parse_types
 from engram_gateway.problems import Problem, field_problem, parse_body
 from engram_gateway.spaces import checked_space, resolve_space
+from engram_gateway.transfer import ROUTES as TRANSFER_ROUTES
 
 JSON = "application/json"
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Page size.")]
@@ -647,6 +648,7 @@ ROUTES = [
     link,
     consolidate,
     space_events,
+    *TRANSFER_ROUTES,
     legacy_remember,
     legacy_list_memories,
     legacy_get_memory,

@@ -20,6 +20,9 @@ from pydantic import BaseModel, ValidationError
 from engram_common.messages import (
     ConsolidateRequest,
     ConsolidateResponse,
+    ExportedMemory,
+    ExportLink,
+    ExportRequest,
     FailedSpace,
     GetRequest,
     GetResponse,
@@ -27,6 +30,7 @@ from engram_common.messages import (
     ListRequest,
     ListResponse,
     Memory,
+    MemoryKind,
     RecallRequest,
     RecallResponse,
     ReloadReply,
@@ -36,6 +40,7 @@ from engram_common.messages import (
     StatsResponse,
     StatusRequest,
     WorkerStatus,
+    encode_embedding,
     error_reply,
 )
 from engram_common.metrics import OTHER, worker_metrics
@@ -43,7 +48,8 @@ from engram_common.natsio import SpaceRegistry, connect, purge_events
 from engram_common.settings import WorkerSettings
 from engram_common.snapshots import SnapshotStore
 from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
-from engram_worker.core.state import RecallQuery, SpaceState, StoredMemory
+from engram_worker.core.state import ExportItem, RecallQuery, SpaceState, StoredMemory
+from engram_worker.core.wal import wrong_space
 from engram_worker.host import NotCaughtUp, SpaceHost
 
 log = logging.getLogger(__name__)
@@ -472,7 +478,11 @@ class Worker:
         return await asyncio.shield(task)
 
     async def _load(self, space: str) -> SpaceHost:
-        rec = self.registry.cached(space) or await self.registry.get(space)
+        rec = self.registry.cached(space)
+        if rec is None or rec.status != "active":
+            # not known here, or a deleted space's record while the watcher has yet
+            # to deliver its re-creation: the KV is the authority
+            rec = await self.registry.get(space)
         if rec is None or rec.status != "active":
             raise QueryFailed(404, "Space not found", f"memory space {space!r} does not exist")
         try:
@@ -527,11 +537,12 @@ class Worker:
             "list": self._list,
             "stats": self._stats,
             "consolidate": self._consolidate,
+            "export": self._export,
         }[name]
         return await answer(host, data or b"{}")
 
     async def _recall(self, host: SpaceHost, data: bytes) -> bytes:
-        req = _parse(RecallRequest, data)
+        req = _parse(RecallRequest, data, host.space)
         started = time.perf_counter()
         try:
             return await self._recall_parsed(host, req)
@@ -567,7 +578,7 @@ class Worker:
         )
 
     async def _consolidate(self, host: SpaceHost, data: bytes) -> bytes:
-        req = _parse(ConsolidateRequest, data)
+        req = _parse(ConsolidateRequest, data, host.space)
         await self._wait(host, req.min_seq)
         groups, seq = await host.consolidate(dry_run=req.dry_run)
         return _dump(
@@ -577,7 +588,7 @@ class Worker:
         )
 
     async def _get(self, host: SpaceHost, data: bytes) -> bytes:
-        req = _parse(GetRequest, data)
+        req = _parse(GetRequest, data, host.space)
         await self._wait(host, req.min_seq)
         rec = host.state.get(req.memory_id)
         if rec is None:
@@ -592,7 +603,7 @@ class Worker:
         )
 
     async def _list(self, host: SpaceHost, data: bytes) -> bytes:
-        req = _parse(ListRequest, data)
+        req = _parse(ListRequest, data, host.space)
         await self._wait(host, req.min_seq)
         try:
             after = int(req.cursor) if req.cursor else 0
@@ -623,8 +634,43 @@ class Worker:
             keep = max(1, min(len(memories) - 1, len(memories) * self._reply_budget // len(body)))
             memories, nxt = memories[:keep], recs[keep - 1].seq
 
+    async def _export(self, host: SpaceHost, data: bytes) -> bytes:
+        """A page of the space's memories as an export carries them (stream order),
+        cut short to fit in one NATS message; ``next_cursor`` continues after it."""
+        req = _parse(ExportRequest, data, host.space)
+        await self._wait(host, req.min_seq)
+        try:
+            after = int(req.cursor) if req.cursor else 0
+        except ValueError:
+            raise QueryFailed(
+                400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
+            ) from None
+
+        def page(st: SpaceState) -> tuple[list[tuple[int, bytes]], int | None, int]:
+            items, nxt = st.export_page(after, req.limit, req.tags)
+            return [(it.record.seq, _exported(st, it)) for it in items], nxt, st.applied_seq
+
+        lines, nxt, applied = await host.with_index(page)
+        # the reply must fit in one NATS message: stop before the memory that would
+        # not fit (always at least one), and continue right after the last one kept
+        head = b'{"space":%s,"applied_seq":%d,"memories":[' % (
+            json.dumps(host.space).encode(),
+            applied,
+        )
+        size, kept = len(head) + 64, 0
+        for _, line in lines:
+            if kept and size + len(line) + 1 > self._reply_budget:
+                nxt = lines[kept - 1][0]
+                break
+            size += len(line) + 1
+            kept += 1
+        cursor = b"null" if nxt is None else json.dumps(str(nxt)).encode()
+        return (
+            head + b",".join(line for _, line in lines[:kept]) + b'],"next_cursor":' + cursor + b"}"
+        )
+
     async def _stats(self, host: SpaceHost, data: bytes) -> bytes:
-        req = _parse(StatsRequest, data)
+        req = _parse(StatsRequest, data, host.space)
         await self._wait(host, req.min_seq)
         state = host.state
         return _dump(
@@ -648,11 +694,40 @@ class Worker:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _parse(model: type[M], data: bytes) -> M:
+def _parse(model: type[M], data: bytes, space: str) -> M:
+    """A query request for ``space`` (its subject's); a request whose
+    ``memory_space_id`` names another space is refused."""
     try:
-        return model.model_validate_json(data)
+        req = model.model_validate_json(data)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    why = wrong_space(getattr(req, "memory_space_id", None), space)
+    if why is not None:
+        raise QueryFailed(400, "Wrong memory space", why)
+    return req
+
+
+def _exported(state: SpaceState, item: ExportItem) -> bytes:
+    """One memory of an export as JSON (the vector as base64 of float32)."""
+    rec = item.record
+    vec = state.vector_of(rec)
+    memory = ExportedMemory.model_construct(
+        id=rec.id,
+        content=rec.content,
+        embedding_b64=None if vec is None else encode_embedding(vec),
+        confidence=rec.confidence,
+        tags=rec.tags,
+        metadata=rec.metadata,
+        occurred_at=rec.occurred_at,
+        kind=cast(MemoryKind, rec.kind),
+        members=item.members,
+        links=[ExportLink(target=t, weight=w, kind=k) for t, w, k in item.links],
+        created_at=rec.created_at,
+        seq=rec.seq,
+        recalls=rec.recalls,
+        last_recall=rec.last_recall,
+    )
+    return memory.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
 
 
 def _dump(model: BaseModel) -> bytes:

@@ -260,6 +260,16 @@ class FlushBatch:
     links: list[tuple[int, int, float, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ExportItem:
+    """A memory as an export carries it: the record, its explicit links to memories
+    exported before it ``(other id, weight, kind)`` and, semantic, its members."""
+
+    record: StoredMemory
+    links: list[tuple[str, float, str]]
+    members: list[str]
+
+
 def max_key(records: dict[str, StoredMemory]) -> int:
     return max((r.key for r in records.values()), default=0)
 
@@ -321,7 +331,7 @@ class SpaceState:
         if seq <= self.applied_seq:
             return None
         try:
-            command = decode(verb, data)
+            command = decode(verb, data, self.space)
             event: Event = (
                 self._remember(command, seq, timestamp)
                 if type(command) is Remember
@@ -1116,6 +1126,47 @@ class SpaceState:
         recs = [self._by_id[self._by_seq[s]] for s in seqs]
         more = i + limit < len(self._seqs)
         return recs, (seqs[-1] if more and seqs else None)
+
+    def export_page(
+        self, after_seq: int, limit: int, tags: Iterable[str] = ()
+    ) -> tuple[list[ExportItem], int | None]:
+        """Live memories after ``after_seq`` in stream order (only those carrying
+        every tag in ``tags``), each with what an import needs to rebuild it: its
+        explicit links to memories exported before it (each link once, on the later
+        memory of the pair) and, for a semantic memory, its exported members. A
+        semantic memory with fewer than two members in the export is left out (it
+        could not be consolidated again). Returns the page and the next cursor
+        (``None``: no more). Reads the graph: in a host, call it under the index lock."""
+        wanted = set(tags)
+        graph = self.graph
+
+        def exported(rec: StoredMemory) -> bool:
+            return not wanted or wanted.issubset(rec.tags)
+
+        items: list[ExportItem] = []
+        i = bisect.bisect_right(self._seqs, after_seq)
+        seqs = self._seqs
+        while i < len(seqs) and len(items) < limit:
+            rec = self._by_id[self._by_seq[seqs[i]]]
+            i += 1
+            if not exported(rec):
+                continue
+            links: list[tuple[str, float, str]] = []
+            members: list[str] = []
+            for other_key, weight, kind in graph.neighbours(rec.key):
+                other = self._by_key.get(other_key)
+                if other is None or other.seq >= rec.seq or not exported(other):
+                    continue
+                edge = graph.edge(rec.key, other_key)
+                if edge is not None and edge[2]:
+                    links.append((other.id, weight, kind))
+                elif kind == CONSOLIDATED and rec.kind == "semantic":
+                    members.append(other.id)
+            if rec.kind == "semantic" and len(members) < 2:
+                continue
+            links.sort(key=lambda t: self._by_id[t[0]].seq)
+            items.append(ExportItem(rec, links, sorted(members)))
+        return items, (items[-1].record.seq if items and i < len(seqs) else None)
 
     def vector_of(self, rec: StoredMemory) -> np.ndarray | None:
         vec = self._pending.get(rec.key)

@@ -125,9 +125,18 @@ _COMMANDS: dict[
 }
 
 
-def decode_command(verb: str, data: bytes) -> Command:
+def wrong_space(memory_space_id: str | None, space: str) -> str | None:
+    """Why a message naming ``memory_space_id`` may not act on ``space`` (the space of
+    the subject it came on), or ``None``. A message naming no space is its subject's."""
+    if memory_space_id is None or memory_space_id == space:
+        return None
+    return f"memory_space_id: {memory_space_id!r} is not the subject's space {space!r}"
+
+
+def decode_command(verb: str, data: bytes, space: str | None = None) -> Command:
     """Decode one WAL message with the contract's models; raises
-    :class:`CommandRejected` with a readable reason."""
+    :class:`CommandRejected` with a readable reason. ``space``: the space whose
+    subject the message came on (``None``: not checked, for tools outside a space)."""
     model = _COMMANDS.get(verb)
     if model is None:
         raise CommandRejected(
@@ -146,11 +155,14 @@ def decode_command(verb: str, data: bytes) -> Command:
             f"unsupported schema_version {doc.get('schema_version')!r}; expected 1", cid
         )
     try:
-        return model.model_validate(doc)
+        command = model.model_validate(doc)
     except ValidationError as exc:
         raise CommandRejected(_validation_reason(exc), cid) from None
     except (ValueError, RecursionError) as exc:
         raise CommandRejected(f"invalid message: {type(exc).__name__}", cid) from None
+    if space is not None and (why := wrong_space(command.memory_space_id, space)) is not None:
+        raise CommandRejected(f"invalid message: {why}", cid)
+    return command
 
 
 def from_model(command: Command) -> Decoded:
@@ -218,22 +230,27 @@ class _Remember(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     schema_version: Literal[1]  # required: a message without one is refused
     command_id: _CommandId
     memory: _Memory
+    memory_space_id: str | None = None  # accepted only when it is the subject's space
 
 
 class _Forget(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     schema_version: Literal[1]
     command_id: _CommandId
     memory_id: str
+    memory_space_id: str | None = None
 
 
 _REMEMBER = msgspec.json.Decoder(_Remember)
 _FORGET = msgspec.json.Decoder(_Forget)
 
 
-def _fast_remember(data: bytes) -> Remember | None:
+def _fast_remember(data: bytes, space: str | None) -> Remember | None:
     try:
         cmd = _REMEMBER.decode(data)
     except (msgspec.DecodeError, ValueError):  # ValueError: bytes that are not UTF-8
+        return None
+    # another space, or any space with none to compare: the referee decides
+    if cmd.memory_space_id is not None and cmd.memory_space_id != space:
         return None
     mem = cmd.memory
     if mem.id is not None and _ID.fullmatch(mem.id) is None:
@@ -288,36 +305,41 @@ def _fast_remember(data: bytes) -> Remember | None:
     )
 
 
-def _fast_forget(data: bytes) -> Forget | None:
+def _fast_forget(data: bytes, space: str | None) -> Forget | None:
     try:
         cmd = _FORGET.decode(data)
     except (msgspec.DecodeError, ValueError):  # ValueError: bytes that are not UTF-8
+        return None
+    if cmd.memory_space_id is not None and cmd.memory_space_id != space:
         return None
     if _ID.fullmatch(cmd.memory_id) is None:
         return None
     return Forget(command_id=cmd.command_id, memory_id=cmd.memory_id)
 
 
-def fast_decode(verb: str, data: bytes) -> Decoded | None:
+def fast_decode(verb: str, data: bytes, space: str | None = None) -> Decoded | None:
     """The command if the fast path can vouch for it, else ``None``."""
     if verb == "remember":
-        return _fast_remember(data)
+        return _fast_remember(data, space)
     if verb == "forget":
-        return _fast_forget(data)
+        return _fast_forget(data, space)
     return None
 
 
-def decode(verb: str, data: bytes) -> Decoded:
-    """Decode one WAL message; raises :class:`CommandRejected` with a readable reason."""
+def decode(verb: str, data: bytes, space: str | None = None) -> Decoded:
+    """Decode one WAL message of space ``space``'s subject; raises
+    :class:`CommandRejected` with a readable reason, also when the message's
+    ``memory_space_id`` names another space. (``space=None``: not checked, for
+    tools that decode outside a space.)"""
     command: Decoded | None = (
-        _fast_remember(data)
+        _fast_remember(data, space)
         if verb == "remember"
-        else _fast_forget(data)
+        else _fast_forget(data, space)
         if verb == "forget"
         else None
     )
     if command is None:
-        command = from_model(decode_command(verb, data))
+        command = from_model(decode_command(verb, data, space))
     return command
 
 
