@@ -7,7 +7,10 @@ import asyncio
 import logging
 import sys
 
+from engram_common.memory_cli import add_parser as memory_parser
+from engram_common.space_cli import add_parser as space_parser
 from engram_common.status_cli import add_parser as status_parser
+from engram_common.transfer_cli import add_parsers as transfer_parsers
 
 
 def _logging(level: str) -> None:
@@ -59,6 +62,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return run_status(args)
 
 
+def cmd_space(args: argparse.Namespace) -> int:
+    from engram_common.space_cli import run_space
+
+    return run_space(args)
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from engram_common.memory_cli import run_memory
+
+    return run_memory(args)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from engram_common import transfer_cli
+
+    run = {
+        "export": transfer_cli.run_export,
+        "import": transfer_cli.run_import,
+        "migrate": transfer_cli.run_migrate,
+    }[args.command]
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram", description="Engram: cognitive memory spaces for AI agents on NATS."
@@ -91,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
     status_parser(sub).set_defaults(func=cmd_status)
+    space_parser(sub).set_defaults(func=cmd_space)
+    memory_parser(sub).set_defaults(func=cmd_memory)
+    for p in transfer_parsers(sub).values():
+        p.set_defaults(func=cmd_transfer)
     return parser
 
 

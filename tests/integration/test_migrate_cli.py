@@ -1,0 +1,137 @@
+"""``engram export`` / ``import`` / ``migrate`` against a real gateway and worker:
+a copy keeps ids and records, ``--tag`` copies only the tagged memories,
+``--move`` leaves the source without what it moved (and only what it moved)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from engram_common import transfer_cli
+from engram_common.cli import build_parser
+
+Client = httpx.AsyncClient
+
+
+async def engram(*argv: str) -> tuple[int, str, str]:
+    """Run ``engram ARGV`` in a thread (the gateway serves in this loop)."""
+    out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(list(argv))
+    run = {
+        "export": transfer_cli.run_export,
+        "import": transfer_cli.run_import,
+        "migrate": transfer_cli.run_migrate,
+    }[args.command]
+    code = await asyncio.to_thread(
+        run, args, Console(file=out, color_system=None), Console(file=err, color_system=None)
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+def url_of(client: Client) -> str:
+    return str(client.base_url).rstrip("/")
+
+
+async def fill(client: Client, space: str) -> None:
+    memories = [
+        {
+            "id": f"m{i}",
+            "content": f"memory number {i}",
+            "tags": ["tenant-x"] if i % 3 == 0 else ["other"],
+            "metadata": {"i": str(i)},
+        }
+        for i in range(12)
+    ]
+    r = await client.post(f"/api/v1/spaces/{space}/memories", json={"memories": memories})
+    assert r.status_code == 202, r.text
+    r = await client.post(
+        f"/api/v1/spaces/{space}/links", json={"source": "m0", "target": "m3", "weight": 0.7}
+    )
+    assert r.status_code == 202, r.text
+
+
+async def ids(client: Client, space: str) -> list[str]:
+    r = await client.get(f"/api/v1/spaces/{space}/memories", params={"limit": 1000})
+    if r.status_code == 404:
+        return []
+    assert r.status_code == 200, r.text
+    return [m["id"] for m in r.json()["memories"]]
+
+
+async def records(client: Client, space: str) -> dict[str, Any]:
+    r = await client.get(
+        f"/api/v1/spaces/{space}/memories", params={"limit": 1000, "include_embedding": "true"}
+    )
+    keep = ("id", "content", "confidence", "tags", "metadata", "occurred_at", "kind", "embedding")
+    return {m["id"]: {k: m[k] for k in keep} for m in r.json()["memories"]}
+
+
+async def test_migrate_copies(client: Client, new_space: Any) -> None:
+    a, b = new_space("src"), new_space("dst")
+    await fill(client, a)
+    code, out, err = await engram(
+        "migrate", "--from", a, "--to", b, "--url", url_of(client), "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["memories"] == 12 and summary["links"] == 1 and summary["forgotten"] == 0
+    assert summary["created"] is True
+    assert await ids(client, b) == await ids(client, a) == [f"m{i}" for i in range(12)]
+    assert await records(client, b) == await records(client, a)
+
+
+async def test_migrate_by_tag_and_move(client: Client, new_space: Any) -> None:
+    a, b = new_space("src"), new_space("dst")
+    await fill(client, a)
+    code, out, err = await engram(
+        "migrate",
+        "--from",
+        a,
+        "--to",
+        b,
+        "--tag",
+        "tenant-x",
+        "--move",
+        "--url",
+        url_of(client),
+        "--json",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    moved = [f"m{i}" for i in range(0, 12, 3)]
+    assert summary["memories"] == len(moved) == summary["forgotten"]
+    assert summary["links"] == 1  # m0 — m3: both tagged
+    assert await ids(client, b) == moved
+    assert await ids(client, a) == [f"m{i}" for i in range(12) if i % 3]
+
+
+async def test_export_then_import_files(client: Client, new_space: Any, tmp_path: Path) -> None:
+    a, b = new_space("src"), new_space("dst")
+    await fill(client, a)
+    path = tmp_path / "a.ndjson"
+    code, out, err = await engram(
+        "export", "--space", a, "-o", str(path), "--url", url_of(client), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["memories"] == 12
+    assert len(path.read_text().splitlines()) == 14  # header, 12 memories, end
+    # the space must exist unless --create
+    code, _, err = await engram("import", "--space", b, str(path), "--url", url_of(client))
+    assert code == 1 and "404" in err
+    code, out, err = await engram(
+        "import", "--space", b, "--create", str(path), "--url", url_of(client), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["memories"] == 12
+    assert await records(client, b) == await records(client, a)
+
+
+async def test_unreachable_gateway_exits_2(new_space: Any) -> None:
+    code, _, err = await engram("export", "--space", new_space("x"), "--url", "http://127.0.0.1:9")
+    assert code == 2 and "cannot reach" in err
