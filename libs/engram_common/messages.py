@@ -175,6 +175,23 @@ class Memory(Model):
 # commands (into the WAL)
 
 
+class MemoryHistory(Model):
+    """A memory's age and reinforcement in the space it comes from, carried over by
+    an import so that its links, decay and retention are what they were there.
+    The fold never lets them lie ahead of the message: ``created_at`` is at most
+    the message's time, and ``last_recall`` lies between the two."""
+
+    created_at: datetime = Field(description="When the memory was first stored.")
+    recalls: int = Field(default=0, ge=0, description="How often recall returned it.")
+    last_recall: datetime | None = Field(default=None, description="When recall last did.")
+
+
+HISTORY_DOC = (
+    "Imports only: the memory's created_at, recalls and last_recall in the space it "
+    "comes from (default: a new memory, created at the message's time)."
+)
+
+
 class RememberCommand(Model):
     """``spaces.<id>.remember``: store one memory (an existing id is replaced)."""
 
@@ -182,6 +199,7 @@ class RememberCommand(Model):
     command_id: CommandId
     memory: MemoryIn
     memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
+    history: MemoryHistory | None = Field(default=None, description=HISTORY_DOC)
 
 
 class ForgetCommand(Model):
@@ -238,6 +256,7 @@ class ConsolidateCommand(Model):
     memory_id: MemoryId
     members: list[MemoryId] = Field(min_length=2, max_length=MAX_CONSOLIDATE_MEMBERS)
     memory_space_id: SpaceId | None = Field(default=None, description=TARGET_SPACE_DOC)
+    history: MemoryHistory | None = Field(default=None, description=HISTORY_DOC)
 
     @model_validator(mode="after")
     def _distinct(self) -> ConsolidateCommand:
@@ -530,7 +549,9 @@ class ExportedMemory(Model):
     gateway embeds ``content``. A ``semantic`` memory (made by consolidation) names
     its ``members`` instead: the import consolidates them again. ``links`` are the
     explicit links to memories that come earlier in the export. ``created_at``,
-    ``seq``, ``recalls`` and ``last_recall`` describe the source and are not imported.
+    ``recalls`` and ``last_recall`` are carried over (see :class:`MemoryHistory`), so
+    temporal links, decay and retention in the new space are what they were; ``seq``
+    describes the source only.
     """
 
     id: MemoryId
@@ -546,7 +567,7 @@ class ExportedMemory(Model):
     links: list[ExportLink] = Field(default_factory=list)
     created_at: datetime | None = None
     seq: int | None = None
-    recalls: int = 0
+    recalls: int = Field(default=0, ge=0)
     last_recall: datetime | None = None
 
     @model_validator(mode="after")
@@ -558,6 +579,14 @@ class ExportedMemory(Model):
         if any(link.target == self.id for link in self.links):
             raise ValueError("a memory cannot be linked to itself")
         return self
+
+    def history(self) -> MemoryHistory | None:
+        """What the import carries over (``None`` without a ``created_at``: a new memory)."""
+        if self.created_at is None:
+            return None
+        return MemoryHistory(
+            created_at=self.created_at, recalls=self.recalls, last_recall=self.last_recall
+        )
 
     def memory_in(self) -> MemoryIn:
         """The memory as a ``remember`` command carries it (validated)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -198,3 +198,83 @@ def test_the_links_do_not_depend_on_how_indexing_was_batched(
         if seq in flush_after:
             many.flush()
     assert edges(many) == edges(one)
+
+
+def imported(mid: str, seq: int, created: datetime, **history: Any) -> bytes:
+    """A ``remember`` as an import writes it: the memory's history carried over."""
+    doc = json.loads(remember(mid, memory_id=mid, command_id=f"c{seq}", embedding=basis(DIM, seq)))
+    doc["history"] = {"created_at": created.isoformat(), **history}
+    return body(doc)
+
+
+def test_imported_memories_are_linked_by_their_original_times() -> None:
+    """An import writes memories seconds apart; links follow when they were first
+    stored, so memories a day apart in the source stay unlinked in the copy, and
+    an old memory is not linked to the new ones stored before the import."""
+    state = make_state(DIM, semantic_k=0, temporal_half_life_s=10, temporal_weight=1.0)
+    state.apply_message(
+        "remember", remember("new", memory_id="new", embedding=basis(DIM, 7)), 1, ts(1)
+    )
+    day = timedelta(days=1)
+    for seq, (mid, created) in enumerate(
+        [
+            ("a", EPOCH - 2 * day),
+            ("b", EPOCH - 2 * day + timedelta(seconds=10)),
+            ("c", EPOCH - day),
+        ],
+        start=2,
+    ):
+        state.apply_message("remember", imported(mid, seq, created), seq, ts(seq))
+    assert edges(state) == {("a", "b"): (0.5, "temporal", False)}
+    rec = state.get("c")
+    assert rec is not None and rec.created_at == EPOCH - day
+
+
+def test_imported_history_never_lies_ahead_of_the_message() -> None:
+    state = make_state(DIM, semantic_k=0, temporal_max=0)
+    future = ts(1) + timedelta(days=3)
+    state.apply_message("remember", imported("a", 1, future, recalls=4), 1, ts(1))
+    state.apply_message(
+        "remember",
+        imported("b", 2, EPOCH - timedelta(days=9), recalls=2, last_recall=future.isoformat()),
+        2,
+        ts(2),
+    )
+    a, b = state.get("a"), state.get("b")
+    assert a is not None and b is not None
+    assert (a.created_at, a.recalls, a.last_recall) == (ts(1), 4, None)
+    assert (b.created_at, b.recalls, b.last_recall) == (EPOCH - timedelta(days=9), 2, ts(2))
+
+
+def test_imported_history_keeps_retention() -> None:
+    """Decay is computed from the carried-over age and recalls, as in the source."""
+    source = make_state(DIM, semantic_k=0, temporal_max=0)
+    source.apply_message(
+        "remember", remember("m", memory_id="m", embedding=basis(DIM, 1)), 1, EPOCH
+    )
+    for seq in (2, 3):  # recalled twice, an hour and two hours later
+        source.apply_message(
+            "reinforce",
+            body({"schema_version": 1, "command_id": f"r{seq}", "memory_ids": ["m"]}),
+            seq,
+            EPOCH + timedelta(hours=seq - 1),
+        )
+    src = source.get("m")
+    assert src is not None and src.recalls == 2
+    copy = make_state(DIM, semantic_k=0, temporal_max=0)
+    history = {"recalls": src.recalls, "last_recall": src.last_recall.isoformat()}  # type: ignore[union-attr]
+    copy.apply_message(
+        "remember", imported("m", 1, src.created_at, **history), 1, EPOCH + timedelta(days=5)
+    )
+    got = copy.get("m")
+    assert got is not None
+    assert (got.created_at, got.recalls, got.last_recall) == (
+        src.created_at,
+        src.recalls,
+        src.last_recall,
+    )
+    later = (EPOCH + timedelta(days=7)).timestamp()
+    cue = basis(DIM, 1)
+    [want_r] = source.recall(cue, 1, now=later)
+    [got_r] = copy.recall(cue, 1, now=later)
+    assert got_r.retention == want_r.retention < 1.0

@@ -324,7 +324,10 @@ class _Importer:
                 )
             verb: CommandVerb = "consolidate"
             body: ConsolidateCommand | RememberCommand = ConsolidateCommand(
-                command_id=self.command_id(n), memory_id=memory.id, members=members
+                command_id=self.command_id(n),
+                memory_id=memory.id,
+                members=members,
+                history=memory.history(),
             )
         else:
             vec = memory_in.vector()
@@ -341,6 +344,7 @@ class _Importer:
                 memory=memory_in.model_copy(
                     update={"embedding": None, "embedding_b64": encode_embedding(np.asarray(vec))}
                 ),
+                history=memory.history(),
             )
         data = body.model_dump_json(exclude_none=True).encode()
         self.spool.write(f"{verb}\t{body.command_id}\t".encode() + data + b"\n")

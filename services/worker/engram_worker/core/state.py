@@ -36,6 +36,7 @@ from engram_common.messages import (
     MemoriesLinked,
     Memory,
     MemoryForgotten,
+    MemoryHistory,
     MemoryStored,
     MessageRejected,
     RecallMode,
@@ -227,6 +228,16 @@ class RecallQuery:
         return bool(self.tags) or self.since is not None or self.until is not None
 
 
+def _carried(history: MemoryHistory, stored: datetime) -> tuple[datetime, int, datetime | None]:
+    """An import's (created_at, recalls, last_recall), never ahead of the message
+    time ``stored``: a replay folds them the same way whatever the clock says."""
+    created = min(as_utc(history.created_at), stored)
+    last = history.last_recall
+    if last is not None:
+        last = min(max(as_utc(last), created), stored)
+    return created, history.recalls, last
+
+
 def _epoch(when: datetime) -> float:
     return as_utc(when).timestamp()
 
@@ -372,6 +383,9 @@ class SpaceState:
                 raise CommandRejected(f"memory.embedding: {problem}", command.command_id)
         memory_id = command.memory_id or command.command_id
         created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        recalls, last_recall = 0, None
+        if command.history is not None:
+            created, recalls, last_recall = _carried(command.history, created)
         replaced = self._drop(memory_id) if memory_id in self._by_id else None
         key = self._next_key
         self._next_key += 1
@@ -389,6 +403,8 @@ class SpaceState:
             metadata=command.metadata or _NO_METADATA,
             occurred_at=command.occurred_at or created,
             created_at=created,
+            recalls=recalls,
+            last_recall=last_recall,
         )
         # what _add does, inline: this is the fold's hot path
         self._by_id[memory_id] = rec
@@ -466,6 +482,9 @@ class SpaceState:
                 command.command_id,
             )
         created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        recalls, last_recall = 0, None
+        if command.history is not None:
+            created, recalls, last_recall = _carried(command.history, created)
         replaced = self._drop(command.memory_id)
         key = self._next_key
         self._next_key += 1
@@ -486,6 +505,8 @@ class SpaceState:
             occurred_at=max(members, key=lambda m: (_epoch(m.occurred_at), m.seq)).occurred_at,
             created_at=created,
             kind="semantic",
+            recalls=recalls,
+            last_recall=last_recall,
         )
         self._add(rec, centroid)
         for member in members:
@@ -585,7 +606,9 @@ class SpaceState:
                 continue  # a consolidated memory is linked to its members instead
             at = rec.created_at.timestamp()
             for n, (prev, prev_at) in enumerate(reversed(self._recent)):
-                gap = max(at - prev_at, 0.0)
+                # abs: an imported memory keeps its original time, older than
+                # the memories stored before it in this space
+                gap = abs(at - prev_at)
                 weight = ls.temporal_weight * math.exp2(-gap / ls.temporal_half_life_s)
                 if n >= ls.temporal_max or gap > ls.temporal_window_s or weight < _MIN_WEIGHT:
                     break

@@ -42,6 +42,7 @@ from engram_common.messages import (
     ConsolidateCommand,
     ForgetCommand,
     LinkCommand,
+    MemoryHistory,
     ReinforceCommand,
     RememberCommand,
 )
@@ -69,6 +70,7 @@ class Remember(msgspec.Struct, gc=False):
     occurred_at: datetime | None
     vector: np.ndarray | None  # float32; None: embed the content
     nonzero: bool = False  # the decoder saw a finite, non-zero vector
+    history: MemoryHistory | None = None  # imports: age and reinforcement carried over
 
 
 class Forget(msgspec.Struct, gc=False):
@@ -93,6 +95,7 @@ class Consolidate(msgspec.Struct, gc=False):
     command_id: str
     memory_id: str
     members: list[str]
+    history: MemoryHistory | None = None
 
 
 Decoded = Remember | Forget | Link | Reinforce | Consolidate
@@ -173,6 +176,7 @@ def from_model(command: Command) -> Decoded:
             command_id=command.command_id,
             memory_id=command.memory_id,
             members=list(command.members),
+            history=command.history,
         )
     if isinstance(command, ForgetCommand):
         return Forget(command_id=command.command_id, memory_id=command.memory_id)
@@ -194,6 +198,7 @@ def from_model(command: Command) -> Decoded:
         metadata=dict(mem.metadata),
         occurred_at=mem.occurred_at,
         vector=mem.vector(),
+        history=command.history,
     )
 
 
@@ -231,6 +236,8 @@ class _Remember(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     command_id: _CommandId
     memory: _Memory
     memory_space_id: str | None = None  # accepted only when it is the subject's space
+    # no `history`: an import's command is an unknown shape here and goes to the
+    # referee, which the rare import can afford
 
 
 class _Forget(msgspec.Struct, forbid_unknown_fields=True, gc=False):
