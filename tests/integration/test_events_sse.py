@@ -236,3 +236,28 @@ async def test_deleting_a_space_drops_its_events(
     await settled(client, gone, "g-new")
     async with events(client, gone, last_event_id="0") as feed:
         assert (await feed.next()).data["memory_id"] == "g-new"
+
+
+async def test_resuming_after_expired_events_announces_the_gap(
+    client: httpx.AsyncClient, nc: Nats, space_id: str
+) -> None:
+    """Events older than ENGRAM_EVENTS_MAX_AGE are gone: a client resuming from
+    before them is told, rather than silently missing what it never saw."""
+    await settled(client, space_id, "m-0")
+    async with events(client, space_id) as feed:
+        for m in ("m-1", "m-2", "m-3"):
+            await remember(client, space_id, m)
+        first, _, third = await feed.take(3)
+    # what max_age does with time: everything before m-3's event leaves the stream
+    await nc.jetstream().purge_stream(EVENTS_STREAM, seq=int(third.id))
+    async with events(client, space_id, headers={"Last-Event-ID": first.id}) as feed:
+        gap = await feed.next()
+        assert gap.event == "gap"
+        assert gap.data == {"space": space_id, "after": int(first.id), "first_kept": int(third.id)}
+        assert gap.id == ""  # no id: the client's Last-Event-ID stays its last real event
+        assert (await feed.next()).data["memory_id"] == "m-3"
+    # resuming from an event still kept: no gap
+    async with events(client, space_id, headers={"Last-Event-ID": third.id}) as feed:
+        await remember(client, space_id, "m-4")
+        got = await feed.next()
+        assert (got.event, got.data["memory_id"]) == ("stored", "m-4")

@@ -7,6 +7,7 @@ that reconnects with ``Last-Event-ID`` resumes right after the last event it saw
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import get_args
@@ -97,6 +98,9 @@ class EventFeed:
         self.after = after
         self.heartbeat = HEARTBEAT_S if heartbeat is None else heartbeat
         self._sub: nats.js.JetStreamContext.PushSubscription | None = None
+        #: (the client's last event id, the oldest id the stream still keeps) when
+        #: events in between are gone
+        self.gap: tuple[int, int] | None = None
 
     async def open(self) -> None:
         config = api.ConsumerConfig(
@@ -108,6 +112,11 @@ class EventFeed:
         else:
             config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = self.after + 1
+            first = (await self._js.stream_info(EVENTS_STREAM)).state.first_seq
+            if first > self.after + 1:
+                # events after the client's last one have expired (max_age) or been
+                # purged: it may have missed some and should re-read the state
+                self.gap = (self.after, first)
         self._sub = await self._js.subscribe(
             self.filters[0], stream=EVENTS_STREAM, config=config, ordered_consumer=True
         )
@@ -120,6 +129,12 @@ class EventFeed:
 
     async def messages(self) -> AsyncIterator[ServerSentEventMessage]:
         try:
+            if self.gap is not None:
+                after, first = self.gap
+                yield ServerSentEventMessage(
+                    data=json.dumps({"space": self.space, "after": after, "first_kept": first}),
+                    event="gap",
+                )
             while (sub := self._sub) is not None:
                 try:
                     msg = await sub.next_msg(timeout=self.heartbeat)
