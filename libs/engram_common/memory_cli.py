@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engram_common.client import EngramClient, InvalidInput, Space
-from engram_common.client.errors import invalid_input
-from engram_common.ids import space_id_problem
+from engram_common.client.errors import field_error, invalid_input
+from engram_common.ids import MEMORY_ID_EXPECTED, MEMORY_ID_RE, space_id_problem
 from engram_common.messages import MAX_BATCH, Memory, MemoryIn
 from engram_common.space_cli import (
     OK,
@@ -297,13 +297,64 @@ async def _list(client: EngramClient, args: argparse.Namespace, out: Console, _:
 # -- writes --------------------------------------------------------------------
 
 
-async def _forget(client: EngramClient, args: argparse.Namespace, out: Console, _: Console) -> int:
-    seq = await client.space(args.space).forget(args.memory_id)
+def read_ids(lines: list[str]) -> list[str]:
+    """The memory ids of a file, one a line (blank lines skipped); a bad id raises
+    :class:`InvalidInput` naming its line."""
+    ids = []
+    for n, line in enumerate(lines, 1):
+        memory_id = line.strip()
+        if not memory_id:
+            continue
+        if not MEMORY_ID_RE.fullmatch(memory_id):
+            raise field_error(f"line {n}", f"{memory_id!r} is invalid: {MEMORY_ID_EXPECTED}")
+        ids.append(memory_id)
+    return ids
+
+
+async def _forget(
+    client: EngramClient, args: argparse.Namespace, out: Console, err: Console
+) -> int:
+    ids: list[str] = list(args.memory_ids)
+    if args.file is not None:
+        try:
+            if args.file == "-":
+                text = await asyncio.to_thread(sys.stdin.read)
+            else:
+                text = await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8")
+        except OSError as exc:
+            error(err, f"cannot read {args.file}: {exc.strerror or exc}")
+            return USAGE
+        ids += read_ids(text.splitlines())
+        if not ids:
+            error(err, f"{args.file}: no memory ids in it")
+            return USAGE
+    if not ids:
+        error(err, "give the memory IDs to forget, or --file with one id a line")
+        return USAGE
+    space = client.space(args.space)
+    seq = 0
+    with Progress(
+        TextColumn("forgetting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=not args.json and err.is_terminal,
+        disable=len(ids) <= MAX_BATCH,  # one request: nothing to show
+    ) as progress:
+        task = progress.add_task("forget", total=len(ids))
+        for start in range(0, len(ids), MAX_BATCH):
+            chunk = ids[start : start + MAX_BATCH]
+            seq = max(seq, await space.forget_many(chunk))
+            progress.advance(task, len(chunk))
     if args.json:
-        print_json(out, {"seq": seq})
+        print_json(out, {"seq": seq, "count": len(ids)})
+    elif len(ids) == 1:
+        out.print(f"forgot {escape(ids[0])} in {escape(space.id)} (seq {seq})", highlight=False)
     else:
         out.print(
-            f"forgot {escape(args.memory_id)} in {escape(args.space)} (seq {seq})", highlight=False
+            f"forgot {len(ids):,} memories in {escape(space.id)} (last seq {seq})",
+            highlight=False,
         )
     return OK
 
@@ -427,8 +478,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     lst.add_argument("--cursor", help="next_cursor of the previous page")
     lst.add_argument("--all", action="store_true", help="every page")
 
-    forget = verbs.add_parser("forget", parents=[common], help="forget a memory (erased)")
-    forget.add_argument("memory_id", metavar="ID")
+    forget = verbs.add_parser(
+        "forget",
+        parents=[common],
+        help="forget memories (erased)",
+        description="Forget each ID (and each id of --file, one a line), up to 1000 per "
+        "request. Unknown ids are no-ops; the space must exist.",
+    )
+    forget.add_argument("memory_ids", nargs="*", metavar="ID", help="the memories to forget")
+    forget.add_argument("--file", "-f", metavar="PATH", help="one id a line; '-' reads stdin")
 
     link = verbs.add_parser("link", parents=[common], help="associate two memories")
     link.add_argument("source", metavar="A")

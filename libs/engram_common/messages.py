@@ -722,6 +722,16 @@ class MemoriesConsolidated(Model):
     members: list[str] = Field(description="Its members that existed when it was made.")
 
 
+class EventsGap(Model):
+    """Not a WAL event: what an event stream resumed after ``after`` says first when
+    the events between it and ``first_kept`` are gone (older than the events
+    stream keeps, or purged), so its reader may have missed some of its space's."""
+
+    space: str
+    after: int = Field(description="The event id the stream was resumed after.")
+    first_kept: int = Field(description="The oldest event id still kept.")
+
+
 class MessageRejected(Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     space: str

@@ -4,8 +4,9 @@ format is in docs/api.md#export-and-import).
 
 ``migrate --from A --to B`` exports A into a temporary file, imports it into B
 (created with A's settings when it does not exist), and with ``--move`` then
-forgets in A every memory it copied — only once B's import has been
-acknowledged, so a failure at any step leaves A whole.
+forgets in A every memory it copied (``POST …/forget``, 1000 ids a request) —
+only once B's import has been acknowledged, so a failure at any step leaves A
+holding everything not yet in B.
 
 Exit codes: ``0`` done; ``1`` the gateway refused (a problem: unknown space, bad
 line, dim mismatch…) or the export was incomplete; ``2`` the gateway could not be
@@ -15,7 +16,6 @@ reached.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import os
 import sys
@@ -37,6 +37,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from engram_common.messages import MAX_BATCH
 from engram_common.settings import GatewaySettings
 
 OK, REFUSED, UNREACHABLE = 0, 1, 2
@@ -46,7 +47,6 @@ DEFAULT_URL = (
     f"{GatewaySettings.model_fields['http_port'].default}"
 )
 CHUNK = 256 * 1024
-FORGET_CONCURRENCY = 16
 
 
 class TransferFailed(Exception):
@@ -166,30 +166,22 @@ def import_from(
     return body
 
 
-def forget_all(client: httpx.Client, space: str, ids: list[str], console: Console) -> int:
-    """Forget ``ids`` in ``space`` (a few at a time); returns how many were forgotten."""
-
-    def forget(memory_id: str) -> None:
-        r = client.delete(f"/api/v1/spaces/{space}/memories/{memory_id}")
-        if r.status_code != 202:
-            raise _problem(r, f"forget {memory_id!r} in {space!r}")
-
-    done = 0
-    with (
-        _progress(console) as progress,
-        concurrent.futures.ThreadPoolExecutor(FORGET_CONCURRENCY) as pool,
-    ):
+def forget_many(client: httpx.Client, space: str, ids: list[str], console: Console) -> int:
+    """Forget ``ids`` in ``space``, up to 1000 per ``POST …/forget`` (each answered once
+    its forget commands are in the WAL); returns how many ids were forgotten."""
+    with _progress(console) as progress:
         task = progress.add_task(f"forget in {space}", total=len(ids))
-        for future in concurrent.futures.as_completed([pool.submit(forget, i) for i in ids]):
-            future.result()
-            done += 1
-            progress.advance(task)
-    return done
+        for start in range(0, len(ids), MAX_BATCH):
+            batch = ids[start : start + MAX_BATCH]
+            r = client.post(f"/api/v1/spaces/{space}/forget", json={"ids": batch})
+            if r.status_code != 202:
+                raise _problem(r, f"forget in {space!r}")
+            progress.advance(task, len(batch))
+    return len(ids)
 
 
 def _client(url: str) -> httpx.Client:
-    limits = httpx.Limits(max_connections=FORGET_CONCURRENCY + 2)
-    return httpx.Client(base_url=url, timeout=httpx.Timeout(120.0, connect=10.0), limits=limits)
+    return httpx.Client(base_url=url, timeout=httpx.Timeout(120.0, connect=10.0))
 
 
 def _run(
@@ -271,8 +263,16 @@ def run_migrate(
                 exported = export_to(client, args.source, args.tag, f, console)
             imported = import_from(client, args.target, path, True, console)
         forgotten = 0
-        if args.move:  # B has acknowledged every memory: now they may leave A
-            forgotten = forget_all(client, args.source, exported["ids"], console)
+        if args.move:
+            # B has acknowledged every memory it imported: those, and only those, may
+            # leave A. The import takes a file whole or not at all, so that is every
+            # exported id; should the counts ever differ, A keeps everything.
+            if imported["memories"] != len(exported["ids"]):
+                raise TransferFailed(
+                    f"{args.target!r} imported {imported['memories']} memories of the "
+                    f"{len(exported['ids'])} exported: nothing forgotten in {args.source!r}"
+                )
+            forgotten = forget_many(client, args.source, exported["ids"], console)
         return {
             "from": args.source,
             "to": args.target,

@@ -112,6 +112,50 @@ async def test_memory_commands(url: str, space_id: str, monkeypatch: pytest.Monk
     assert code == 2 and "confidence" in err
 
 
+async def test_memory_forget_many(
+    url: str, space_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = ("--space", space_id, "--url", url)
+    await ok_json("space", "create", space_id, "--dim", "8", "--url", url)
+    lines = "\n".join(f'{{"id": "m{i}", "content": "memory {i}"}}' for i in range(1200))
+    path = tmp_path / "memories.ndjson"
+    path.write_text(lines + "\n")
+    assert (await ok_json("memory", "remember", "--file", str(path), *s))["count"] == 1200
+
+    # several IDs on the command line
+    assert (await ok_json("memory", "forget", "m0", "m1", "ghost", *s))["count"] == 3
+    code, out, _ = await engram("memory", "forget", "m2", "m3", *s)
+    assert code == 0 and "forgot 2 memories" in out
+
+    # a file of ids (more than one request), and stdin
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"m{i}" for i in range(4, 1100)) + "\n\n")
+    forgot = await ok_json("memory", "forget", "--file", str(ids), *s)
+    assert forgot["count"] == 1096 and forgot["seq"] > 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("m1100\nm1101\n"))
+    assert (await ok_json("memory", "forget", "--file", "-", *s))["count"] == 2
+    # the worker erases each forgotten memory's message as it folds: wait for it
+    for _ in range(300):
+        code, out, err = await engram("memory", "list", "--all", "--json", *s)
+        if code != 3:
+            break
+        await asyncio.sleep(0.1)
+    assert code == 0, err
+    every = json.loads(out)
+    assert [m["id"] for m in every["memories"]] == [f"m{i}" for i in range(1102, 1200)]
+
+    # a bad id is named by its line and nothing is forgotten
+    ids.write_text("m1102\nnot valid!\n")
+    code, _, err = await engram("memory", "forget", "--file", str(ids), *s)
+    assert code == 2 and "line 2" in err
+    code, _, err = await engram("memory", "forget", *s)
+    assert code == 2 and "--file" in err
+    assert (await ok_json("memory", "get", "m1102", *s))["id"] == "m1102"
+    # the space must exist
+    code, _, err = await engram("memory", "forget", "m1", "--space", f"{space_id}-x", "--url", url)
+    assert code == 1 and "not found" in err.lower()
+
+
 async def test_space_comes_from_flag_then_env_then_default(
     url: str, new_space: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

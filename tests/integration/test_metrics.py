@@ -53,7 +53,9 @@ async def metered(
     nats_server: NatsServer, workers: Callable[..., Any]
 ) -> AsyncIterator[tuple[Worker, httpx.AsyncClient]]:
     """A worker serving /metrics on a free port, and a gateway's client."""
-    worker: Worker = await workers(metrics_port=free_port())
+    # the worker hosts every space earlier tests of the session left: keep each one's
+    # series (the __other__ cap is tested in tests/unit/test_metrics.py)
+    worker: Worker = await workers(metrics_port=free_port(), max_metric_spaces=10_000)
     async with running_gateway(gateway_settings(nats_server.url)) as client:
         yield worker, client
 

@@ -111,6 +111,53 @@ async def test_migrate_by_tag_and_move(client: Client, new_space: Any) -> None:
     assert await ids(client, a) == [f"m{i}" for i in range(12) if i % 3]
 
 
+async def test_move_of_thousands_forgets_in_batches(client: Client, new_space: Any) -> None:
+    a, b = new_space("src"), new_space("dst")
+    r = await client.post("/api/v1/spaces", json={"id": a, "dim": 8})
+    assert r.status_code == 201, r.text
+    n = 2500
+    for start in range(0, n + 1, 1000):  # n tagged, and one more that stays
+        batch = [
+            {
+                "id": f"m{i}",
+                "content": f"memory {i}",
+                "embedding": [float(i % 7 == j) + 0.1 for j in range(8)],
+                "tags": ["move"] if i < n else ["stay"],
+            }
+            for i in range(start, min(start + 1000, n + 1))
+        ]
+        r = await client.post(f"/api/v1/spaces/{a}/memories", json={"memories": batch})
+        assert r.status_code == 202, r.text
+    code, out, err = await engram(
+        "migrate",
+        "--from",
+        a,
+        "--to",
+        b,
+        "--tag",
+        "move",
+        "--move",
+        "--url",
+        url_of(client),
+        "--json",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["memories"] == summary["forgotten"] == n
+    # the worker erases each forgotten memory's WAL message as it folds the command
+    # (a JetStream round trip each): a read may outwait ENGRAM_APPLY_WAIT_TIMEOUT
+    for _ in range(300):
+        r = await client.get(f"/api/v1/spaces/{a}")
+        if r.status_code != 504:
+            break
+        await asyncio.sleep(0.1)
+    assert r.status_code == 200, r.text
+    assert r.json()["memories"] == 1
+    assert await ids(client, a) == [f"m{n}"]
+    r = await client.get(f"/api/v1/spaces/{b}")
+    assert r.json()["memories"] == n
+
+
 async def test_export_then_import_files(client: Client, new_space: Any, tmp_path: Path) -> None:
     a, b = new_space("src"), new_space("dst")
     await fill(client, a)

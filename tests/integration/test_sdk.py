@@ -22,7 +22,7 @@ from engram_common.client import (
     MemoryNotFound,
     SpaceNotFound,
 )
-from engram_common.messages import MemoryForgotten, MemoryIn, MemoryStored
+from engram_common.messages import EventsGap, MemoryForgotten, MemoryIn, MemoryStored
 from engram_common.natsio import EVENTS_STREAM
 from engram_worker.worker import Worker
 from tests.conftest import NatsServer, gateway_settings, running_gateway
@@ -122,6 +122,48 @@ async def test_forget_removes_it_from_get_and_recall(engram: EngramClient, space
     assert "gone" not in {r.memory.id for r in answer.results}
     assert [m.id async for m in alpha.iter_memories()] == ["stays"]
     await alpha.forget("never-was")  # forgetting an unknown id is a no-op
+
+
+async def test_forget_many(engram: EngramClient, space_id: str) -> None:
+    await engram.create_space(space_id, dim=DIM)
+    alpha = engram.space(space_id)
+    await alpha.remember_many(
+        [MemoryIn(id=f"m{i}", content=f"memory {i}", embedding=basis(i)) for i in range(6)]
+    )
+    seq = await alpha.forget_many(["m0", "m2", "never-was", "m4"])  # unknown ids: no-ops
+    assert seq > 0
+    for gone in ("m0", "m2", "m4"):
+        with pytest.raises(MemoryNotFound):
+            await alpha.get(gone)
+    answer = await alpha.recall(basis(0), k=10, mode="similarity", reinforce=False)
+    assert {r.memory.id for r in answer.results} == {"m1", "m3", "m5"}
+    assert [m.id async for m in alpha.iter_memories()] == ["m1", "m3", "m5"]
+
+    # more than one batch: several requests (HTTP) or pipelined batches (NATS)
+    await alpha.remember_many(
+        [
+            MemoryIn(id=f"bulk-{i}", content="bulk", embedding=basis(i % DIM))
+            for i in range(0, 2500, 97)
+        ]
+    )
+    last = await alpha.forget_many([f"bulk-{i}" for i in range(2500)])
+    assert last > seq
+    assert [m.id async for m in alpha.iter_memories()] == ["m1", "m3", "m5"]
+
+    # a retry with the same key is stored once and answers the same seq
+    again = [await alpha.forget_many(["m0", "m2"], idempotency_key="retry") for _ in range(2)]
+    assert again[0] == again[1] > last
+
+    with pytest.raises(InvalidInput) as err:
+        await alpha.forget_many(["m1", "not valid!"])
+    assert err.value.errors[0]["field"] == "ids[1]"
+    with pytest.raises(InvalidInput):
+        await alpha.forget_many([])
+    with pytest.raises(InvalidInput):
+        await alpha.forget_many("m1")
+    assert (await alpha.get("m1")).content == "memory 1"  # nothing refused was sent
+    with pytest.raises(SpaceNotFound):
+        await engram.space(f"{space_id}-x").forget_many(["m1"])
 
 
 async def test_link_steers_spreading_activation(engram: EngramClient, space_id: str) -> None:
@@ -277,3 +319,33 @@ async def test_closing_events_frees_the_consumer(
         while (await next_event(events)).data.memory_id != "y":  # type: ignore[union-attr]
             pass
     await becomes(before)
+
+
+async def test_resuming_after_expired_events_yields_a_gap(
+    engram: EngramClient, nc: Nats, space_id: str
+) -> None:
+    alpha = engram.space(space_id)
+    await alpha.remember("before", id="m-0")
+    async with alpha.events() as events:
+        for m in ("m-1", "m-2", "m-3"):
+            await alpha.remember(m, id=m)
+        got: list[Event] = []
+        while len(got) < 3:
+            event = await next_event(events)
+            if getattr(event.data, "memory_id", None) != "m-0":  # announced after its PubAck
+                got.append(event)
+    first, _, third = got
+    # what ENGRAM_EVENTS_MAX_AGE does with time: the events before m-3's expire
+    await nc.jetstream().purge_stream(EVENTS_STREAM, seq=third.id)
+    async with alpha.events(last_event_id=first.id) as events:
+        gap = await next_event(events)
+        assert gap.kind == "gap"
+        assert isinstance(gap.data, EventsGap)
+        assert (gap.data.space, gap.data.after, gap.data.first_kept) == (
+            space_id,
+            first.id,
+            third.id,
+        )
+        assert gap.id == first.id
+        after = await next_event(events)
+        assert (after.kind, after.id) == ("stored", third.id)

@@ -10,6 +10,7 @@ from typing import Protocol, cast
 
 from engram_common.messages import (
     CreateSpace,
+    EventsGap,
     LinkIn,
     ListRequest,
     ListResponse,
@@ -34,6 +35,7 @@ EventData = (
     | MemoriesActivated
     | MemoriesConsolidated
     | MessageRejected
+    | EventsGap
 )
 
 #: The model of each event kind (``spaces.<id>.evt.<kind>``).
@@ -44,6 +46,8 @@ EVENT_MODELS: dict[str, type[Model]] = {
     "activated": MemoriesActivated,
     "consolidated": MemoriesConsolidated,
     "rejected": MessageRejected,
+    # not a space's event: the stream resumed after events that are gone
+    "gap": EventsGap,
 }
 
 
@@ -63,7 +67,10 @@ def parse_event(event_id: int, kind: str, raw: bytes | str) -> Event | None:
     model = EVENT_MODELS.get(kind)
     if model is None:
         return None
-    return Event(event_id, kind, cast(EventData, model.model_validate_json(raw)))
+    data = cast(EventData, model.model_validate_json(raw))
+    if isinstance(data, EventsGap):
+        event_id = data.after  # resuming from it again is what the client asked for
+    return Event(event_id, kind, data)
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,10 @@ class Transport(Protocol):
     ) -> Written: ...
 
     async def forget(self, space: str, memory_id: str) -> int: ...
+
+    async def forget_many(
+        self, space: str, memory_ids: builtins.list[str], idempotency_key: str | None
+    ) -> int: ...
 
     async def link(self, space: str, body: LinkIn) -> int: ...
 

@@ -304,6 +304,30 @@ class Space:
         erased from disk. Returns the forget command's seq (unknown ids: a no-op)."""
         return await self._t.forget(self.id, _memory_id(id))
 
+    async def forget_many(self, ids: Iterable[str], *, idempotency_key: str | None = None) -> int:
+        """Forget many memories, as :meth:`forget` does each (unknown ids: no-ops).
+        Every id is validated before anything is sent (a bad one raises
+        :class:`InvalidInput` naming ``ids[i]``); up to 1000 go in one request (or
+        one pipelined batch of publishes), more in several. Returns the last seq
+        once every forget command is in the WAL. Unlike a write of memories, it
+        does not create the space: an unknown one raises :class:`SpaceNotFound`."""
+        if isinstance(ids, str):
+            raise field_error("ids", "give a list of memory ids, not one string")
+        items = builtins.list(ids)
+        if not items:
+            raise field_error("ids", "give at least one memory id")
+        for i, memory_id in enumerate(items):
+            _memory_id(memory_id, f"ids[{i}]")
+        seq = 0
+        chunks = range(0, len(items), MAX_BATCH)
+        for n, start in enumerate(chunks):
+            key = idempotency_key
+            if key is not None and len(chunks) > 1:
+                key = f"{key}:{n}"
+            chunk = items[start : start + MAX_BATCH]
+            seq = max(seq, await self._t.forget_many(self.id, chunk, key))
+        return seq
+
     async def link(self, a: str, b: str, *, weight: float = 1.0, kind: str = "related") -> int:
         """Associate two memories of this space (undirected; ``weight`` 0 removes
         the explicit link). :class:`MemoryNotFound` names a missing one; returns

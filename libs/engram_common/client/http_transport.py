@@ -154,6 +154,15 @@ class HttpTransport:
         doc = await self._call("DELETE", f"/spaces/{_seg(space)}/memories/{_seg(memory_id)}")
         return int(doc["seq"])
 
+    async def forget_many(
+        self, space: str, memory_ids: builtins.list[str], idempotency_key: str | None
+    ) -> int:
+        headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+        doc = await self._call(
+            "POST", f"/spaces/{_seg(space)}/forget", body={"ids": memory_ids}, headers=headers
+        )
+        return int(doc["seq"])
+
     async def link(self, space: str, body: LinkIn) -> int:
         doc = await self._call(
             "POST", f"/spaces/{_seg(space)}/links", body=body.model_dump(mode="json")

@@ -38,6 +38,7 @@ from engram_common.jetstream import close_consumer
 from engram_common.messages import (
     Command,
     CreateSpace,
+    EventsGap,
     ForgetCommand,
     GetRequest,
     GetResponse,
@@ -318,6 +319,20 @@ class NatsTransport:
             space, "forget", [ForgetCommand(command_id=new_id(), memory_id=memory_id)]
         )
 
+    async def forget_many(
+        self, space: str, memory_ids: builtins.list[str], idempotency_key: str | None
+    ) -> int:
+        # as the gateway's POST …/forget: the space must exist, one command per id
+        await self._writable(space, create=False)
+        commands = [
+            ForgetCommand(
+                command_id=new_id() if idempotency_key is None else f"{idempotency_key}:{i}",
+                memory_id=memory_id,
+            )
+            for i, memory_id in enumerate(memory_ids)
+        ]
+        return await self._publish(space, "forget", commands)
+
     async def link(self, space: str, body: LinkIn) -> int:
         await self._writable(space, create=False)
         # as the gateway: both memories must be in the space (after our writes)
@@ -440,6 +455,7 @@ class NatsEventStream(EventStream):
         self._filters = [f"spaces.{space}.evt.{k}" for k in kinds] or [f"spaces.{space}.evt.>"]
         self._after = after
         self._sub: Any = None
+        self._gap: Event | None = None
 
     async def _open(self) -> None:
         t = self._transport
@@ -458,11 +474,18 @@ class NatsEventStream(EventStream):
         else:
             config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = self._after + 1
+            first = (await js.stream_info(EVENTS_STREAM)).state.first_seq
+            if first > self._after + 1:  # what came after it is gone: say so first
+                gap = EventsGap(space=self._space, after=self._after, first_kept=first)
+                self._gap = Event(self._after, "gap", gap)
         self._sub = await js.subscribe(
             self._filters[0], stream=EVENTS_STREAM, config=config, ordered_consumer=True
         )
 
     async def _next(self) -> Event:
+        if self._gap is not None:
+            gap, self._gap = self._gap, None
+            return gap
         while True:
             sub = self._sub
             if sub is None:

@@ -7,7 +7,6 @@ that reconnects with ``Last-Event-ID`` resumes right after the last event it saw
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import get_args
@@ -19,6 +18,7 @@ from litestar.response import ServerSentEventMessage
 from nats.js import JetStreamContext, api
 
 from engram_common.jetstream import close_consumer
+from engram_common.messages import EventsGap
 from engram_common.natsio import EVENTS_STREAM
 from engram_common.subjects import EventKind
 from engram_gateway.problems import Problem
@@ -131,10 +131,8 @@ class EventFeed:
         try:
             if self.gap is not None:
                 after, first = self.gap
-                yield ServerSentEventMessage(
-                    data=json.dumps({"space": self.space, "after": after, "first_kept": first}),
-                    event="gap",
-                )
+                gap = EventsGap(space=self.space, after=after, first_kept=first)
+                yield ServerSentEventMessage(data=gap.model_dump_json(), event="gap")
             while (sub := self._sub) is not None:
                 try:
                     msg = await sub.next_msg(timeout=self.heartbeat)

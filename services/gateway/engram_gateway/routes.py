@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 
 from engram_common.embedders import Embedder, get_embedder
 from engram_common.ids import (
@@ -24,6 +25,7 @@ from engram_common.ids import (
     new_id,
 )
 from engram_common.messages import (
+    MAX_BATCH,
     ConsolidateRequest,
     ConsolidateResponse,
     CreateSpace,
@@ -33,7 +35,9 @@ from engram_common.messages import (
     LinkIn,
     ListRequest,
     MemoryBatch,
+    MemoryId,
     MemoryIn,
+    Model,
     RecallRequest,
     RememberCommand,
     SpaceRecord,
@@ -294,6 +298,41 @@ async def _forget(
         space, "forget", [ForgetCommand(command_id=command_id, memory_id=memory_id)]
     )
     return Response({"seq": seq}, status_code=202)
+
+
+class ForgetBatch(Model):
+    """``POST …/forget``: the memories to forget, one ``forget`` command each."""
+
+    ids: list[MemoryId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+@post(
+    "/api/v1/spaces/{space:str}/forget",
+    tags=["memories"],
+    status_code=202,
+    summary="Forget many memories",
+    description='Body: `{"ids": [memory id, …]}` (1-1000). One forget command per id, '
+    "published pipelined; answers 202 `{seq, count}` (`seq`: the last) once all are in "
+    "the WAL. Unknown ids are no-ops; an unknown space is a 404. With an "
+    "`Idempotency-Key` header the command ids are `<key>:<index>`, so a retry is stored "
+    "once and answers the same seq.",
+)
+async def forget_many(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
+    space = resolve_space(request, space)
+    body = parse_body(ForgetBatch, await request.body())
+    idem_key = _idempotency_key(request)
+    bridge = _bridge(state)
+    await bridge.space_for_write(space, create=False)
+    commands = [
+        ForgetCommand(
+            command_id=new_id() if idem_key is None else f"{idem_key}:{i}", memory_id=memory_id
+        )
+        for i, memory_id in enumerate(body.ids)
+    ]
+    seq = await bridge.publish(space, "forget", commands)
+    return Response({"seq": seq, "count": len(commands)}, status_code=202)
 
 
 @get(
@@ -642,6 +681,7 @@ ROUTES = [
     delete_space,
     remember,
     forget,
+    forget_many,
     get_memory,
     list_memories,
     recall,
