@@ -20,6 +20,7 @@ snapshot, and on a graceful stop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -71,6 +72,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: a space changed only by reinforce commands is snapshotted this many intervals apart
 REINFORCE_ONLY_INTERVALS = 10
+#: WAL message deletes (forgets, replacements) in flight at once per space, and
+#: most queued before the fold waits for them
+ERASE_WINDOW = 64
+MAX_ERASE_QUEUE = 100_000
 
 
 def snapshot_header(
@@ -155,7 +160,7 @@ class SpaceHost:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._snap_lock = asyncio.Lock()
         self._folded = 0
-        self._done_seq = 0  # every message up to here is folded, erased and announced
+        self._done_seq = 0  # every message up to here is folded and announced
         #: the stream's last seq as last seen (at start, then from each message's
         #: pending count): ``stream_last - applied_seq`` is the WAL lag, no request needed
         self.stream_last = 0
@@ -172,6 +177,14 @@ class SpaceHost:
         self._content_seq = 0  # the last folded command that was not a reinforce
         self._forget_due: float | None = None  # when a forget first touched a snapshot
         self._erase_retry: list[int] = []
+        #: WAL seqs to erase, oldest first, and the ones being erased: a background
+        #: task deletes them (JetStream's secure delete is ~200/s here, so awaiting
+        #: each in the fold held a bulk forget, and every read after it, to that)
+        self._erase_queue: collections.deque[int] = collections.deque()
+        self._erasing: set[int] = set()
+        self._erase_wake = asyncio.Event()
+        self._erase_room = asyncio.Event()
+        self._eraser_task: asyncio.Task[None] | None = None
         # reinforcement: ids recall returned, written as one command per short while
         self._reinforce: dict[str, None] = {}
         self._reinforce_task: asyncio.Task[None] | None = None
@@ -194,6 +207,11 @@ class SpaceHost:
         else:
             self.recovery = "replayed the WAL (snapshot not used)"
         self._done_seq = self._captured_seq = self.state.applied_seq
+        # what the snapshot says is still to erase goes first
+        self._erase_queue.extend(self._erase_retry)
+        self._erase_retry = []
+        self._eraser_task = asyncio.create_task(self._eraser())
+        self._erase_wake.set()
         start = self.state.applied_seq + 1
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
@@ -229,6 +247,12 @@ class SpaceHost:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        # a few seconds for the erase queue; a snapshot lists what is left
+        await self.erased(timeout=5.0)
+        if self._eraser_task is not None:
+            self._eraser_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._eraser_task
         if snapshot and self._snapshot_changed() and not self.retired:
             if self._done_seq < self.state.applied_seq:
                 log.warning(
@@ -327,9 +351,9 @@ class SpaceHost:
         await self._nc.publish(subject, event.message(self.space).model_dump_json().encode())
 
     async def _erase(self, event: Event) -> None:
-        """Erase the WAL message of a forgotten or replaced version. JetStream's
-        message delete overwrites the bytes on disk. Idempotent: a replay erases
-        again, and an already erased message is simply not found."""
+        """Queue the erase of the WAL message of a forgotten or replaced version
+        (JetStream's message delete overwrites the bytes on disk). Idempotent: a
+        replay erases again, and an already erased message is simply not found."""
         if isinstance(event, Stored | Consolidated):
             seq = event.replaced_seq
         elif isinstance(event, Forgotten):
@@ -340,8 +364,48 @@ class SpaceHost:
             return
         if seq <= self._captured_seq and self._forget_due is None:
             self._forget_due = time.monotonic()  # the newest snapshot holds it
-        if not await self._erase_seq(seq):
-            self._erase_retry.append(seq)
+        self._erase_queue.append(seq)
+        self._erase_wake.set()
+        while len(self._erase_queue) > MAX_ERASE_QUEUE:  # bounded: the fold waits
+            self._erase_room.clear()
+            await self._erase_room.wait()
+
+    async def _eraser(self) -> None:
+        """Erase queued WAL messages, ``ERASE_WINDOW`` at a time; failures go to
+        ``_erase_retry`` (retried before each snapshot, and listed in it)."""
+
+        async def erase(seq: int) -> None:
+            try:
+                if not await self._erase_seq(seq):
+                    self._erase_retry.append(seq)
+            finally:
+                self._erasing.discard(seq)
+
+        while True:
+            await self._erase_wake.wait()
+            self._erase_wake.clear()
+            while self._erase_queue:
+                batch = [
+                    self._erase_queue.popleft()
+                    for _ in range(min(ERASE_WINDOW, len(self._erase_queue)))
+                ]
+                self._erasing.update(batch)
+                await asyncio.gather(*(erase(seq) for seq in batch))
+                self._erase_room.set()
+
+    async def erased(self, timeout: float) -> bool:
+        """Wait until nothing is queued or being erased (``False`` on timeout)."""
+        deadline = time.monotonic() + timeout
+        while self._erase_queue or self._erasing:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def erases_pending(self) -> list[int]:
+        """Seqs still to erase: failed, queued and in flight. A snapshot lists them,
+        so a worker starting from it erases them if this one does not get to."""
+        return sorted({*self._erase_retry, *self._erase_queue, *self._erasing})
 
     async def _erase_seq(self, seq: int) -> bool:
         try:
@@ -390,8 +454,8 @@ class SpaceHost:
                 fut.set_result(None)
 
     async def wait_applied(self, seq: int, timeout: float) -> None:
-        """Return once ``seq`` is applied (and what it erases, erased); raise
-        :class:`NotCaughtUp` after ``timeout``."""
+        """Return once ``seq`` is applied (what it erases may still be queued for
+        erasing: :meth:`erased`); raise :class:`NotCaughtUp` after ``timeout``."""
         if self._done_seq >= seq:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -630,7 +694,7 @@ class SpaceHost:
                     self.record,
                     self._settings.index_dtype,
                     origin or f"worker {self._settings.worker_id}",
-                    self._erase_retry,
+                    self.erases_pending(),
                 )
                 self._captured_seq, self._forget_due, self._since_snapshot = seq, None, 0
                 index = self.state.index

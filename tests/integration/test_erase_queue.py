@@ -1,0 +1,89 @@
+"""Forgotten memories' WAL messages are erased by a background queue: a bulk forget
+is readable at once (JetStream's secure delete runs at a few hundred a second),
+the erases all happen, and erases still queued when a worker stops are listed in
+its snapshot and done by the next worker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from nats.aio.client import Client as Nats
+
+from engram_common.subjects import stream_name
+from tests.conftest import NatsServer, gateway_settings, running_gateway
+
+DIM = 8
+N = 3000
+
+
+async def stored_messages(nc: Nats, space: str) -> int:
+    info = await nc.jetstream().stream_info(stream_name(space))
+    return int(info.state.messages)
+
+
+async def fill_and_forget(client: httpx.AsyncClient, space: str) -> int:
+    r = await client.post("/api/v1/spaces", json={"id": space, "dim": DIM})
+    assert r.status_code == 201, r.text
+    ids = [f"m{i}" for i in range(N)]
+    for start in range(0, N, 1000):
+        memories = [
+            {"id": m, "content": m, "embedding": [1.0 + (i % 7)] + [0.5] * (DIM - 1)}
+            for i, m in enumerate(ids[start : start + 1000], start)
+        ]
+        r = await client.post(f"/api/v1/spaces/{space}/memories", json={"memories": memories})
+        assert r.status_code == 202, r.text
+    for start in range(0, N, 1000):
+        r = await client.post(
+            f"/api/v1/spaces/{space}/forget", json={"ids": ids[start : start + 1000]}
+        )
+        assert r.status_code == 202, r.text
+    seq: int = r.json()["seq"]
+    return seq
+
+
+async def test_bulk_forget_reads_at_once_and_every_message_is_erased(
+    client: httpx.AsyncClient, nc: Nats, space_id: str
+) -> None:
+    await fill_and_forget(client, space_id)
+    # read-your-writes right after: the fold does not wait for ~3000 secure deletes
+    r = await client.get(f"/api/v1/spaces/{space_id}")
+    assert r.status_code == 200, r.text
+    assert r.json()["memories"] == 0
+    r = await client.post(
+        f"/api/v1/spaces/{space_id}/recall", json={"embedding": [1.0] * DIM, "k": 5}
+    )
+    assert r.json()["results"] == []
+    # ...and the erases happen: only the forget commands stay in the WAL
+    for _ in range(600):
+        if await stored_messages(nc, space_id) == N:
+            break
+        await asyncio.sleep(0.1)
+    assert await stored_messages(nc, space_id) == N
+
+
+async def test_erases_left_at_stop_are_done_by_the_next_worker(
+    nats_server: NatsServer, nc: Nats, workers: Any, space_id: str
+) -> None:
+    first = await workers()
+    async with running_gateway(gateway_settings(nats_server.url)) as client:
+        seq = await fill_and_forget(client, space_id)
+        r = await client.get(f"/api/v1/spaces/{space_id}")
+        assert r.json()["applied_seq"] == seq
+    host = first.hosts[space_id]
+    pending = host.erases_pending()
+    assert pending, "3000 secure deletes take longer than this"
+    header = await host.snapshot()
+    assert set(header.erase_pending) >= set(host.erases_pending())
+    await first.stop()  # waits a few seconds for the queue, then leaves the rest
+    left = await stored_messages(nc, space_id)
+    assert left > N, "some erases were left to the next worker"
+
+    second = await workers()
+    await second.ensure_host(space_id)
+    for _ in range(600):
+        if await stored_messages(nc, space_id) == N:
+            break
+        await asyncio.sleep(0.1)
+    assert await stored_messages(nc, space_id) == N
