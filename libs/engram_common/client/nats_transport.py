@@ -32,8 +32,9 @@ from engram_common.client.errors import (
     error_for,
     field_error,
 )
+from engram_common.commands import FieldInvalid, remember_commands, to_embed
 from engram_common.embedders import Embedder, get_embedder
-from engram_common.ids import derived_id, new_id
+from engram_common.ids import new_id
 from engram_common.jetstream import close_consumer
 from engram_common.messages import (
     Command,
@@ -51,12 +52,9 @@ from engram_common.messages import (
     Model,
     RecallRequest,
     RecallResponse,
-    RememberCommand,
     SpaceRecord,
     StatsRequest,
     StatsResponse,
-    encode_embedding,
-    vector_problem,
 )
 from engram_common.natsio import (
     EVENTS_STREAM,
@@ -279,37 +277,24 @@ class NatsTransport:
         self, space: str, memories: builtins.list[MemoryIn], idempotency_key: str | None
     ) -> Written:
         rec = await self._writable(space)
-        to_embed = [
-            i for i, m in enumerate(memories) if m.embedding is None and m.embedding_b64 is None
-        ]
-        vectors = {}
-        if to_embed:
-            embedded = await asyncio.to_thread(
-                self._embedder(rec).embed, [memories[i].content for i in to_embed]
+        positions = to_embed(memories)
+        embedded = {}
+        if positions:
+            vectors = await asyncio.to_thread(
+                self._embedder(rec).embed, [memories[k].content for k in positions]
             )
-            vectors = dict(zip(to_embed, embedded, strict=True))
-        prefix = "memories" if len(memories) > 1 else ""
-        commands = []
-        for i, mem in enumerate(memories):
-            vec = vectors.get(i)
-            if vec is None:
-                vec = mem.vector()
-                assert vec is not None
-                problem = vector_problem(vec, rec.dim, rec.metric)
-                if problem is not None:
-                    field = f"{prefix}[{i}].embedding" if prefix else "embedding"
-                    if mem.embedding_b64 is not None:
-                        field += "_b64"
-                    raise field_error(field, f"{problem} (space {space!r})")
-            if idempotency_key is None:
-                command_id, memory_id = new_id(), mem.id or new_id()
-            else:
-                command_id = f"{idempotency_key}:{i}"
-                memory_id = mem.id or derived_id(space, idempotency_key, str(i))
-            memory = mem.model_copy(
-                update={"id": memory_id, "embedding": None, "embedding_b64": encode_embedding(vec)}
+            embedded = dict(zip(positions, vectors, strict=True))
+        try:
+            commands = remember_commands(
+                space,
+                rec,
+                memories,
+                embedded,
+                prefix="memories" if len(memories) > 1 else "",
+                idempotency_key=idempotency_key,
             )
-            commands.append(RememberCommand.model_construct(command_id=command_id, memory=memory))
+        except FieldInvalid as exc:
+            raise field_error(exc.field, exc.message) from None
         seq = await self._publish(space, "remember", commands)
         return Written(ids=[c.memory.id or "" for c in commands], seq=seq)
 

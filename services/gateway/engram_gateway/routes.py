@@ -17,11 +17,11 @@ from litestar.response import ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
+from engram_common.commands import FieldInvalid, remember_commands, to_embed
 from engram_common.embedders import Embedder, get_embedder
 from engram_common.ids import (
     MEMORY_ID_EXPECTED,
     MEMORY_ID_RE,
-    derived_id,
     new_id,
 )
 from engram_common.messages import (
@@ -42,8 +42,6 @@ from engram_common.messages import (
     RememberCommand,
     SpaceRecord,
     StatsRequest,
-    encode_embedding,
-    vector_problem,
 )
 from engram_common.metrics import GatewayMetrics
 from engram_gateway.bridge import NatsBridge
@@ -184,47 +182,19 @@ def _commands(
     prefix: str,
     idem_key: str | None,
 ) -> list[RememberCommand]:
-    """Give each memory its id and command id and its vector in WAL form."""
-    to_embed = [
-        i for i, m in enumerate(memories) if m.embedding is None and m.embedding_b64 is None
-    ]
-    vectors: dict[int, np.ndarray] = {}
-    if to_embed:
-        embedded = embedder.embed([memories[i].content for i in to_embed])
-        vectors = dict(zip(to_embed, embedded, strict=True))
-    commands = []
-    for i, mem in enumerate(memories):
-        where = f"{prefix}[{i}]" if prefix else ""
-        vec = vectors.get(i)
-        if vec is None:
-            vec = mem.vector()
-            assert vec is not None
-            problem = vector_problem(vec, rec.dim, rec.metric)
-            if problem is not None:
-                field = f"{where}.embedding" if where else "embedding"
-                if mem.embedding_b64 is not None:
-                    field += "_b64"
-                raise field_problem(field, f"{problem} (space {space!r})")
-        if idem_key is None:
-            command_id = new_id()
-            memory_id = mem.id or new_id()
-        else:
-            command_id = f"{idem_key}:{i}"
-            memory_id = mem.id or derived_id(space, idem_key, str(i))
-        # model_construct: every part is validated already (the memory by MemoryIn)
-        commands.append(
-            RememberCommand.model_construct(
-                command_id=command_id,
-                memory=mem.model_copy(
-                    update={
-                        "id": memory_id,
-                        "embedding": None,
-                        "embedding_b64": encode_embedding(vec),
-                    }
-                ),
-            )
+    """Embed what has text only, then the commands (a 400 naming a vector that
+    does not fit the space)."""
+    positions = to_embed(memories)
+    embedded: dict[int, np.ndarray] = {}
+    if positions:
+        vectors = embedder.embed([memories[i].content for i in positions])
+        embedded = dict(zip(positions, vectors, strict=True))
+    try:
+        return remember_commands(
+            space, rec, memories, embedded, prefix=prefix, idempotency_key=idem_key
         )
-    return commands
+    except FieldInvalid as exc:
+        raise field_problem(exc.field, exc.message) from None
 
 
 @post(
