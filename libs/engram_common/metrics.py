@@ -159,6 +159,7 @@ class WorkerMetrics:
     wal_lag: Gauge
     snapshot_age: Gauge
     index_bytes: Gauge
+    erase_pending: Gauge
 
     def command(self, space: str, verb: str, outcome: str, n: int = 1) -> None:
         """Count ``n`` folded commands (``outcome``: applied or rejected)."""
@@ -216,6 +217,12 @@ def worker_metrics(registry: CollectorRegistry, max_spaces: int) -> WorkerMetric
         index_bytes=Gauge(
             "engram_index_memory_bytes",
             "Memory held by the space's vector index (usearch).",
+            space,
+            registry=registry,
+        ),
+        erase_pending=Gauge(
+            "engram_erase_pending",
+            "WAL messages of forgotten or replaced memories still to be erased from disk.",
             space,
             registry=registry,
         ),

@@ -12,6 +12,7 @@ import httpx
 from nats.aio.client import Client as Nats
 
 from engram_common.subjects import stream_name
+from engram_worker.worker import Worker
 from tests.conftest import NatsServer, gateway_settings, running_gateway
 
 DIM = 8
@@ -43,8 +44,13 @@ async def fill_and_forget(client: httpx.AsyncClient, space: str) -> int:
     return seq
 
 
+def erase_pending(worker: Worker, space: str) -> float | None:
+    worker.refresh_gauges()
+    return worker.metrics.registry.get_sample_value("engram_erase_pending", {"memory_space": space})
+
+
 async def test_bulk_forget_reads_at_once_and_every_message_is_erased(
-    client: httpx.AsyncClient, nc: Nats, space_id: str
+    client: httpx.AsyncClient, nc: Nats, worker: Worker, space_id: str
 ) -> None:
     await fill_and_forget(client, space_id)
     # read-your-writes right after: the fold does not wait for ~3000 secure deletes
@@ -55,12 +61,15 @@ async def test_bulk_forget_reads_at_once_and_every_message_is_erased(
         f"/api/v1/spaces/{space_id}/recall", json={"embedding": [1.0] * DIM, "k": 5}
     )
     assert r.json()["results"] == []
+    backlog = erase_pending(worker, space_id)
+    assert backlog is not None and 0 < backlog <= N  # the operators' view of the queue
     # ...and the erases happen: only the forget commands stay in the WAL
     for _ in range(600):
         if await stored_messages(nc, space_id) == N:
             break
         await asyncio.sleep(0.1)
     assert await stored_messages(nc, space_id) == N
+    assert erase_pending(worker, space_id) == 0
 
 
 async def test_erases_left_at_stop_are_done_by_the_next_worker(

@@ -402,6 +402,11 @@ class SpaceHost:
             await asyncio.sleep(0.02)
         return True
 
+    @property
+    def erase_backlog(self) -> int:
+        """How many WAL messages are still to erase (queued, in flight, failed)."""
+        return len(self._erase_queue) + len(self._erasing) + len(self._erase_retry)
+
     def erases_pending(self) -> list[int]:
         """Seqs still to erase: failed, queued and in flight. A snapshot lists them,
         so a worker starting from it erases them if this one does not get to."""

@@ -256,7 +256,7 @@ class Worker:
 
     def refresh_gauges(self) -> None:
         """Set the per-space gauges from the hosted spaces. Spaces past the label
-        cap share ``__other__``: their memories, lag and index bytes add up, the
+        cap share ``__other__``: their memories, lag, index bytes and erase backlog add up, the
         applied seq and snapshot age are the largest."""
         m, now = self.metrics, time.time()
         totals: dict[str, list[float]] = {}
@@ -270,6 +270,7 @@ class Worker:
                 host.wal_lag,
                 age,
                 host.index_memory_bytes(),
+                host.erase_backlog,
             ]
             old = totals.get(label)
             if old is None or label != OTHER:
@@ -281,14 +282,16 @@ class Worker:
                     old[2] + row[2],
                     max(old[3], row[3]),
                     old[4] + row[4],
+                    old[5] + row[5],
                 ]
-        for label, (memories, applied, lag, age, index_bytes) in totals.items():
+        for label, (memories, applied, lag, age, index_bytes, erasing) in totals.items():
             m.spaces.gauge(m.memories, label).set(memories)
             m.spaces.gauge(m.applied_seq, label).set(applied)
             m.spaces.gauge(m.wal_lag, label).set(lag)
             if age >= 0:
                 m.spaces.gauge(m.snapshot_age, label).set(age)
             m.spaces.gauge(m.index_bytes, label).set(index_bytes)
+            m.spaces.gauge(m.erase_pending, label).set(erasing)
 
     async def _metrics_loop(self) -> None:
         while True:
