@@ -105,6 +105,12 @@ class WorkerSettings(CommonSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the worker's /metrics, /health, /ready bind to."
     )
+    stuck_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="A space behind its WAL whose fold has not moved for this many seconds "
+        "is stuck: the worker's /ready answers 503 and names it.",
+    )
     metrics_port: int = Field(
         default=9464,
         ge=0,

@@ -198,6 +198,39 @@ async def test_worker_health_and_ready_when_caught_up(
         assert (await http.get(worker_url(worker, "/nope"))).status_code == 404
 
 
+async def test_ready_fails_while_a_space_is_stuck_behind(
+    metered: tuple[Worker, httpx.AsyncClient], space_id: str
+) -> None:
+    """A space behind its WAL whose fold has not moved for ENGRAM_STUCK_AFTER is
+    what an operator must hear about: /ready answers 503 and names it; a space
+    merely catching up does not."""
+    worker, client = metered
+    await create_space(client, space_id)
+    seq = await store(client, space_id, {"m-1": basis(0)})
+    await eventually(lambda: _applied(worker, space_id, seq))
+    host = worker.hosts[space_id]
+    # what a stuck fold looks like from outside: messages pending, nothing folded
+    host.stream_last = host.state.applied_seq + 5
+    async with httpx.AsyncClient(timeout=10) as http:
+        ready = await http.get(worker_url(worker, "/ready"))
+        assert ready.status_code == 200, ready.text  # behind, but moving a moment ago
+        assert ready.json()["behind"][space_id] == 5
+        assert ready.json()["stuck"] == {}
+        host.progress_at -= worker.settings.stuck_after + 1
+        ready = await http.get(worker_url(worker, "/ready"))
+        assert ready.status_code == 503, ready.text
+        body = ready.json()
+        assert body["status"] == "not ready"
+        assert body["stuck"][space_id]["lag"] == 5
+        assert body["stuck"][space_id]["no_progress_s"] > worker.settings.stuck_after
+        # the fold moves again: ready
+        seq = await store(client, space_id, {"m-2": basis(1)})
+        await eventually(lambda: _applied(worker, space_id, seq))
+        ready = await http.get(worker_url(worker, "/ready"))
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["stuck"] == {}
+
+
 async def test_deleting_a_space_removes_its_series(
     metered: tuple[Worker, httpx.AsyncClient], new_space: Callable[[str], str]
 ) -> None:

@@ -164,6 +164,7 @@ class SpaceHost:
         #: the stream's last seq as last seen (at start, then from each message's
         #: pending count): ``stream_last - applied_seq`` is the WAL lag, no request needed
         self.stream_last = 0
+        self.progress_at = time.monotonic()  # when the fold last moved (stuck detection)
         self.counts: dict[tuple[str, str], int] = {}  # (verb, outcome) → folded
         self.rejections: list[str] = []  # reasons, since the last drain_counts
         self.retired = False  # deleted (or re-created): write no more snapshots
@@ -313,6 +314,7 @@ class SpaceHost:
             log.exception("space %s: failed on a WAL message", self.space)
         finally:
             self._done_seq = self.state.applied_seq
+            self.progress_at = time.monotonic()
             self._wake(self._done_seq)
 
     def drain_counts(self, metrics: WorkerMetrics) -> None:

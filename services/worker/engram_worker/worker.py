@@ -302,13 +302,24 @@ class Worker:
             await asyncio.sleep(METRICS_REFRESH)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: NATS connected, the registry loaded and its spaces hosted. A space
-        still catching up (replaying) is listed under ``behind`` with its lag; it
-        does not make the worker unready."""
+        """Ready: NATS connected, the registry loaded, its spaces hosted and none
+        stuck. A space catching up (replaying) is listed under ``behind`` with its
+        lag and does not make the worker unready; one behind whose fold has not
+        moved for ``stuck_after`` seconds is listed under ``stuck`` and does."""
         nats_ok = self._nc is not None and bool(self._nc.is_connected)
         registry_ok = self._registry is not None and self._registry.loaded.is_set()
-        behind = {sid: h.wal_lag for sid, h in sorted(self.hosts.items()) if h.wal_lag > 0}
-        ok = nats_ok and registry_ok and self._loaded
+        now = time.monotonic()
+        behind: dict[str, int] = {}
+        stuck: dict[str, dict[str, float]] = {}
+        for sid, h in sorted(self.hosts.items()):
+            lag = h.wal_lag
+            if lag <= 0:
+                continue
+            behind[sid] = lag
+            idle = now - h.progress_at
+            if idle > self.settings.stuck_after:
+                stuck[sid] = {"lag": lag, "no_progress_s": round(idle, 1)}
+        ok = nats_ok and registry_ok and self._loaded and not stuck
         body: dict[str, Any] = {
             "status": "ready" if ok else "not ready",
             "worker": self.settings.worker_id,
@@ -317,6 +328,7 @@ class Worker:
             "spaces_loaded": self._loaded,
             "hosted": len(self.hosts),
             "behind": behind,
+            "stuck": stuck,
             "loading": sorted(self._loading),
             "failed": dict(sorted(self.failed.items())),
         }
