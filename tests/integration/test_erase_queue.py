@@ -24,9 +24,10 @@ async def stored_messages(nc: Nats, space: str) -> int:
     return int(info.state.messages)
 
 
-async def fill_and_forget(client: httpx.AsyncClient, space: str) -> int:
-    r = await client.post("/api/v1/spaces", json={"id": space, "dim": DIM})
-    assert r.status_code == 201, r.text
+async def fill_and_forget(client: httpx.AsyncClient, space: str, create: bool = True) -> int:
+    if create:
+        r = await client.post("/api/v1/spaces", json={"id": space, "dim": DIM})
+        assert r.status_code == 201, r.text
     ids = [f"m{i}" for i in range(N)]
     for start in range(0, N, 1000):
         memories = [
@@ -77,20 +78,26 @@ async def test_erases_left_at_stop_are_done_by_the_next_worker(
 ) -> None:
     first = await workers()
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        seq = await fill_and_forget(client, space_id)
+        r = await client.post("/api/v1/spaces", json={"id": space_id, "dim": DIM})
+        assert r.status_code == 201, r.text
+        host = await first.ensure_host(space_id)
+
+        async def stalled(seq: int) -> bool:  # NATS too slow for this worker's erases
+            await asyncio.Event().wait()
+            return True
+
+        host._erase_seq = stalled  # type: ignore[method-assign]
+        seq = await fill_and_forget(client, space_id, create=False)
         r = await client.get(f"/api/v1/spaces/{space_id}")
         assert r.json()["applied_seq"] == seq
-    host = first.hosts[space_id]
-    pending = host.erases_pending()
-    assert pending, "3000 secure deletes take longer than this"
+    assert len(host.erases_pending()) == N
     header = await host.snapshot()
-    assert set(header.erase_pending) >= set(host.erases_pending())
+    assert sorted(header.erase_pending) == host.erases_pending()
     await first.stop()  # waits a few seconds for the queue, then leaves the rest
-    left = await stored_messages(nc, space_id)
-    assert left > N, "some erases were left to the next worker"
+    assert await stored_messages(nc, space_id) == 2 * N  # nothing erased yet
 
     second = await workers()
-    await second.ensure_host(space_id)
+    await second.ensure_host(space_id)  # from the snapshot: it erases what it lists
     for _ in range(600):
         if await stored_messages(nc, space_id) == N:
             break
