@@ -151,6 +151,12 @@ class MemoryBatch(Model):
     memories: list[MemoryIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class ForgetBatch(Model):
+    """``POST …/forget``: the memories to forget, one ``forget`` command each."""
+
+    ids: list[MemoryId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class Memory(Model):
     """A stored memory as the worker returns it."""
 

@@ -15,7 +15,6 @@ from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import Field
 
 from engram_common.commands import FieldInvalid, remember_commands, to_embed
 from engram_common.embedders import Embedder, get_embedder
@@ -25,19 +24,17 @@ from engram_common.ids import (
     new_id,
 )
 from engram_common.messages import (
-    MAX_BATCH,
     ConsolidateRequest,
     ConsolidateResponse,
     CreateSpace,
+    ForgetBatch,
     ForgetCommand,
     GetRequest,
     LinkCommand,
     LinkIn,
     ListRequest,
     MemoryBatch,
-    MemoryId,
     MemoryIn,
-    Model,
     RecallRequest,
     RememberCommand,
     SpaceRecord,
@@ -268,12 +265,6 @@ async def _forget(
         space, "forget", [ForgetCommand(command_id=command_id, memory_id=memory_id)]
     )
     return Response({"seq": seq}, status_code=202)
-
-
-class ForgetBatch(Model):
-    """``POST …/forget``: the memories to forget, one ``forget`` command each."""
-
-    ids: list[MemoryId] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 @post(
