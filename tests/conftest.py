@@ -25,8 +25,8 @@ import pytest
 import uvicorn
 from nats.aio.client import Client
 
-from engram_common.devstack import start_nats_server, wait_for_port
-from engram_common.settings import GatewaySettings, WorkerSettings
+from engram_cli.devstack import start_nats_server, wait_for_port
+from engram_contract.settings import GatewaySettings, WorkerSettings
 from engram_gateway.app import create_app
 from engram_worker.worker import Worker
 
@@ -162,7 +162,7 @@ class Proc:
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engram_common.cli", self.role],
+            [sys.executable, "-m", "engram_cli", self.role],
             env={**os.environ, **self.env},
             stdout=out,
             stderr=out,

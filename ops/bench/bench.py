@@ -65,20 +65,20 @@ from nats.js import JetStreamContext, api
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from usearch.index import Index
 
-from engram_common.devstack import find_nats_server, start_nats_server
-from engram_common.embedders import get_embedder
-from engram_common.messages import RecallMode, RecallRequest, SpaceRecord, encode_embedding
-from engram_common.natsio import SpaceRegistry
-from engram_common.settings import WorkerSettings
-from engram_common.snapshots import BUCKET as SNAPSHOT_BUCKET
-from engram_common.snapshots import SnapshotStore
-from engram_common.subjects import command_verb, stream_name, wal_subjects
+from engram_cli.devstack import find_nats_server, start_nats_server
+from engram_contract.embedders import get_embedder
+from engram_contract.messages import RecallMode, RecallRequest, SpaceRecord, encode_embedding
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import command_verb, stream_name, wal_subjects
+from engram_nats.registry import SpaceRegistry
+from engram_nats.snapshots import BUCKET as SNAPSHOT_BUCKET
 from engram_worker.core.activation import spread
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import decode
 from engram_worker.core.state import RecallQuery, SpaceState
 from engram_worker.core.wal import position, stored_at
 from engram_worker.host import SpaceHost
+from engram_worker.snapshots import SnapshotStore
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "latest.json"
@@ -378,7 +378,7 @@ def free_port() -> int:
 def _spawn(stack: Stack, role: str, env: dict[str, str]) -> None:
     with open(stack.log(role), "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engram_common.cli", role],
+            [sys.executable, "-m", "engram_cli", role],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

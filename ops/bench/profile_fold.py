@@ -28,9 +28,9 @@ from typing import Any
 from bench import NATS_SPACE, make_dataset, parse_args, remember_messages
 from nats.aio.msg import Msg
 
-from engram_common.embedders import get_embedder
-from engram_common.messages import SpaceRecord
-from engram_common.subjects import command_verb, stream_name
+from engram_contract.embedders import get_embedder
+from engram_contract.messages import SpaceRecord
+from engram_contract.subjects import command_verb, stream_name
 from engram_worker.core.state import SpaceState
 from engram_worker.core.wal import decode, decode_command, fast_decode, position, stored_at
 

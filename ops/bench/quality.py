@@ -3,7 +3,7 @@
     .venv/bin/python ops/bench/quality.py [--seed 7] [--distractors 3000]
                                           [--questions 50] [--diagnose]
 
-No server: the data set of ``tests/unit/recall_dataset.py`` (random distractors;
+No server: the data set of ``recall_dataset.py`` (beside this script) (random distractors;
 per question a cue, a bridge memory near it and answers with random vectors
 linked to the bridge) is folded into a ``SpaceState`` with the default link
 settings, once per layout of ``LAYOUTS`` (memories stored 1 s apart, so temporal
@@ -18,13 +18,9 @@ last write, as a client recalling right after storing would see it;
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: tests.unit
-
-from tests.unit.recall_dataset import LAYOUTS, MODES, build, diagnose, load, measure
+from recall_dataset import LAYOUTS, MODES, build, diagnose, load, measure
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from engram_common.cli import build_parser
-from engram_common.memory_cli import MISSING_SPACE, run_memory
-from engram_common.space_cli import run_space
+from engram_cli.main import build_parser
+from engram_cli.memory import MISSING_SPACE, run_memory
+from engram_cli.space import run_space
 from engram_worker.worker import Worker
 from tests.conftest import NatsServer, free_port, gateway_settings, running_gateway
 

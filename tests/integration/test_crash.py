@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from nats.aio.msg import Msg
 
-from engram_common.messages import encode_embedding
-from engram_common.settings import WorkerSettings
-from engram_common.subjects import stream_name
+from engram_contract.messages import encode_embedding
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import stream_name
 from tests.conftest import NatsServer, Proc, free_port, wait_http
 
 pytestmark = pytest.mark.slow

@@ -86,7 +86,7 @@ async def test_writes_to_a_deleting_space_are_refused(
     """Between 'deleting' and removal, writes get 409 and reads 404."""
     import nats
 
-    from engram_common.natsio import SpaceRegistry
+    from engram_nats.registry import SpaceRegistry
 
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
     nc = await nats.connect(nats_server.url)

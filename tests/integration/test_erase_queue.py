@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as Nats
 
-from engram_common.subjects import stream_name
+from engram_contract.subjects import stream_name
 from engram_worker.worker import Worker
 from tests.conftest import NatsServer, gateway_settings, running_gateway
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from nats.aio.client import Client as Nats
 
-from engram_common.natsio import EVENTS_STREAM, ensure_events_stream
 from engram_gateway import events as gateway_events
+from engram_nats.streams import EVENTS_STREAM, ensure_events_stream
 
 
 @dataclass

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from nats.aio.client import Client as Nats
 
-from engram_common.messages import LinkCommand
-from engram_common.subjects import stream_name
+from engram_contract.messages import LinkCommand
+from engram_contract.subjects import stream_name
 from tests.integration.test_nats_direct import Events
 
 Client = httpx.AsyncClient

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from engram_common.messages import encode_embedding
+from engram_contract.messages import encode_embedding
 
 Client = httpx.AsyncClient
 

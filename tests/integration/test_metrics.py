@@ -14,7 +14,7 @@ import pytest
 from nats.aio.client import Client as Nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from engram_common.subjects import command_subject, stream_name
+from engram_contract.subjects import command_subject, stream_name
 from engram_worker.worker import Worker
 from tests.conftest import NatsServer, free_port, gateway_settings, running_gateway
 from tests.integration.test_links import basis, create_space, eventually, store

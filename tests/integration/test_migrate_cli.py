@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from engram_common import transfer_cli
-from engram_common.cli import build_parser
+from engram_cli import transfer as transfer_cli
+from engram_cli.main import build_parser
 
 Client = httpx.AsyncClient
 

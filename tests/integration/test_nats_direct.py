@@ -12,7 +12,7 @@ import nats.errors
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
-from engram_common.messages import encode_embedding
+from engram_contract.messages import encode_embedding
 from tests.integration.test_memories import unit
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from nats.aio.client import Client as Nats
 
-from engram_common.messages import encode_embedding
-from engram_common.natsio import SpaceRegistry
-from engram_common.snapshots import SnapshotStore
+from engram_contract.messages import encode_embedding
+from engram_nats.registry import SpaceRegistry
+from engram_worker.snapshots import SnapshotStore
 from engram_worker.worker import Worker
 from tests.conftest import NatsServer, worker_settings
 from tests.integration.test_forget import gone_from_disk, on_disk

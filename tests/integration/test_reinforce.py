@@ -11,7 +11,7 @@ import httpx
 import pytest
 from nats.aio.client import Client as Nats
 
-from engram_common.snapshots import SnapshotStore
+from engram_worker.snapshots import SnapshotStore
 from tests.conftest import NatsServer, gateway_settings, running_gateway
 from tests.integration.test_links import (
     NO_DERIVED_LINKS,

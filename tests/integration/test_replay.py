@@ -14,8 +14,8 @@ import pytest
 from nats.aio.client import Client as Nats
 from nats.js.errors import NotFoundError
 
-from engram_common.settings import WorkerSettings
-from engram_common.subjects import stream_name
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import stream_name
 from engram_worker.replay import replay
 from tests.conftest import NatsServer
 from tests.integration.test_nats_direct import request
@@ -90,7 +90,7 @@ async def test_dry_run_writes_nothing(
 
 def _engram(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engram_common.cli", *args],
+        [sys.executable, "-m", "engram_cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

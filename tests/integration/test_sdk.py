@@ -14,7 +14,7 @@ import nats.js.errors
 import pytest
 from nats.aio.client import Client as Nats
 
-from engram_common.client import (
+from engram_client import (
     Conflict,
     EngramClient,
     Event,
@@ -22,8 +22,8 @@ from engram_common.client import (
     MemoryNotFound,
     SpaceNotFound,
 )
-from engram_common.messages import EventsGap, MemoryForgotten, MemoryIn, MemoryStored
-from engram_common.natsio import EVENTS_STREAM
+from engram_contract.messages import EventsGap, MemoryForgotten, MemoryIn, MemoryStored
+from engram_nats.streams import EVENTS_STREAM
 from engram_worker.worker import Worker
 from tests.conftest import NatsServer, gateway_settings, running_gateway
 

@@ -9,7 +9,8 @@ import uuid
 
 from nats.aio.client import Client as Nats
 
-from engram_common.snapshots import CHUNK_SIZE, STREAM, SnapshotStore, _chunk_subject
+from engram_nats.snapshots import CHUNK_SIZE, STREAM, chunk_subject
+from engram_worker.snapshots import SnapshotStore
 from tests.conftest import NatsServer
 from tests.integration.test_forget import gone_from_disk, on_disk
 
@@ -60,8 +61,8 @@ async def test_replacing_a_snapshot_erases_the_old_bytes(
     second = await store.save(space_id, [b"the newer snapshot"], {})
     await gone_from_disk(nats_server.store_dir, marker)
     subjects = await _chunk_subjects(nc)
-    assert _chunk_subject(first.nuid) not in subjects
-    assert subjects[_chunk_subject(second.nuid)] == 1
+    assert chunk_subject(first.nuid) not in subjects
+    assert subjects[chunk_subject(second.nuid)] == 1
     loaded = await store.load(space_id)
     assert loaded is not None and bytes(loaded[1]) == b"the newer snapshot"
 
@@ -74,7 +75,7 @@ async def test_erase_removes_the_snapshot_and_its_bytes(
     info = await store.save(space_id, [marker * 100], {})
     assert await store.erase(space_id) == 1
     assert await store.load(space_id) is None
-    assert _chunk_subject(info.nuid) not in await _chunk_subjects(nc)
+    assert chunk_subject(info.nuid) not in await _chunk_subjects(nc)
     await gone_from_disk(nats_server.store_dir, marker)
 
 
@@ -87,20 +88,20 @@ async def test_concurrent_writers_leave_exactly_one_snapshot(nc: Nats, space_id:
     assert loaded is not None
     current, _ = loaded
     assert current.nuid in {i.nuid for i in infos}
-    mine = {_chunk_subject(i.nuid) for i in infos}
-    assert set(await _chunk_subjects(nc)) & mine == {_chunk_subject(current.nuid)}
+    mine = {chunk_subject(i.nuid) for i in infos}
+    assert set(await _chunk_subjects(nc)) & mine == {chunk_subject(current.nuid)}
 
 
 async def test_sweep_erases_orphaned_chunks_but_not_live_ones(nc: Nats, space_id: str) -> None:
     store = await _store(nc)
     live = await store.save(space_id, [b"live snapshot"], {})
     orphan = f"{space_id}-orphan".replace("-", "")
-    await nc.jetstream().publish(_chunk_subject(orphan), b"left by a crashed writer")
+    await nc.jetstream().publish(chunk_subject(orphan), b"left by a crashed writer")
     assert await store.sweep(min_age=3600) == 0  # too young: maybe a put in progress
     assert await store.sweep(min_age=0) >= 1
     subjects = await _chunk_subjects(nc)
-    assert _chunk_subject(orphan) not in subjects
-    assert _chunk_subject(live.nuid) in subjects
+    assert chunk_subject(orphan) not in subjects
+    assert chunk_subject(live.nuid) in subjects
 
 
 async def test_reads_leave_no_consumer_behind(nc: Nats, space_id: str) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import nats
 
-from engram_common.natsio import SpaceRegistry
-from engram_common.subjects import stream_name
+from engram_contract.subjects import stream_name
+from engram_nats.registry import SpaceRegistry
 from tests.conftest import NatsServer, gateway_settings, running_gateway
 
 Client = httpx.AsyncClient

@@ -8,8 +8,8 @@ from typing import Any
 
 from nats.aio.client import Client as Nats
 
-from engram_common.natsio import SpaceRegistry
-from engram_common.subjects import stream_name
+from engram_contract.subjects import stream_name
+from engram_nats.registry import SpaceRegistry
 from tests.conftest import NatsServer, gateway_settings, running_gateway
 from tests.integration.test_recovery import fill, make_space
 

@@ -15,11 +15,11 @@ from typing import Any
 from nats.aio.client import Client as Nats
 from rich.console import Console
 
-from engram_common.cli import build_parser
-from engram_common.messages import SpaceStatusRow, StatusResponse
-from engram_common.natsio import SpaceRegistry
-from engram_common.status_cli import exit_code, render, run_status
-from engram_common.subjects import stream_name
+from engram_cli.main import build_parser
+from engram_cli.status import exit_code, render, run_status
+from engram_contract.messages import SpaceStatusRow, StatusResponse
+from engram_contract.subjects import stream_name
+from engram_nats.registry import SpaceRegistry
 from tests.conftest import NatsServer, free_port, gateway_settings, running_gateway
 from tests.integration.test_recovery import fill, make_space
 from tests.integration.test_status import wait_for_space
@@ -76,7 +76,7 @@ async def test_status_json_is_the_gateways_answer(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engram_common.cli",
+            "engram_cli",
             "status",
             "--json",
             "--space",
@@ -132,7 +132,7 @@ async def test_status_exits_1_for_an_unknown_space(nats_server: NatsServer, work
 def test_status_exits_2_when_the_gateway_is_unreachable() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     proc = subprocess.run(
-        [sys.executable, "-m", "engram_common.cli", "status", "--url", url, "--timeout", "5"],
+        [sys.executable, "-m", "engram_cli", "status", "--url", url, "--timeout", "5"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,9 +8,10 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from engram_common.contract import COMMANDS, EVENTS, QUERIES, asyncapi_document, public_servers
-from engram_common.messages import QueryError
-from engram_common.subjects import CommandVerb, EventKind, QueryName
+from engram_contract.asyncapi import asyncapi_document, public_servers
+from engram_contract.messages import QueryError
+from engram_contract.subjects import CommandVerb, EventKind, QueryName
+from engram_contract.verbs import COMMANDS, EVENTS, QUERIES
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +75,14 @@ def test_every_command(doc: dict[str, Any], verb: str) -> None:
     key, channel = channel_by_address(doc, f"spaces.{{space}}.{verb}")
     assert "space" in channel["parameters"]
     (schema,) = payloads(doc, channel)
-    assert_model_schema(schema, COMMANDS[verb])
+    assert_model_schema(schema, COMMANDS[verb].model)
     assert "memory_space_id" in schema["properties"]
     assert operation_of(doc, key)["action"] == "receive"
 
 
 @pytest.mark.parametrize("name", get_args(QueryName))
 def test_every_query_with_request_and_reply(doc: dict[str, Any], name: str) -> None:
-    request, response = QUERIES[name]
+    request, response = QUERIES[name].request, QUERIES[name].response
     key, channel = channel_by_address(doc, f"spaces.{{space}}.q.{name}")
     (schema,) = payloads(doc, channel)
     assert_model_schema(schema, request)
@@ -102,7 +103,7 @@ def test_every_query_with_request_and_reply(doc: dict[str, Any], name: str) -> N
 def test_every_event(doc: dict[str, Any], kind: str) -> None:
     key, channel = channel_by_address(doc, f"spaces.{{space}}.evt.{kind}")
     (schema,) = payloads(doc, channel)
-    assert_model_schema(schema, EVENTS[kind])
+    assert_model_schema(schema, EVENTS[kind].model)
     assert operation_of(doc, key)["action"] == "send"
 
 
@@ -127,3 +128,7 @@ def test_servers_never_carry_credentials() -> None:
     ]
     doc = asyncapi_document(public_servers("nats://user:secret@nats.example:4222"))
     assert "secret" not in str(doc) and "user" not in str(doc["servers"])
+
+
+def test_each_command_announces_a_declared_event() -> None:
+    assert {spec.event for spec in COMMANDS.values()} <= set(EVENTS)

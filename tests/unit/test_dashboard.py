@@ -12,7 +12,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from engram_common.metrics import gateway_metrics, worker_metrics
+from engram_gateway.metrics import gateway_metrics
+from engram_worker.metrics import worker_metrics
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 DASHBOARD = OPS / "grafana" / "dashboards" / "engram.json"

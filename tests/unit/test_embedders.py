@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engram_common import embedders
-from engram_common.embedders import (
+from engram_contract import embedders
+from engram_contract.embedders import (
     HashNgramEmbedder,
     UnknownEmbedder,
     available_embedders,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from engram_common.ids import (
+from engram_contract.ids import (
     InvalidSpaceId,
     derived_id,
     new_id,

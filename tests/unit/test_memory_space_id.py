@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engram_common.messages import encode_embedding
+from engram_contract.messages import encode_embedding
 from engram_worker.core.wal import CommandRejected, Forget, Remember, decode, fast_decode
 from tests.unit.wal import SPACE, make_state, ts
 

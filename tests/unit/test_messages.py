@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engram_common.messages import (
+from engram_contract.messages import (
     DEFAULT_CONFIDENCE,
     MAX_BATCH,
     MAX_CONTENT_BYTES,

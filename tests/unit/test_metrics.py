@@ -9,14 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engram_common.metrics import (
-    OTHER,
-    SpaceLabels,
-    gateway_metrics,
-    rejection_category,
-    worker_metrics,
-)
-from engram_common.settings import CommonSettings
+from engram_contract.settings import CommonSettings
+from engram_gateway.metrics import gateway_metrics
+from engram_worker.metrics import OTHER, SpaceLabels, rejection_category, worker_metrics
 
 
 def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
@@ -63,7 +58,7 @@ def test_1000_spaces_never_make_more_than_cap_plus_one_label_values() -> None:
 
 def test_the_cap_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
     labels = SpaceLabels(cap=2)
-    with caplog.at_level(logging.WARNING, logger="engram_common.metrics"):
+    with caplog.at_level(logging.WARNING, logger="engram_worker.metrics"):
         assert [labels.label(f"s-{i}") for i in range(5)] == ["s-0", "s-1", OTHER, OTHER, OTHER]
         labels.label("s-9")
     warnings = [r for r in caplog.records if "__other__" in r.getMessage()]

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from engram_common import messages
-from engram_common.contract import COMMANDS, EVENTS, QUERIES
+from engram_contract import messages
+from engram_contract.verbs import COMMANDS, EVENTS, QUERIES
 
 PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
 FILES = sorted((PROTO_DIR / "engram" / "v1").glob("*.proto"))
@@ -87,8 +87,8 @@ def proto() -> dict[str, dict[str, ProtoField]]:
 
 def _contract_models() -> set[type[BaseModel]]:
     models: set[type[BaseModel]] = {messages.Memory, messages.MemoryIn, messages.QueryError}
-    models |= set(COMMANDS.values()) | set(EVENTS.values())
-    for request, response in QUERIES.values():
+    models |= {c.model for c in COMMANDS.values()} | {e.model for e in EVENTS.values()}
+    for request, response in ((q.request, q.response) for q in QUERIES.values()):
         models |= {request, response}
     return models
 
@@ -174,7 +174,7 @@ def test_every_proto_message_mirrors_a_pydantic_model(
     for name in set(proto) - PROTO_ONLY:
         model = getattr(messages, name, None)
         assert isinstance(model, type) and issubclass(model, BaseModel), (
-            f"proto message {name} has no pydantic model of that name in engram_common.messages"
+            f"proto message {name} has no pydantic model of that name in engram_contract.messages"
         )
 
 
@@ -200,7 +200,7 @@ def test_fields_and_types_agree(proto: dict[str, dict[str, ProtoField]]) -> None
 
 
 def test_every_request_names_its_space(proto: dict[str, dict[str, ProtoField]]) -> None:
-    requests = [*COMMANDS.values(), *(request for request, _ in QUERIES.values())]
+    requests = [*(c.model for c in COMMANDS.values()), *(q.request for q in QUERIES.values())]
     for model in requests:
         field = proto[model.__name__].get("memory_space_id")
         assert field is not None and field.type == "string" and field.label == "optional", model

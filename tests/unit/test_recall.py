@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engram_common.embedders import HashNgramEmbedder
-from engram_common.messages import (
+from engram_contract.embedders import HashNgramEmbedder
+from engram_contract.messages import (
     ConsolidationSettings,
     DecaySettings,
     LinkSettings,

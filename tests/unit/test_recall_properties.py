@@ -32,8 +32,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engram_common.embedders import HashNgramEmbedder
-from engram_common.messages import LinkSettings, RecallMode, RecallResult, SpaceRecord
+from engram_contract.embedders import HashNgramEmbedder
+from engram_contract.messages import LinkSettings, RecallMode, RecallResult, SpaceRecord
 from engram_worker.core.activation import SpreadParams
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, decode, encode

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from engram_worker.core.state import SpaceState
-from tests.unit.recall_dataset import LAYOUTS, MODES, Dataset, build, diagnose, load, measure
+from ops.bench.recall_dataset import LAYOUTS, MODES, Dataset, build, diagnose, load, measure
 from tests.unit.wal import everything
 
 SPREADING_AT_LEAST = 0.9

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from engram_common.messages import MemoryStored, encode_embedding
+from engram_contract.messages import MemoryStored, encode_embedding
 from engram_worker.core.state import Forgotten, Rejected, SpaceState, Stored
 from tests.unit.wal import (
     EPOCH,

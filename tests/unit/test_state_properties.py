@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engram_common.messages import encode_embedding
+from engram_contract.messages import encode_embedding
 from engram_worker.core.state import Rejected, SpaceState, Stored
 from tests.unit.wal import everything, live_ids, make_state, ts
 

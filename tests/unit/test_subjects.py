@@ -6,7 +6,7 @@ from typing import get_args
 
 import pytest
 
-from engram_common.subjects import (
+from engram_contract.subjects import (
     CommandVerb,
     EventKind,
     QueryName,

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engram_common.ids import MEMORY_ID_PATTERN
-from engram_common.messages import MAX_CONTENT_BYTES, encode_embedding
+from engram_contract.ids import MEMORY_ID_PATTERN
+from engram_contract.messages import MAX_CONTENT_BYTES, encode_embedding
 from engram_worker.core.wal import (
     CommandRejected,
     Decoded,

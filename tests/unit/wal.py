@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from engram_common.embedders import HashNgramEmbedder
-from engram_common.messages import LinkSettings, SpaceRecord
+from engram_contract.embedders import HashNgramEmbedder
+from engram_contract.messages import LinkSettings, SpaceRecord
 from engram_worker.core.state import SpaceState, StoredMemory
 
 SPACE = "alpha"

@@ -15,15 +15,17 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry
 
-from engram_common import __version__
-from engram_common.metrics import GatewayMetrics, gateway_metrics
-from engram_common.natsio import SpaceRegistry, connect, ensure_events_stream
-from engram_common.settings import GatewaySettings
+from engram_contract import __version__
+from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.bridge import NatsBridge
+from engram_gateway.metrics import GatewayMetrics, gateway_metrics
 from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.routes import ROUTES
 from engram_gateway.spaces import SpaceResolver, deprecation_headers
+from engram_nats.connection import connect
+from engram_nats.registry import SpaceRegistry
+from engram_nats.streams import ensure_events_stream
 
 log = logging.getLogger(__name__)
 #: the ``route`` label of a request no route matched (never the raw path)
@@ -102,7 +104,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         before_send=[request_counter(metrics), deprecation_headers],
         state=State({"metrics": metrics, "spaces": SpaceResolver(settings, metrics)}),
         request_max_body_size=settings.max_body_bytes,
-        # logging is the process's to configure (engram_common.cli), not the app's:
+        # logging is the process's to configure (engram_cli.main), not the app's:
         # Litestar's default config would replace the root logger's handlers
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -1,6 +1,6 @@
 """``GET /asyncapi``: the AsyncAPI document of the ``spaces.<id>.…`` subjects, for
 agents that publish and request on NATS themselves (see
-:mod:`engram_common.contract`)."""
+:mod:`engram_contract.asyncapi`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from functools import cache
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from engram_common import __version__
-from engram_common.contract import asyncapi_document, public_servers
-from engram_common.settings import GatewaySettings
+from engram_contract import __version__
+from engram_contract.asyncapi import asyncapi_document, public_servers
+from engram_contract.settings import GatewaySettings
 
 
 def asyncapi_routes(settings: GatewaySettings) -> list[HTTPRouteHandler]:

@@ -15,8 +15,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from engram_common.embedders import Embedder, get_embedder
-from engram_common.messages import (
+from engram_contract.embedders import Embedder, get_embedder
+from engram_contract.messages import (
     Command,
     Model,
     SpaceRecord,
@@ -25,16 +25,8 @@ from engram_common.messages import (
     StatusResponse,
     WorkerStatus,
 )
-from engram_common.natsio import (
-    SpaceConflict,
-    SpaceLimitReached,
-    SpaceRegistry,
-    gather,
-    purge_events,
-)
-from engram_common.settings import GatewaySettings
-from engram_common.snapshots import SnapshotStore
-from engram_common.subjects import (
+from engram_contract.settings import GatewaySettings
+from engram_contract.subjects import (
     STATUS_SUBJECT,
     CommandVerb,
     QueryName,
@@ -43,6 +35,10 @@ from engram_common.subjects import (
     stream_name,
 )
 from engram_gateway.problems import Problem
+from engram_nats.connection import gather
+from engram_nats.registry import SpaceConflict, SpaceLimitReached, SpaceRegistry
+from engram_nats.streams import purge_events
+from engram_worker.snapshots import SnapshotStore
 
 _NO_RESPONDERS_BACKOFF = (0.02, 0.05, 0.1, 0.2, 0.4)
 

@@ -17,11 +17,11 @@ import nats.js.errors
 from litestar.response import ServerSentEventMessage
 from nats.js import JetStreamContext, api
 
-from engram_common.jetstream import close_consumer
-from engram_common.messages import EventsGap
-from engram_common.natsio import EVENTS_STREAM
-from engram_common.subjects import EventKind
+from engram_contract.messages import EventsGap
+from engram_contract.subjects import EventKind
 from engram_gateway.problems import Problem
+from engram_nats.consumers import close_consumer
+from engram_nats.streams import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 

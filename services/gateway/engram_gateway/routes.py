@@ -16,14 +16,13 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from engram_common.commands import FieldInvalid, remember_commands, to_embed
-from engram_common.embedders import Embedder, get_embedder
-from engram_common.ids import (
+from engram_contract.embedders import Embedder, get_embedder
+from engram_contract.ids import (
     MEMORY_ID_EXPECTED,
     MEMORY_ID_RE,
     new_id,
 )
-from engram_common.messages import (
+from engram_contract.messages import (
     ConsolidateRequest,
     ConsolidateResponse,
     CreateSpace,
@@ -40,12 +39,13 @@ from engram_common.messages import (
     SpaceRecord,
     StatsRequest,
 )
-from engram_common.metrics import GatewayMetrics
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.events import EVENT_KINDS, EventFeed, parse_last_event_id, parse_types
+from engram_gateway.metrics import GatewayMetrics
 from engram_gateway.problems import Problem, field_problem, parse_body
 from engram_gateway.spaces import checked_space, resolve_space
 from engram_gateway.transfer import ROUTES as TRANSFER_ROUTES
+from engram_nats.commands import FieldInvalid, remember_commands, to_embed
 
 JSON = "application/json"
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Page size.")]

@@ -17,9 +17,9 @@ from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
-from engram_common.ids import space_id_problem
-from engram_common.metrics import GatewayMetrics
-from engram_common.settings import GatewaySettings
+from engram_contract.ids import space_id_problem
+from engram_contract.settings import GatewaySettings
+from engram_gateway.metrics import GatewayMetrics
 from engram_gateway.problems import Problem
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 from pydantic import ValidationError
 
-from engram_common.embedders import Embedder, get_embedder
-from engram_common.ids import new_id
-from engram_common.messages import (
+from engram_contract.embedders import Embedder, get_embedder
+from engram_contract.ids import new_id
+from engram_contract.messages import (
     MAX_BATCH,
     MAX_TAG_CHARS,
     MAX_TAGS,
@@ -45,7 +45,7 @@ from engram_common.messages import (
     encode_embedding,
     vector_problem,
 )
-from engram_common.subjects import CommandVerb
+from engram_contract.subjects import CommandVerb
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.problems import Problem, field_problem
 from engram_gateway.spaces import resolve_space

@@ -34,25 +34,24 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from engram_common.embedders import get_embedder
-from engram_common.ids import new_id
-from engram_common.messages import (
+from engram_contract.embedders import get_embedder
+from engram_contract.ids import new_id
+from engram_contract.messages import (
     MAX_BATCH,
     ConsolidateCommand,
     ConsolidatedGroup,
     ReinforceCommand,
     SpaceRecord,
 )
-from engram_common.metrics import WorkerMetrics
-from engram_common.settings import WorkerSettings
-from engram_common.snapshots import SnapshotStore, SnapshotUnreadable, delete_msg
-from engram_common.subjects import (
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import (
     command_subject,
     command_verb,
     event_subject,
     stream_name,
     wal_subjects,
 )
+from engram_nats.consumers import delete_msg
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
 from engram_worker.core.state import (
@@ -67,6 +66,8 @@ from engram_worker.core.state import (
     Stored,
 )
 from engram_worker.core.wal import position, stored_at
+from engram_worker.metrics import WorkerMetrics
+from engram_worker.snapshots import SnapshotStore, SnapshotUnreadable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

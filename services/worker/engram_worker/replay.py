@@ -22,16 +22,17 @@ from nats.aio.msg import Msg
 from nats.js import api
 from pydantic import ValidationError
 
-from engram_common.embedders import get_embedder
-from engram_common.jetstream import close_consumer
-from engram_common.messages import ReloadReply, ReloadRequest
-from engram_common.natsio import SpaceRegistry, gather
-from engram_common.settings import WorkerSettings
-from engram_common.snapshots import SnapshotStore, delete_msg
-from engram_common.subjects import RELOAD_SUBJECT, command_verb, stream_name, wal_subjects
+from engram_contract.embedders import get_embedder
+from engram_contract.messages import ReloadReply, ReloadRequest
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import RELOAD_SUBJECT, command_verb, stream_name, wal_subjects
+from engram_nats.connection import gather
+from engram_nats.consumers import close_consumer, delete_msg
+from engram_nats.registry import SpaceRegistry
 from engram_worker.core.state import Consolidated, Forgotten, SpaceState, Stored
 from engram_worker.core.wal import position, stored_at
 from engram_worker.host import snapshot_header, write_snapshot
+from engram_worker.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 

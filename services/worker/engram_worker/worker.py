@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from engram_common.messages import (
+from engram_contract.messages import (
     ConsolidateRequest,
     ConsolidateResponse,
     ExportedMemory,
@@ -43,14 +43,16 @@ from engram_common.messages import (
     encode_embedding,
     error_reply,
 )
-from engram_common.metrics import OTHER, worker_metrics
-from engram_common.natsio import SpaceRegistry, connect, purge_events
-from engram_common.settings import WorkerSettings
-from engram_common.snapshots import SnapshotStore
-from engram_common.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
+from engram_nats.connection import connect
+from engram_nats.registry import SpaceRegistry
+from engram_nats.streams import purge_events
 from engram_worker.core.state import ExportItem, RecallQuery, SpaceState, StoredMemory
 from engram_worker.core.wal import wrong_space
 from engram_worker.host import NotCaughtUp, SpaceHost
+from engram_worker.metrics import OTHER, worker_metrics
+from engram_worker.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 _QUERIES = frozenset(get_args(QueryName))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from usearch.index import Index
 
-from engram_common.messages import Metric
+from engram_contract.messages import Metric
 
 # Keys at or above this are scratch keys used by :meth:`VectorIndex.scrub`; the
 # fold hands out keys from 1 upwards and never gets near it.

@@ -26,9 +26,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engram_common.embedders import Embedder
-from engram_common.ids import derived_id
-from engram_common.messages import (
+from engram_contract.embedders import Embedder
+from engram_contract.ids import derived_id
+from engram_contract.messages import (
     MAX_CONSOLIDATE_MEMBERS,
     ConsolidationSettings,
     MemoriesActivated,

@@ -7,7 +7,7 @@ message off the stream costs. Here msgspec decodes the usual, well-formed comman
 straight into typed structs (JSON and base64 in C, ~2 µs), and the few rules
 msgspec cannot express run in Python.
 
-The pydantic models in :mod:`engram_common.messages` stay the contract. The fast
+The pydantic models in :mod:`engram_contract.messages` stay the contract. The fast
 path only ever *accepts*: whatever it does not accept at once (a malformed
 message, a rare shape such as a date-only ``occurred_at``, a vector it cannot
 vouch for cheaply) goes to :func:`decode_command`, which accepts it or names the
@@ -28,8 +28,8 @@ from msgspec import Meta
 from nats.errors import NotJSMessageError
 from pydantic import ValidationError
 
-from engram_common.ids import MEMORY_ID_PATTERN
-from engram_common.messages import (
+from engram_contract.ids import MEMORY_ID_PATTERN
+from engram_contract.messages import (
     DEFAULT_CONFIDENCE,
     MAX_COMMAND_ID_CHARS,
     MAX_CONTENT_BYTES,

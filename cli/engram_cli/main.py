@@ -1,0 +1,134 @@
+"""``engram``: run the processes (gateway, worker, dev stack)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from engram_cli.memory import add_parser as memory_parser
+from engram_cli.space import add_parser as space_parser
+from engram_cli.status import add_parser as status_parser
+from engram_cli.transfer import add_parsers as transfer_parsers
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_gateway(_: argparse.Namespace) -> int:
+    from engram_contract.settings import GatewaySettings
+    from engram_gateway.app import main
+
+    settings = GatewaySettings()
+    _logging(settings.log_level)
+    main(settings)
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    from engram_contract.settings import WorkerSettings
+    from engram_worker.worker import main
+
+    settings = WorkerSettings()
+    _logging(settings.log_level)
+    asyncio.run(main(settings))
+    return 0
+
+
+def cmd_dev(_: argparse.Namespace) -> int:
+    from engram_cli.devstack import run_dev_stack
+    from engram_contract.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    _logging(settings.log_level)
+    return run_dev_stack(settings)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from engram_cli.replay import run_replay
+
+    return run_replay(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from engram_cli.status import run_status
+
+    return run_status(args)
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from engram_cli.space import run_space
+
+    return run_space(args)
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from engram_cli.memory import run_memory
+
+    return run_memory(args)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from engram_cli import transfer
+
+    run = {
+        "export": transfer.run_export,
+        "import": transfer.run_import,
+        "migrate": transfer.run_migrate,
+    }[args.command]
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engram", description="Engram: cognitive memory spaces for AI agents on NATS."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("gateway", help="run the HTTP gateway (ENGRAM_HTTP_HOST/PORT)").set_defaults(
+        func=cmd_gateway
+    )
+    sub.add_parser("worker", help="run a worker that hosts spaces").set_defaults(func=cmd_worker)
+    sub.add_parser(
+        "dev", help="run nats-server (JetStream, data in ENGRAM_DATA_DIR), a gateway and a worker"
+    ).set_defaults(func=cmd_dev)
+    replay = sub.add_parser(
+        "replay",
+        help="rebuild a space from its WAL alone, write a fresh snapshot, reload the workers",
+        description="Fold the space's stream from --from-seq (default: the start) into a new "
+        "state, index it, write it as the space's snapshot and ask the workers hosting the "
+        "space to serve it. The snapshot in the store is ignored. With --from-seq N the "
+        "rebuilt state holds only what the WAL says from seq N on.",
+    )
+    replay.add_argument("space", help="the space id")
+    replay.add_argument("--from-seq", type=int, default=1, metavar="N", help="first seq to fold")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="fold and index, report, write nothing"
+    )
+    replay.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay.add_argument("--nats-url", help="NATS URL (default: ENGRAM_NATS_URL)")
+    replay.add_argument(
+        "--reload-wait", type=float, default=30.0, metavar="S", help="seconds to wait for workers"
+    )
+    replay.set_defaults(func=cmd_replay)
+    status_parser(sub).set_defaults(func=cmd_status)
+    space_parser(sub).set_defaults(func=cmd_space)
+    memory_parser(sub).set_defaults(func=cmd_memory)
+    for p in transfer_parsers(sub).values():
+        p.set_defaults(func=cmd_transfer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Operator control on ``engram.ctl.*`` (outside ``spaces.>``) and the status report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from engram_contract.messages.base import Model
+from engram_contract.messages.registry import SpaceStatus
+
+
+class ReloadRequest(Model):
+    """``engram.ctl.reload``: hosting workers load ``space`` again from its snapshot
+    (``engram replay`` sends it after writing a rebuilt snapshot)."""
+
+    schema_version: Literal[1] = 1
+    space: str
+
+
+class ReloadReply(Model):
+    worker: str
+    space: str
+    hosted: bool = Field(description="False: this worker does not host the space.")
+    recovery: str = ""
+    applied_seq: int = 0
+    memories: int = 0
+
+
+class StatusRequest(Model):
+    """``engram.ctl.status``: every worker answers with a :class:`WorkerStatus`."""
+
+    schema_version: Literal[1] = 1
+    space: str | None = Field(default=None, description="Only this space.")
+
+
+class HostedSpace(Model):
+    id: str
+    applied_seq: int
+    memories: int
+    rejected: int
+    snapshot_seq: int
+    snapshot_at: datetime | None
+    recovery: str
+
+
+class FailedSpace(Model):
+    id: str
+    reason: str
+
+
+class WorkerStatus(Model):
+    worker: str
+    spaces: list[HostedSpace]
+    failed: list[FailedSpace]
+
+
+class SpaceStatusRow(Model):
+    """One space in ``GET /api/v1/status``. Fields a worker reports are ``null``
+    while no worker hosts the space."""
+
+    id: str
+    status: SpaceStatus
+    stream_seq: int | None = Field(description="The WAL's last sequence.")
+    applied_seq: int | None
+    wal_lag: int | None = Field(description="stream_seq − applied_seq.")
+    memories: int | None
+    rejected: int | None
+    snapshot_seq: int | None
+    snapshot_age_s: float | None
+    worker: str | None
+    recovery: str | None
+    failed: str | None = Field(description="Why no worker could load the space.")
+
+
+class StatusResponse(Model):
+    spaces: list[SpaceStatusRow]
+    workers: list[str] = Field(description="Workers that answered.")

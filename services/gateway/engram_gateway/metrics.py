@@ -1,0 +1,51 @@
+"""Prometheus metrics of the gateway (names and labels are a contract: dashboards
+are built on them; see docs/operations.md, "Metrics"). No per-space labels: spaces
+show in the worker's. Built on a registry of the app's own, never the global one,
+so several gateways can live in one process (the tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class GatewayMetrics:
+    """The gateway's metrics (no per-space labels: spaces show in the worker's)."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    request_seconds: Histogram
+    default_fallback: Counter
+    spaces: Gauge
+
+
+def gateway_metrics(registry: CollectorRegistry) -> GatewayMetrics:
+    """Define the gateway's metrics on ``registry``."""
+    return GatewayMetrics(
+        registry=registry,
+        requests=Counter(
+            "engram_http_requests_total",
+            "HTTP requests, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+        request_seconds=Histogram(
+            "engram_http_request_duration_seconds",
+            "HTTP request duration, by method and route template.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        ),
+        default_fallback=Counter(
+            "engram_memory_space_default_fallback_total",
+            "Requests on legacy routes that fell back to the default memory space.",
+            registry=registry,
+        ),
+        spaces=Gauge(
+            "engram_spaces", "Spaces in the registry, by status.", ["status"], registry=registry
+        ),
+    )
