@@ -5,7 +5,9 @@ processes and machines (feature hashing with CRC32, not Python's salted
 ``hash``): word unigrams, word bigrams and character trigrams hashed into
 ``dim`` signed buckets, then L2-normalised. Texts that share words or word
 pieces get similar vectors, which is enough for text recall out of the box. A
-real model plugs in by implementing :class:`Embedder` and registering a factory.
+real model plugs in by implementing :class:`Embedder` and adding its factory to
+:data:`EMBEDDERS` (one table, read-only at run time: every process of a deployment
+must offer the same embedders, so none is registered on the fly).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import itertools
 import re
 import zlib
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Final, Protocol
 
 import numpy as np
 
@@ -80,25 +83,26 @@ class HashNgramEmbedder:
 
 EmbedderFactory = Callable[[int], Embedder]
 
-_FACTORIES: dict[str, EmbedderFactory] = {HashNgramEmbedder.name: HashNgramEmbedder}
+#: Every embedder a space may name: name → factory taking the space's dim.
+EMBEDDERS: Final[Mapping[str, EmbedderFactory]] = MappingProxyType(
+    {HashNgramEmbedder.name: HashNgramEmbedder}
+)
 
 
-def register_embedder(name: str, factory: EmbedderFactory) -> None:
-    """Make ``name`` available to spaces (e.g. a sentence-transformer wrapper)."""
-    _FACTORIES[name] = factory
+def available_embedders(factories: Mapping[str, EmbedderFactory] = EMBEDDERS) -> list[str]:
+    return sorted(factories)
 
 
-def available_embedders() -> list[str]:
-    return sorted(_FACTORIES)
-
-
-def get_embedder(name: str, dim: int) -> Embedder:
-    """The embedder ``name`` producing ``dim``-dimensional vectors."""
+def get_embedder(
+    name: str, dim: int, factories: Mapping[str, EmbedderFactory] = EMBEDDERS
+) -> Embedder:
+    """The embedder ``name`` producing ``dim``-dimensional vectors (from ``factories``,
+    by default :data:`EMBEDDERS`)."""
     try:
-        factory = _FACTORIES[name]
+        factory = factories[name]
     except KeyError:
         raise UnknownEmbedder(
-            f"unknown embedder {name!r}; available: {', '.join(available_embedders())}"
+            f"unknown embedder {name!r}; available: {', '.join(available_embedders(factories))}"
         ) from None
     embedder = factory(dim)
     if embedder.dim != dim:

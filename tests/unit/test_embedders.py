@@ -168,17 +168,21 @@ def test_unknown_embedder_is_a_value_error() -> None:
         get_embedder("nope", 8)
 
 
-def test_registered_embedder_is_offered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedders, "_FACTORIES", dict(embedders._FACTORIES))
-    embedders.register_embedder("toy-v1", HashNgramEmbedder)
-    assert "toy-v1" in available_embedders()
-    assert get_embedder("toy-v1", 8).dim == 8
+def test_an_embedder_in_the_table_is_offered() -> None:
+    table = {**embedders.EMBEDDERS, "toy-v1": HashNgramEmbedder}
+    assert "toy-v1" in available_embedders(table)
+    assert get_embedder("toy-v1", 8, table).dim == 8
     with pytest.raises(UnknownEmbedder, match="toy-v1"):
-        get_embedder("missing", 8)
+        get_embedder("missing", 8, table)
 
 
-def test_embedder_of_the_wrong_dim_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedders, "_FACTORIES", dict(embedders._FACTORIES))
-    embedders.register_embedder("fixed-384", lambda _dim: HashNgramEmbedder(384))
+def test_the_embedder_table_is_read_only() -> None:
+    assert available_embedders() == ["hash-ngram-v1"]
+    with pytest.raises(TypeError):
+        embedders.EMBEDDERS["toy-v1"] = HashNgramEmbedder  # type: ignore[index]
+
+
+def test_embedder_of_the_wrong_dim_is_refused() -> None:
+    table = {"fixed-384": lambda _dim: HashNgramEmbedder(384)}
     with pytest.raises(ValueError, match="produces 384-d vectors, space needs 16"):
-        get_embedder("fixed-384", 16)
+        get_embedder("fixed-384", 16, table)
