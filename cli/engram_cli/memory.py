@@ -82,9 +82,7 @@ def _metadata(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InvalidInput(
-                f"--meta {pair!r}: expected KEY=VALUE", status=400, title="Invalid input"
-            )
+            raise InvalidInput(400, "Invalid input", f"--meta {pair!r}: expected KEY=VALUE")
         out[key] = value
     return out
 
@@ -106,16 +104,12 @@ def read_memories(lines: list[str], fmt: str, defaults: dict[str, Any]) -> list[
             if fmt == "ndjson":
                 doc = json.loads(line)
                 if not isinstance(doc, dict):
-                    raise InvalidInput(
-                        f"line {n}: expected a JSON object", status=400, title="Invalid input"
-                    )
+                    raise InvalidInput(400, "Invalid input", f"line {n}: expected a JSON object")
                 memories.append(MemoryIn.model_validate({**defaults, **doc}))
             else:
                 memories.append(MemoryIn.model_validate({**defaults, "content": line}))
         except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"line {n}: not JSON: {exc}", status=400, title="Invalid input"
-            ) from None
+            raise InvalidInput(400, "Invalid input", f"line {n}: not JSON: {exc}") from None
         except ValidationError as exc:
             raise invalid_input(exc, f"line {n}") from None
     return memories

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from engram_client.base import Event, EventStream, SpaceInfo, Written, parse_event
-from engram_client.errors import EngramError, Unavailable, error_for
+from engram_client.errors import EngramError, Timeout, Unavailable, error_for
 from engram_contract.messages import (
     CreateSpace,
     LinkIn,
@@ -85,13 +85,14 @@ class HttpTransport:
 
     def _unreachable(self, exc: httpx.HTTPError) -> Unavailable:
         if isinstance(exc, httpx.TimeoutException):
-            return Unavailable(
+            return Timeout(
+                504,
+                "Gateway timeout",
                 f"the gateway at {self.url} did not answer in {self.timeout:g} s",
-                title="Gateway timeout",
             )
         reason = str(exc) or type(exc).__name__
         return Unavailable(
-            f"cannot reach the gateway at {self.url}: {reason}", title="Gateway unreachable"
+            503, "Gateway unreachable", f"cannot reach the gateway at {self.url}: {reason}"
         )
 
     async def _call(
@@ -115,8 +116,9 @@ class HttpTransport:
             return response.json()
         except ValueError:
             raise EngramError(
+                response.status_code,
+                "Not JSON",
                 f"the gateway at {self.url} answered something not JSON",
-                status=response.status_code,
             ) from None
 
     # -- spaces ------------------------------------------------------------

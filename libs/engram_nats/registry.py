@@ -108,6 +108,11 @@ class SpaceRegistry:
         self._watch_task = asyncio.create_task(run(), name="registry-watch")
         self._watcher = watcher
 
+    @property
+    def watching(self) -> bool:
+        """Whether the watch :meth:`start_watch` began is still following the registry."""
+        return self._watch_task is not None and not self._watch_task.done()
+
     async def wait_loaded(self, timeout: float = 30.0) -> None:
         """Wait until the watch has delivered the registry's current state, then
         read any record it has not yet: nats-py's watcher can announce the end of

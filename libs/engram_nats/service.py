@@ -1,0 +1,267 @@
+"""The memory operations of a client of Engram's NATS side, written once: what
+the gateway does for an HTTP client and the SDK does over NATS.
+
+A write checks the space (creating it on its first write, when allowed),
+embeds text with the space's embedder, publishes one WAL message per command
+and returns once JetStream acknowledged them (durable). A read asks the worker
+hosting the space, after this client's own writes (read-your-writes). Failures
+are :mod:`engram_contract.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from engram_contract.errors import MemoryNotFound, field_error
+from engram_contract.ids import new_id
+from engram_contract.messages import (
+    Command,
+    CreateSpace,
+    ForgetCommand,
+    GetRequest,
+    LinkCommand,
+    LinkIn,
+    ListRequest,
+    MemoryIn,
+    Model,
+    RecallRequest,
+    RememberCommand,
+    SpaceRecord,
+    StatsRequest,
+)
+from engram_contract.subjects import CommandVerb, QueryName
+from engram_nats import wire
+from engram_nats.commands import FieldInvalid, remember_commands, to_embed
+from engram_nats.registry import SpaceRegistry
+from engram_nats.spaces import SpaceAccess, SpacePolicy
+
+#: Batches larger than this are embedded in a thread (the event loop keeps going).
+EMBED_INLINE_MAX = 32
+
+
+class AckedSeqs(dict[str, int]):
+    """The highest stream sequence per space known to be in its WAL (written by
+    this client, or on its behalf): the ``min_seq`` of read-your-writes queries."""
+
+    def note(self, space: str, seq: int) -> None:
+        if seq > self.get(space, 0):
+            self[space] = seq
+
+    async def on_space_change(self, space: str, rec: SpaceRecord | None) -> None:
+        """Registry listener: a deleted (or re-created) space starts from seq 0."""
+        if rec is None or rec.status != "active":
+            self.pop(space, None)
+
+
+def _commands(
+    access: SpaceAccess,
+    space: str,
+    rec: SpaceRecord,
+    memories: Sequence[MemoryIn],
+    prefix: str,
+    idempotency_key: str | None,
+) -> list[RememberCommand]:
+    """Embed what has text only, then the commands (a 400 naming a vector that
+    does not fit the space)."""
+    positions = to_embed(memories)
+    embedded: dict[int, np.ndarray] = {}
+    if positions:
+        vectors = access.embedder(rec).embed([memories[i].content for i in positions])
+        embedded = dict(zip(positions, vectors, strict=True))
+    try:
+        return remember_commands(
+            space, rec, memories, embedded, prefix=prefix, idempotency_key=idempotency_key
+        )
+    except FieldInvalid as exc:
+        raise field_error(exc.field, exc.message) from None
+
+
+class MemoryService:
+    """Remember, forget, link, recall, get, list and space lifecycle over NATS.
+
+    Query methods return the worker's raw JSON answer: the gateway forwards it
+    as it is, the SDK parses it into the answer's model.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        registry: SpaceRegistry,
+        policy: SpacePolicy,
+        *,
+        publish_timeout: float = 10.0,
+        query_timeout: float = 10.0,
+    ) -> None:
+        self.nc = nc
+        self.registry = registry
+        self.spaces = SpaceAccess(registry, policy)
+        self.acked = AckedSeqs()
+        self.publish_timeout = publish_timeout
+        self.query_timeout = query_timeout
+        registry.on_change(self.acked.on_space_change)
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    # -- spaces ----------------------------------------------------------------
+
+    async def create_space(self, body: CreateSpace) -> tuple[SpaceRecord, bool]:
+        """The space (``True``: created now), or a 409 when it exists otherwise."""
+        return await self.spaces.create(body)
+
+    async def delete_space(self, space: str) -> None:
+        """Mark the space deleting, then delete its record and events."""
+        await self.spaces.delete(self.js, space)
+        self.acked.pop(space, None)
+
+    async def stats(self, space: str) -> bytes:
+        """The ``StatsResponse`` of an active space, after this client's writes."""
+        await self.spaces.for_read(space)
+        return await self.query(space, "stats", StatsRequest(min_seq=self.acked.get(space)))
+
+    # -- the wire --------------------------------------------------------------
+
+    async def publish(self, space: str, verb: CommandVerb, commands: Sequence[Command]) -> int:
+        """One WAL message per command, pipelined; the last acknowledged seq."""
+        return await self.publish_raw(
+            space, ((verb, c.command_id, wire.encode(c)) for c in commands)
+        )
+
+    async def publish_raw(
+        self, space: str, messages: Iterable[tuple[CommandVerb, str, bytes]]
+    ) -> int:
+        """Publish ``(verb, command_id, body)`` messages (bodies validated and
+        encoded already); the last acknowledged seq, noted for read-your-writes."""
+        seq = await wire.publish(self.js, space, messages, timeout=self.publish_timeout)
+        self.acked.note(space, seq)
+        return seq
+
+    async def query(self, space: str, name: QueryName, body: Model | dict[str, Any]) -> bytes:
+        """The raw JSON answer of the worker hosting ``space`` (errors raised)."""
+        return await wire.query(self.nc, space, name, body, timeout=self.query_timeout)
+
+    # -- writes ----------------------------------------------------------------
+
+    async def remember(
+        self,
+        space: str,
+        memories: builtins.list[MemoryIn],
+        *,
+        prefix: str = "",
+        idempotency_key: str | None = None,
+    ) -> tuple[builtins.list[str], int]:
+        """Store memories (embedding those with text only); their ids and the last
+        seq. ``prefix`` names the batch field in errors (``memories[3].embedding``);
+        with an ``idempotency_key`` a retry names and stores the same memories."""
+        rec = await self.spaces.for_write(space)
+        args = (self.spaces, space, rec, memories, prefix, idempotency_key)
+        if len(memories) > EMBED_INLINE_MAX:
+            commands = await asyncio.to_thread(_commands, *args)
+        else:
+            commands = _commands(*args)
+        seq = await self.publish(space, "remember", commands)
+        return [c.memory.id or "" for c in commands], seq
+
+    async def forget(self, space: str, memory_id: str, command_id: str | None = None) -> int:
+        """Forget one memory (an unknown id is a no-op); the seq of the command."""
+        await self.spaces.for_write(space)
+        command = ForgetCommand(command_id=command_id or new_id(), memory_id=memory_id)
+        return await self.publish(space, "forget", [command])
+
+    async def forget_many(
+        self, space: str, memory_ids: builtins.list[str], idempotency_key: str | None = None
+    ) -> int:
+        """One forget command per id (command ids ``<key>:<index>`` with an
+        idempotency key); the space must exist. The last seq."""
+        await self.spaces.for_write(space, create=False)
+        commands = [
+            ForgetCommand(
+                command_id=new_id() if idempotency_key is None else f"{idempotency_key}:{i}",
+                memory_id=memory_id,
+            )
+            for i, memory_id in enumerate(memory_ids)
+        ]
+        return await self.publish(space, "forget", commands)
+
+    async def link(self, space: str, body: LinkIn, command_id: str | None = None) -> int:
+        """Link two memories that are in the space (else a 404 naming which)."""
+        await self.spaces.for_write(space, create=False)
+        await self.check_link_endpoints(space, {"source": body.source, "target": body.target})
+        # a memory forgotten between this check and the fold makes the worker reject
+        # the command (spaces.<id>.evt.rejected): the WAL decides, not this check
+        command = LinkCommand(
+            command_id=command_id or new_id(),
+            source=body.source,
+            target=body.target,
+            weight=body.weight,
+            kind=body.kind,
+        )
+        return await self.publish(space, "link", [command])
+
+    async def check_link_endpoints(self, space: str, ids: dict[str, str]) -> None:
+        """Raise a 404 naming each of ``ids`` (field → memory id) that the space
+        lacks (asked of the worker, concurrently, after this client's writes)."""
+        min_seq = self.acked.get(space)
+        answers = await asyncio.gather(
+            *(
+                self.query(space, "get", GetRequest(memory_id=memory_id, min_seq=min_seq))
+                for memory_id in ids.values()
+            ),
+            return_exceptions=True,
+        )
+        errors = []
+        for (field, memory_id), answer in zip(ids.items(), answers, strict=True):
+            # the worker's 404 for the memory; any other error (the space gone, no
+            # worker, a timeout) passes through as it is
+            if isinstance(answer, MemoryNotFound):
+                errors.append(
+                    {"field": field, "message": f"memory {memory_id!r} does not exist in {space!r}"}
+                )
+            elif isinstance(answer, BaseException):
+                raise answer
+        if errors:
+            raise MemoryNotFound(
+                404,
+                "Memory not found",
+                "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                hint="Link memories that are stored in this space.",
+                errors=errors,
+            )
+
+    # -- reads -----------------------------------------------------------------
+
+    async def recall(self, space: str, request: RecallRequest) -> bytes:
+        """The ``RecallResponse`` (read-your-writes unless asked otherwise)."""
+        rec = await self.spaces.for_read(space)
+        if request.embedding is not None and len(request.embedding) != rec.dim:
+            raise field_error(
+                "embedding",
+                f"expected {rec.dim} values (space {space!r} has dim {rec.dim}), "
+                f"got {len(request.embedding)}",
+            )
+        if request.consistency == "read_your_writes" and request.min_seq is None:
+            request = request.model_copy(update={"min_seq": self.acked.get(space)})
+        return await self.query(space, "recall", request)
+
+    async def get(self, space: str, memory_id: str, include_embedding: bool = False) -> bytes:
+        """The ``GetResponse`` of one memory (a 404 when the space lacks it)."""
+        await self.spaces.for_read(space)
+        request = GetRequest(
+            memory_id=memory_id, include_embedding=include_embedding, min_seq=self.acked.get(space)
+        )
+        return await self.query(space, "get", request)
+
+    async def list(self, space: str, request: ListRequest) -> bytes:
+        """A ``ListResponse`` page of the space's memories, in stream order."""
+        await self.spaces.for_read(space)
+        if request.min_seq is None:
+            request = request.model_copy(update={"min_seq": self.acked.get(space)})
+        return await self.query(space, "list", request)

@@ -1,0 +1,128 @@
+"""Which spaces a client may read or write, creating one on its first write:
+the registry's records as the gateway and the SDK over NATS both see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from engram_contract.embedders import Embedder, get_embedder
+from engram_contract.errors import Conflict, LimitReached, field_error, space_not_found
+from engram_contract.messages import CreateSpace, SpaceRecord
+from engram_nats.registry import SpaceConflict, SpaceLimitReached, SpaceRegistry
+from engram_nats.streams import purge_events
+
+
+@dataclass(frozen=True)
+class SpacePolicy:
+    """How spaces are created: the defaults of a new space, whether a write
+    creates an unknown space, the limit, and what to tell a client about a
+    space that does not exist (surfaces name their own way to create one)."""
+
+    default_dim: int = 384
+    default_embedder: str = "hash-ngram-v1"
+    auto_create: bool = True
+    max_spaces: int | None = None
+    create_hint: str = "Create the space first, or write a memory to it."
+
+
+class SpaceAccess:
+    """The registry's records, checked for reading and writing, and the spaces'
+    embedders (one instance per name and dim)."""
+
+    def __init__(self, registry: SpaceRegistry, policy: SpacePolicy) -> None:
+        self.registry = registry
+        self.policy = policy
+        self._embedders: dict[tuple[str, int], Embedder] = {}
+
+    async def record(self, space: str) -> SpaceRecord | None:
+        return self.registry.cached(space) or await self.registry.get(space)
+
+    async def for_read(self, space: str) -> SpaceRecord:
+        """The record of an active space, else :class:`SpaceNotFound`."""
+        rec = await self.record(space)
+        if rec is None or rec.status != "active":
+            raise space_not_found(space, self.policy.create_hint)
+        return rec
+
+    async def for_write(self, space: str, *, create: bool = True) -> SpaceRecord:
+        """The record of an active space to write to. An unknown space is created
+        (when ``create`` and the policy allow) or is a 404; ``create=False`` is for
+        writes about memories that must exist already. A space being deleted is
+        a 409."""
+        rec = await self.record(space)
+        if rec is None:
+            if not create:
+                raise space_not_found(space, self.policy.create_hint)
+            if not self.policy.auto_create:
+                raise space_not_found(
+                    space, self.policy.create_hint + " (auto-creation of spaces is off)"
+                )
+            rec, _ = await self.create_or_get(space)
+        if rec.status != "active":
+            raise Conflict(409, "Space not writable", f"memory space {space!r} is {rec.status}")
+        return rec
+
+    async def create_or_get(self, space: str, **asked: Any) -> tuple[SpaceRecord, bool]:
+        """The space with the ``asked`` settings (created, ``True``), or the one
+        that exists with the same settings (``False``); else a :class:`Conflict`."""
+        p = self.policy
+        try:
+            return await self.registry.create_or_get(
+                space,
+                default_dim=p.default_dim,
+                default_embedder=p.default_embedder,
+                max_spaces=p.max_spaces,
+                **asked,
+            )
+        except SpaceConflict as exc:
+            raise Conflict(
+                409,
+                "Space conflict",
+                str(exc),
+                hint="Use another space id, or omit the settings to get the existing space.",
+            ) from None
+        except SpaceLimitReached as exc:
+            raise LimitReached(
+                409,
+                "Space limit reached",
+                str(exc),
+                hint="Delete unused spaces or raise ENGRAM_MAX_SPACES.",
+            ) from None
+
+    async def create(self, body: CreateSpace) -> tuple[SpaceRecord, bool]:
+        """:meth:`create_or_get` for a client's request (its embedder must exist)."""
+        if body.embedder is not None:
+            try:
+                get_embedder(body.embedder, body.dim or self.policy.default_dim)
+            except ValueError as exc:
+                raise field_error("embedder", str(exc)) from None
+        return await self.create_or_get(
+            body.id,
+            dim=body.dim,
+            metric=body.metric if "metric" in body.model_fields_set else None,
+            embedder=body.embedder,
+            links=body.links,
+            decay=body.decay,
+            consolidation=body.consolidation,
+        )
+
+    async def delete(self, js: JetStreamContext, space: str) -> None:
+        """Mark the space deleting, then remove its record and its events (the
+        workers delete its stream and snapshot)."""
+        rec = await self.registry.mark_deleting(space)
+        if rec is None:
+            raise space_not_found(space)
+        await self.registry.remove(space)
+        # its events go too (workers purge again once they have stopped hosting
+        # it, for events published in between)
+        await purge_events(js, space)
+
+    def embedder(self, rec: SpaceRecord) -> Embedder:
+        """The space's embedder (one instance per name and dim)."""
+        key = (rec.embedder, rec.dim)
+        if key not in self._embedders:
+            self._embedders[key] = get_embedder(rec.embedder, rec.dim)
+        return self._embedders[key]

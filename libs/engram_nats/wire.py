@@ -1,0 +1,164 @@
+"""Engram's application protocol on NATS, as every client of the spaces speaks it:
+commands published into a space's WAL (pipelined, each acknowledged), queries
+requested of the worker hosting the space, and their failures as
+:mod:`engram_contract.errors`.
+
+Used by the gateway and by the SDK's NATS transport through
+:class:`engram_nats.service.MemoryService`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from engram_contract.errors import EngramError, Timeout, Unavailable, error_for
+from engram_contract.messages import Model
+from engram_contract.subjects import CommandVerb, QueryName, command_subject, query_subject
+from engram_contract.subjects import stream_name as wal_stream
+
+#: Waits between retries of a request nobody answered: a worker that is
+#: starting (or has just subscribed) can miss a request by a few ms.
+NO_RESPONDERS_BACKOFF = (0.02, 0.05, 0.1, 0.2, 0.4)
+#: A write JetStream did not acknowledge in time (some messages may be stored).
+ACK_TIMEOUTS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.js.errors.TooManyStalledMsgsError,
+)
+#: NATS cannot be reached now (closed, or reconnecting with a full buffer).
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.ConnectionClosedError,
+)
+#: A write refused or lost on the way (no stream, an API error, NATS unreachable).
+WRITE_FAILURES: tuple[type[BaseException], ...] = (
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.APIError,
+    *UNREACHABLE,
+)
+#: Seconds a client should wait before retrying what NATS could not do now.
+RETRY_AFTER = 1.0
+
+
+def encode(body: Model | dict[str, Any]) -> bytes:
+    """A command or query body as it goes on the wire (JSON, unset fields left out)."""
+    if isinstance(body, Model):
+        return body.model_dump_json(exclude_none=True).encode()
+    return json.dumps(body).encode()
+
+
+async def publish(
+    js: JetStreamContext,
+    space: str,
+    messages: Iterable[tuple[CommandVerb, str, bytes]],
+    *,
+    timeout: float,
+) -> int:
+    """Publish ``(verb, command_id, body)`` messages into ``space``'s WAL in order,
+    pipelined; return the last acknowledged stream sequence.
+
+    Each message carries ``Nats-Msg-Id = command_id``: a retry with the same ids
+    inside the duplicate window is acknowledged without being stored twice.
+    Raises :class:`Unavailable` when JetStream does not acknowledge every message.
+    """
+    stream = wal_stream(space)
+    futures: list[asyncio.Future[Any]] = []
+    try:
+        for verb, command_id, body in messages:  # a failure part-way cancels the rest
+            futures.append(
+                await js.publish_async(
+                    command_subject(space, verb),
+                    body,
+                    headers={"Nats-Msg-Id": command_id},
+                    stream=stream,
+                )
+            )
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+    except ACK_TIMEOUTS:
+        for f in futures:
+            f.cancel()
+        raise Unavailable(
+            503,
+            "Not acknowledged",
+            f"JetStream did not acknowledge the write to space {space!r} in time; "
+            "some memories may be stored",
+            hint="Retry with the same idempotency key: stored memories are not duplicated.",
+            retry_after=RETRY_AFTER,
+        ) from None
+    except WRITE_FAILURES as exc:
+        for f in futures:
+            f.cancel()
+        raise Unavailable(
+            503,
+            "Write failed",
+            f"could not write to space {space!r}: {exc!r}",
+            hint="Check that NATS is up; retry with the same idempotency key.",
+            retry_after=RETRY_AFTER,
+        ) from None
+    return max(int(a.seq) for a in acks)
+
+
+async def request(nc: Client, subject: str, payload: bytes, *, timeout: float) -> Msg:
+    """A request, retried with backoff for about a second while nobody answers."""
+    for delay in NO_RESPONDERS_BACKOFF:
+        try:
+            return await nc.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(delay)
+    return await nc.request(subject, payload, timeout=timeout)
+
+
+def reply_error(data: bytes) -> EngramError | None:
+    """The typed error of a worker's error reply (``{"error": {status, title,
+    detail}}``), or ``None`` for an answer."""
+    if not data.startswith(b'{"error"'):
+        return None
+    err = json.loads(data)["error"]
+    return error_for(int(err["status"]), str(err["title"]), str(err["detail"]))
+
+
+async def query(
+    nc: Client, space: str, name: QueryName, body: Model | dict[str, Any], *, timeout: float
+) -> bytes:
+    """Request a query from the worker hosting ``space``; return its raw JSON
+    answer. An error reply, no worker, a timeout or NATS being unreachable raise
+    the matching :class:`EngramError`."""
+    try:
+        msg = await request(nc, query_subject(space, name), encode(body), timeout=timeout)
+    except UNREACHABLE:
+        raise Unavailable(
+            503,
+            "NATS unavailable",
+            f"cannot reach NATS to ask about space {space!r}",
+            hint="Retry shortly; check that NATS is up.",
+            retry_after=RETRY_AFTER,
+        ) from None
+    except nats.errors.NoRespondersError:
+        raise Unavailable(
+            503,
+            "No worker",
+            f"no worker is serving space {space!r} right now",
+            hint="Start a worker (engram worker) or retry shortly.",
+            retry_after=RETRY_AFTER,
+        ) from None
+    except nats.errors.TimeoutError:
+        raise Timeout(
+            504,
+            "Worker timeout",
+            f"the worker for space {space!r} did not answer in {timeout:g}s",
+            hint="Retry; if it persists, check the worker's logs.",
+        ) from None
+    data = bytes(msg.data)
+    error = reply_error(data)
+    if error is not None:
+        raise error
+    return data
