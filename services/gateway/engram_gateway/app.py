@@ -81,11 +81,10 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             replicas=settings.stream_replicas,
             max_consumers=settings.events_max_consumers,
         )
-        bridge = NatsBridge(nc, js, registry, settings)
-        registry.on_change(bridge.on_space_change)
+        bridge = NatsBridge(nc, registry, settings)  # follows the registry's changes
         await registry.start_watch()
         await registry.wait_loaded()
-        await bridge.create_or_get(settings.default_space)
+        await bridge.spaces.create_or_get(settings.default_space)
         app.state.bridge = bridge
         try:
             yield

@@ -1,221 +1,69 @@
-"""The gateway's side of NATS: publish commands into WALs, forward queries."""
+"""The gateway's side of NATS: the shared :class:`MemoryService` (publish
+commands into WALs, forward queries) configured from the gateway's settings,
+plus the status report."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
-from engram_contract.embedders import Embedder, get_embedder
+from engram_contract.errors import Unavailable, space_not_found
 from engram_contract.messages import (
-    Command,
-    Model,
-    SpaceRecord,
     SpaceStatusRow,
     StatusRequest,
     StatusResponse,
     WorkerStatus,
 )
 from engram_contract.settings import GatewaySettings
-from engram_contract.subjects import (
-    STATUS_SUBJECT,
-    CommandVerb,
-    QueryName,
-    command_subject,
-    query_subject,
-    stream_name,
-)
-from engram_gateway.problems import Problem
+from engram_contract.subjects import STATUS_SUBJECT, stream_name
+from engram_nats import wire
 from engram_nats.connection import gather
-from engram_nats.registry import SpaceConflict, SpaceLimitReached, SpaceRegistry
-from engram_nats.streams import purge_events
-from engram_worker.snapshots import SnapshotStore
+from engram_nats.registry import SpaceRegistry
+from engram_nats.service import MemoryService
+from engram_nats.snapshots import SnapshotBucket
+from engram_nats.spaces import SpacePolicy
 
-_NO_RESPONDERS_BACKOFF = (0.02, 0.05, 0.1, 0.2, 0.4)
+CREATE_HINT = "Create it with POST /api/v1/spaces or write a memory to it."
 
 
-class NatsBridge:
-    """Publishes commands (waiting for PubAcks) and requests queries.
+class NatsBridge(MemoryService):
+    """The memory operations for HTTP clients, with the gateway's settings.
 
-    Remembers the highest acknowledged stream sequence per space, which is the
-    ``min_seq`` of read-your-writes queries through this gateway.
+    Remembers the highest acknowledged stream sequence per space (``acked``),
+    which is the ``min_seq`` of read-your-writes queries through this gateway.
     """
 
-    def __init__(
-        self, nc: Client, js: JetStreamContext, registry: SpaceRegistry, settings: GatewaySettings
-    ) -> None:
-        self.nc = nc
-        self.js = js
-        self.registry = registry
-        self.settings = settings
-        self.acked: dict[str, int] = {}
-        self._snapshots: SnapshotStore | None = None  # opened by the first status
-        self._embedders: dict[tuple[str, int], Embedder] = {}
-
-    async def on_space_change(self, space: str, rec: SpaceRecord | None) -> None:
-        """Registry listener: a deleted (or re-created) space starts from seq 0."""
-        if rec is None or rec.status != "active":
-            self.acked.pop(space, None)
-
-    async def delete_space(self, space: str) -> None:
-        """Mark the space deleting, then delete its stream and record."""
-        rec = await self.registry.mark_deleting(space)
-        if rec is None:
-            raise Problem(404, "Space not found", f"memory space {space!r} does not exist")
-        self.acked.pop(space, None)
-        await self.registry.remove(space)
-        # its events go too (workers purge again once they have stopped hosting
-        # it, for events published in between)
-        await purge_events(self.js, space)
-
-    def embedder_for(self, rec: SpaceRecord) -> Embedder:
-        """The space's embedder (one instance per name and dim)."""
-        key = (rec.embedder, rec.dim)
-        if key not in self._embedders:
-            self._embedders[key] = get_embedder(rec.embedder, rec.dim)
-        return self._embedders[key]
-
-    # -- spaces --------------------------------------------------------------
-
-    async def create_or_get(self, space: str, **asked: Any) -> tuple[SpaceRecord, bool]:
-        s = self.settings
-        try:
-            return await self.registry.create_or_get(
-                space,
-                default_dim=s.default_dim,
-                default_embedder=s.default_embedder,
-                max_spaces=s.max_spaces,
-                **asked,
-            )
-        except SpaceConflict as exc:
-            raise Problem(
-                409,
-                "Space conflict",
-                str(exc),
-                hint="Use another space id, or omit the settings to get the existing space.",
-            ) from None
-        except SpaceLimitReached as exc:
-            raise Problem(
-                409,
-                "Space limit reached",
-                str(exc),
-                hint="Delete unused spaces or raise ENGRAM_MAX_SPACES.",
-            ) from None
-
-    async def space_for_read(self, space: str) -> SpaceRecord:
-        rec = self.registry.cached(space) or await self.registry.get(space)
-        if rec is None or rec.status != "active":
-            raise Problem(
-                404,
-                "Space not found",
-                f"memory space {space!r} does not exist",
-                hint="Create it with POST /api/v1/spaces or write a memory to it.",
-            )
-        return rec
-
-    async def space_for_write(self, space: str, *, create: bool = True) -> SpaceRecord:
-        """The record of an active space to write to. An unknown space is created
-        (when ``create`` and ``ENGRAM_AUTO_CREATE_SPACES`` allow) or is a 404;
-        ``create=False`` is for writes about memories that must exist already."""
-        rec = self.registry.cached(space) or await self.registry.get(space)
-        if rec is None:
-            if not create:
-                raise Problem(
-                    404,
-                    "Space not found",
-                    f"memory space {space!r} does not exist",
-                    hint="Create it with POST /api/v1/spaces or write a memory to it.",
-                )
-            if not self.settings.auto_create_spaces:
-                raise Problem(
-                    404,
-                    "Space not found",
-                    f"memory space {space!r} does not exist",
-                    hint="Create it with POST /api/v1/spaces (ENGRAM_AUTO_CREATE_SPACES is off).",
-                )
-            rec, _ = await self.create_or_get(space)
-        if rec.status != "active":
-            raise Problem(409, "Space not writable", f"memory space {space!r} is {rec.status}")
-        return rec
-
-    # -- commands ------------------------------------------------------------
-
-    async def publish(self, space: str, verb: CommandVerb, commands: Sequence[Command]) -> int:
-        """Publish one WAL message per command, pipelined; return the last seq.
-
-        Each message carries ``Nats-Msg-Id = command_id``: a retry with the same
-        ids inside the duplicate window is acknowledged without being stored twice.
-        """
-        return await self.publish_raw(
-            space,
-            (
-                (verb, cmd.command_id, cmd.model_dump_json(exclude_none=True).encode())
-                for cmd in commands
-            ),
+    def __init__(self, nc: Client, registry: SpaceRegistry, settings: GatewaySettings) -> None:
+        policy = SpacePolicy(
+            default_dim=settings.default_dim,
+            default_embedder=settings.default_embedder,
+            auto_create=settings.auto_create_spaces,
+            max_spaces=settings.max_spaces,
+            create_hint=CREATE_HINT,
         )
+        super().__init__(
+            nc,
+            registry,
+            policy,
+            publish_timeout=settings.publish_timeout,
+            query_timeout=settings.query_timeout,
+        )
+        self.settings = settings
+        self._snapshots: SnapshotBucket | None = None  # opened by the first status
 
-    async def publish_raw(
-        self, space: str, messages: Iterable[tuple[CommandVerb, str, bytes]]
-    ) -> int:
-        """Publish ``(verb, command_id, body)`` messages in order, pipelined (bodies
-        already validated and encoded); return the last seq. As :meth:`publish`."""
-        stream = stream_name(space)
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            for verb, command_id, body in messages:  # a failure part-way cancels the rest
-                futures.append(
-                    await self.js.publish_async(
-                        command_subject(space, verb),
-                        body,
-                        headers={"Nats-Msg-Id": command_id},
-                        stream=stream,
-                    )
-                )
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self.settings.publish_timeout)
-        except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.TooManyStalledMsgsError):
-            for f in futures:
-                f.cancel()
-            raise Problem(
-                503,
-                "Not acknowledged",
-                f"JetStream did not acknowledge the write to space {space!r} in time; "
-                "some memories may be stored",
-                hint="Retry with the same Idempotency-Key: stored memories are not duplicated.",
-                headers={"Retry-After": "1"},
-            ) from None
-        except (
-            nats.js.errors.NoStreamResponseError,
-            nats.js.errors.APIError,
-            nats.errors.ConnectionClosedError,
-            nats.errors.OutboundBufferLimitError,  # reconnecting, and the buffer is full
-        ) as exc:
-            for f in futures:
-                f.cancel()
-            raise Problem(
-                503,
-                "Write failed",
-                f"could not write to space {space!r}: {exc!r}",
-                hint="Check that NATS is up; retry with the same Idempotency-Key.",
-                headers={"Retry-After": "1"},
-            ) from None
-        last = max(int(a.seq) for a in acks)
-        self.note_acked(space, last)
-        return last
-
-    def note_acked(self, space: str, seq: int) -> None:
-        """Record a stream sequence known to be in ``space``'s WAL (written by this
-        gateway, or by a worker on its behalf): read-your-writes queries wait for it."""
-        if seq > self.acked.get(space, 0):
-            self.acked[space] = seq
+    @property
+    def healthy(self) -> str | None:
+        """Why the gateway cannot serve (``None``: it can): NATS disconnected, or
+        the registry watch stopped."""
+        if not self.nc.is_connected:
+            return "the gateway is not connected to NATS"
+        if not self.registry.watching:
+            return "the gateway's space registry watch is not running"
+        return None
 
     # -- status --------------------------------------------------------------
 
@@ -224,7 +72,7 @@ class NatsBridge:
         the hosting worker's position, counts and snapshot, or why none could load it."""
         recs = [r for r in self.registry.cached_all() if space is None or r.id == space]
         if space is not None and not recs:
-            raise Problem(404, "Space not found", f"memory space {space!r} does not exist")
+            raise space_not_found(space)
         request = StatusRequest(space=space).model_dump_json(exclude_none=True).encode()
         try:
             answers, infos = await asyncio.gather(
@@ -234,12 +82,12 @@ class NatsBridge:
                     return_exceptions=True,
                 ),
             )
-        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError):
-            raise Problem(
+        except wire.UNREACHABLE:
+            raise Unavailable(
                 503,
                 "NATS unavailable",
                 "the gateway cannot reach NATS to collect the status",
-                headers={"Retry-After": "1"},
+                retry_after=wire.RETRY_AFTER,
             ) from None
         workers: list[WorkerStatus] = []
         for data in answers:
@@ -299,9 +147,9 @@ class NatsBridge:
         position a worker would start from, so ``wal_lag`` is what it would have to
         fold (every message, with no snapshot) and grows with each write meanwhile."""
         if self._snapshots is None:
-            store = SnapshotStore(self.js, replicas=self.settings.stream_replicas)
-            await store.open()
-            self._snapshots = store
+            bucket = SnapshotBucket(self.js, replicas=self.settings.stream_replicas)
+            await bucket.open()
+            self._snapshots = bucket
         try:
             info = await self._snapshots.info(space)
         except Exception:  # the status reports what it can
@@ -332,55 +180,3 @@ class NatsBridge:
                 else "no worker hosts it: a worker would replay the WAL from seq 1"
             ),
         }
-
-    # -- queries -------------------------------------------------------------
-
-    async def _request(self, subject: str, payload: bytes) -> Msg:
-        """A request, retried for about a second while nobody answers: a worker
-        that is starting (or has just subscribed) can miss a request by a few ms."""
-        for delay in _NO_RESPONDERS_BACKOFF:
-            try:
-                return await self.nc.request(subject, payload, timeout=self.settings.query_timeout)
-            except nats.errors.NoRespondersError:
-                await asyncio.sleep(delay)
-        return await self.nc.request(subject, payload, timeout=self.settings.query_timeout)
-
-    async def query(self, space: str, name: QueryName, body: Model | dict[str, Any]) -> bytes:
-        """Request a query from the worker hosting ``space``; return the raw JSON reply.
-        Worker errors become :class:`Problem` with the worker's status and detail."""
-        payload = (
-            body.model_dump_json(exclude_none=True).encode()
-            if isinstance(body, Model)
-            else json.dumps(body).encode()
-        )
-        try:
-            msg = await self._request(query_subject(space, name), payload)
-        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError):
-            raise Problem(
-                503,
-                "NATS unavailable",
-                f"the gateway cannot reach NATS to ask about space {space!r}",
-                hint="Retry shortly; check that NATS is up.",
-                headers={"Retry-After": "1"},
-            ) from None
-        except nats.errors.NoRespondersError:
-            raise Problem(
-                503,
-                "No worker",
-                f"no worker is serving space {space!r} right now",
-                hint="Start a worker (engram worker) or retry shortly.",
-                headers={"Retry-After": "1"},
-            ) from None
-        except nats.errors.TimeoutError:
-            raise Problem(
-                504,
-                "Worker timeout",
-                f"the worker for space {space!r} did not answer in "
-                f"{self.settings.query_timeout:g}s",
-                hint="Retry; if it persists, check the worker's logs.",
-            ) from None
-        data = msg.data
-        if data.startswith(b'{"error"'):
-            err = json.loads(data)["error"]
-            raise Problem(int(err["status"]), err["title"], err["detail"])
-        return bytes(data)

@@ -17,9 +17,9 @@ import nats.js.errors
 from litestar.response import ServerSentEventMessage
 from nats.js import JetStreamContext, api
 
+from engram_contract.errors import error_for
 from engram_contract.messages import EventsGap
 from engram_contract.subjects import EventKind
-from engram_gateway.problems import Problem
 from engram_nats.consumers import close_consumer
 from engram_nats.streams import EVENTS_STREAM
 
@@ -41,7 +41,7 @@ def parse_types(raw: str | None) -> list[str]:
     kinds = [k.strip() for k in raw.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in EVENT_KINDS]
     if unknown:
-        raise Problem(
+        raise error_for(
             400,
             "Invalid event type",
             f"unknown event type(s) {', '.join(map(repr, unknown))}",
@@ -60,7 +60,7 @@ def parse_last_event_id(raw: str | None) -> int | None:
     except ValueError:
         seq = -1
     if seq < 0:
-        raise Problem(
+        raise error_for(
             400,
             "Invalid Last-Event-ID",
             f"Last-Event-ID {raw!r} is not an event id",

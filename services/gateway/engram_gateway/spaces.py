@@ -17,10 +17,10 @@ from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
+from engram_contract.errors import error_for
 from engram_contract.ids import space_id_problem
 from engram_contract.settings import GatewaySettings
 from engram_gateway.metrics import GatewayMetrics
-from engram_gateway.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def checked_space(space: str) -> str:
     """The one place a space id from a request is validated."""
     problem = space_id_problem(space)
     if problem is not None:
-        raise Problem(
+        raise error_for(
             400,
             "Invalid space id",
             problem,
@@ -62,7 +62,7 @@ class SpaceResolver:
         if path_space is not None:
             checked_space(path_space)
             if header is not None and header != path_space:
-                raise Problem(
+                raise error_for(
                     400,
                     "Conflicting memory space",
                     f"the X-Memory-Space header names {header!r} but the path names {path_space!r}",
@@ -76,7 +76,7 @@ class SpaceResolver:
         if query is not None:
             return checked_space(query)
         if self.require_explicit:
-            raise Problem(
+            raise error_for(
                 400,
                 "Missing memory space",
                 MISSING,
@@ -114,7 +114,7 @@ class SpaceResolver:
 
 def resolve_space(request: Request[Any, Any, Any], path_space: str | None) -> str:
     """The space ``request`` is about (``path_space``: the path's, None on legacy
-    routes); raises a 400 :class:`Problem` when there is none or two disagree."""
+    routes); raises a 400 :class:`EngramError` when there is none or two disagree."""
     resolver: SpaceResolver = request.app.state.spaces
     return resolver.resolve(request, path_space)
 

@@ -1,0 +1,48 @@
+"""Consolidation: densely linked episodic memories become semantic ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+
+from engram_contract.messages import ConsolidateRequest, ConsolidateResponse
+from engram_gateway.problems import parse_body
+from engram_gateway.routes.common import bridge_of, raw_json
+from engram_gateway.spaces import resolve_space
+
+
+@post(
+    "/api/v1/spaces/{space:str}/consolidate",
+    tags=["consolidation"],
+    status_code=200,
+    summary="Consolidate densely linked memories into semantic ones",
+    description="Body (optional): `ConsolidateRequest` (`dry_run`, `min_seq`). The worker "
+    "finds groups of densely linked episodic memories (the space's `consolidation` "
+    "settings) and writes one `consolidate` command per group into the WAL; folding it "
+    "makes a `semantic` memory linked to its members (`consolidated`, weight 1). "
+    "Answers `{space, applied_seq, groups: [{memory_id, members}], seq}`; `seq` is the "
+    "last command written (null: none), and a following read-your-writes recall sees "
+    "the new memories. Memories already consolidated are not grouped again. "
+    "`dry_run`: only report the groups, write nothing.",
+)
+async def consolidate(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[bytes]:
+    resolve_space(request, space)
+    bridge = bridge_of(state)
+    raw = await request.body()
+    req = parse_body(ConsolidateRequest, raw) if raw.strip() else ConsolidateRequest()
+    await bridge.spaces.for_write(space, create=False)
+    if req.min_seq is None:
+        req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
+    data = await bridge.query(space, "consolidate", req)
+    seq = ConsolidateResponse.model_validate_json(data).seq
+    if seq is not None:  # the worker wrote into the WAL on this gateway's behalf
+        bridge.acked.note(space, seq)
+    return raw_json(data)
+
+
+ROUTES = [consolidate]

@@ -1,0 +1,60 @@
+"""Operations: liveness, readiness and the Prometheus metrics."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from engram_contract.errors import Unavailable
+from engram_gateway.metrics import GatewayMetrics
+from engram_gateway.routes.common import bridge_of
+
+
+@get(
+    "/health",
+    tags=["ops"],
+    summary="Liveness: NATS connected and the registry watch running",
+    description="200 `{status: ok}` while the gateway's NATS connection is up and its "
+    "space registry watch runs; otherwise 503 problem+json saying which is not.",
+)
+async def health(state: State) -> dict[str, str]:
+    reason = bridge_of(state).healthy
+    if reason is not None:
+        raise Unavailable(
+            503,
+            "Unhealthy",
+            reason,
+            hint="The gateway reconnects to NATS by itself; restart it if this persists.",
+        )
+    return {"status": "ok"}
+
+
+@get("/ready", tags=["ops"], summary="Readiness: NATS connected and registry loaded")
+async def ready(state: State) -> Response[dict[str, Any]]:
+    bridge = bridge_of(state)
+    checks = {
+        "nats_connected": bool(bridge.nc.is_connected),
+        "registry_loaded": bridge.registry.loaded.is_set(),
+    }
+    ok = all(checks.values())
+    return Response(
+        {"status": "ready" if ok else "not ready", **checks}, status_code=200 if ok else 503
+    )
+
+
+@get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
+async def metrics(state: State) -> Response[bytes]:
+    gauges: GatewayMetrics = state.metrics
+    counts = collections.Counter(r.status for r in bridge_of(state).registry.cached_all())
+    for status in ("active", "deleting"):
+        gauges.spaces.labels(status).set(counts.get(status, 0))
+    return Response(
+        content=generate_latest(gauges.registry), status_code=200, media_type=CONTENT_TYPE_LATEST
+    )
+
+
+ROUTES = [health, ready, metrics]

@@ -1,0 +1,97 @@
+"""Legacy routes: the space from ``X-Memory-Space``, then ``?space=``, then
+(while allowed) the default space; otherwise as the routes under a space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+
+from engram_gateway.routes.common import Cursor, IncludeVector, IncludeVectors, Limit
+from engram_gateway.routes.memories import (
+    forget_in,
+    get_memory_in,
+    list_memories_in,
+    remember_in,
+)
+from engram_gateway.routes.recall import recall_in
+from engram_gateway.spaces import resolve_space
+
+_LEGACY = (
+    "Legacy route: the space comes from the `X-Memory-Space` header, then `?space=`; "
+    "without either it is a 400, or — while `ENGRAM_REQUIRE_EXPLICIT_SPACE=false` — the "
+    "default space, with `Deprecation` and `Warning` headers. "
+)
+
+
+@post(
+    "/api/v1/memories",
+    tags=["legacy"],
+    status_code=202,
+    summary="Remember one memory or a batch (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `POST /api/v1/spaces/{space}/memories`.",
+)
+async def legacy_remember(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await remember_in(resolve_space(request, None), request, state)
+
+
+@get(
+    "/api/v1/memories",
+    tags=["legacy"],
+    summary="Page through memories (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `GET /api/v1/spaces/{space}/memories`.",
+)
+async def legacy_list_memories(
+    request: Request[Any, Any, Any],
+    state: State,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    include_embedding: IncludeVectors = False,
+) -> Response[bytes]:
+    return await list_memories_in(
+        resolve_space(request, None), state, limit, cursor, include_embedding
+    )
+
+
+@get(
+    "/api/v1/memories/{memory_id:str}",
+    tags=["legacy"],
+    summary="Get one memory (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `GET /api/v1/spaces/{space}/memories/{id}`.",
+)
+async def legacy_get_memory(
+    memory_id: FromPath[str],
+    request: Request[Any, Any, Any],
+    state: State,
+    include_embedding: IncludeVector = False,
+) -> Response[bytes]:
+    return await get_memory_in(resolve_space(request, None), memory_id, state, include_embedding)
+
+
+@delete(
+    "/api/v1/memories/{memory_id:str}",
+    tags=["legacy"],
+    status_code=202,
+    summary="Forget a memory (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `DELETE /api/v1/spaces/{space}/memories/{id}`.",
+)
+async def legacy_forget(
+    memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[dict[str, Any]]:
+    return await forget_in(resolve_space(request, None), memory_id, request, state)
+
+
+@post(
+    "/api/v1/recall",
+    tags=["legacy"],
+    status_code=200,
+    summary="Recall memories (space from X-Memory-Space or ?space=)",
+    description=_LEGACY + "Otherwise as `POST /api/v1/spaces/{space}/recall`.",
+)
+async def legacy_recall(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    return await recall_in(resolve_space(request, None), request, state)
+
+
+ROUTES = [legacy_remember, legacy_list_memories, legacy_get_memory, legacy_forget, legacy_recall]

@@ -1,0 +1,44 @@
+"""Recall: memories by a text or vector cue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+
+from engram_contract.messages import RecallRequest
+from engram_gateway.problems import parse_body
+from engram_gateway.routes.common import bridge_of, raw_json
+from engram_gateway.spaces import resolve_space
+
+
+@post(
+    "/api/v1/spaces/{space:str}/recall",
+    tags=["recall"],
+    status_code=200,
+    summary="Recall memories by text or vector cue",
+    description="Body: `RecallRequest`. `mode`: `similarity` (the nearest memories), "
+    "`spreading` (default: activation spreads from the `seed_k` nearest along the "
+    "association graph, `max_hops`, `hop_decay`, `threshold`, `max_fanout`) or `hybrid` "
+    "(`hybrid_weight` of spreading, the rest similarity). `tags`, `since`, `until` "
+    "filter; `trace` adds each result's activation path. Scores use confidence decayed "
+    "since the last recall; returned memories count one more recall (`reinforce`, "
+    "written through the WAL shortly after). `consistency`: `read_your_writes` "
+    "(default: waits for this gateway's writes), `strong` (waits for the stream's last "
+    "sequence), `eventual` (no wait).",
+)
+async def recall(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[bytes]:
+    return await recall_in(resolve_space(request, space), request, state)
+
+
+async def recall_in(space: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """Recall from ``space`` with the body's cue (also the legacy route's)."""
+    req = parse_body(RecallRequest, await request.body())
+    return raw_json(await bridge_of(state).recall(space, req))
+
+
+ROUTES = [recall]

@@ -1,0 +1,240 @@
+"""Moving a space's data: ``GET …/export`` streams it as NDJSON, ``POST …/import``
+writes such a stream into a space (see docs/api.md#export-and-import).
+
+Export pages through the worker's ``export`` query (each page fits in one NATS
+message) and streams every page as it comes, so the gateway holds one page at a
+time. Import reads the body as it arrives and validates every line before it
+writes anything; the WAL messages it will publish wait in a spooled temporary
+file (memory up to a few MiB, disk beyond), then go out pipelined, in order,
+memories first and links last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
+
+from engram_contract.errors import (
+    EngramError,
+    error_for,
+    field_error,
+)
+from engram_contract.messages import (
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    ExportEnd,
+    ExportHeader,
+    ExportRequest,
+    ImportResult,
+    SpaceSettings,
+)
+from engram_gateway.importer import Importer
+from engram_gateway.routes.common import bridge_of
+from engram_gateway.spaces import resolve_space
+
+NDJSON = "application/x-ndjson"
+#: a longer line is refused (a memory is at most 100 KiB of text and 4096 floats)
+MAX_LINE_BYTES = 4 * 1024 * 1024
+#: lines validated per step (in a thread, so the event loop keeps serving)
+VALIDATE_CHUNK = 256
+
+Tags = Annotated[
+    list[str] | None,
+    QueryParameter(description="Only memories carrying this tag (repeat: all of them)."),
+]
+
+
+def _checked_tags(tags: list[str] | None) -> list[str]:
+    tags = tags or []
+    if len(tags) > MAX_TAGS:
+        raise field_error("tag", f"at most {MAX_TAGS} tags")
+    for tag in tags:
+        if not 1 <= len(tag) <= MAX_TAG_CHARS:
+            raise field_error("tag", f"a tag is 1-{MAX_TAG_CHARS} characters, got {tag!r}")
+    return tags
+
+
+def _line(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+# -- export -----------------------------------------------------------------
+
+
+@get(
+    "/api/v1/spaces/{space:str}/export",
+    tags=["transfer"],
+    summary="Export a space's memories as NDJSON",
+    description="Streams `application/x-ndjson`: a header line (format version, space "
+    "settings), one line per live memory in stream order (embedding as base64 float32, "
+    "explicit links to memories exported before it, a semantic memory's members), then "
+    '`{"end": {"memories", "links"}}`. `?tag=T` (repeatable) exports only memories '
+    "carrying all of them. `POST …/import` takes it back.",
+)
+async def export_space(
+    space: FromPath[str], request: Request[Any, Any, Any], state: State, tag: Tags = None
+) -> Stream:
+    bridge = bridge_of(state)
+    space = resolve_space(request, space)
+    tags = _checked_tags(tag)
+    rec = await bridge.spaces.for_read(space)
+    min_seq = bridge.acked.get(space)
+
+    async def page(cursor: str | None) -> dict[str, Any]:
+        req = ExportRequest(cursor=cursor, tags=tags, min_seq=min_seq)
+        doc: dict[str, Any] = json.loads(await bridge.query(space, "export", req))
+        return doc
+
+    # the first page before the response starts: an unknown space, no worker or a
+    # timeout is still a problem+json answer
+    first = await page(None)
+    header = ExportHeader(
+        engram_export=1,
+        space=space,
+        exported_at=datetime.now(UTC),
+        applied_seq=int(first["applied_seq"]),
+        tags=tags,
+        settings=SpaceSettings(
+            dim=rec.dim,
+            metric=rec.metric,
+            embedder=rec.embedder,
+            links=rec.links,
+            decay=rec.decay,
+            consolidation=rec.consolidation,
+        ),
+    )
+
+    async def lines() -> AsyncIterator[bytes]:
+        yield header.model_dump_json().encode() + b"\n"
+        doc, memories, links = first, 0, 0
+        while True:
+            chunk = []
+            for memory in doc["memories"]:
+                memories += 1
+                links += len(memory.get("links", ()))
+                chunk.append(_line(memory))
+            yield b"".join(chunk)
+            cursor = doc["next_cursor"]
+            if cursor is None:
+                break
+            try:
+                doc = await page(cursor)
+            except EngramError as exc:
+                # the status line is long gone: say it in the stream (an import of
+                # this body is refused; the CLI reports it)
+                yield _line(
+                    {"error": {"status": exc.status, "title": exc.title, "detail": exc.detail}}
+                )
+                return
+        yield _line({"end": ExportEnd(memories=memories, links=links).model_dump()})
+
+    return Stream(
+        lines(),
+        media_type=NDJSON,
+        headers={"Content-Disposition": f'attachment; filename="{space}.ndjson"'},
+    )
+
+
+# -- import -----------------------------------------------------------------
+
+
+async def _numbered_lines(
+    request: Request[Any, Any, Any],
+) -> AsyncIterator[list[tuple[int, bytes]]]:
+    """The body's lines as they arrive, numbered from 1, a chunk at a time."""
+    buf = bytearray()
+    n = 0
+    chunk: list[tuple[int, bytes]] = []
+    async for part in request.stream():
+        buf += part
+        start = 0
+        while (end := buf.find(b"\n", start)) != -1:
+            n += 1
+            chunk.append((n, bytes(buf[start:end])))
+            start = end + 1
+        del buf[:start]
+        if len(buf) > MAX_LINE_BYTES:
+            raise field_error(f"line {n + 1}", f"longer than {MAX_LINE_BYTES} bytes")
+        if len(chunk) >= VALIDATE_CHUNK:
+            yield chunk
+            chunk = []
+    if buf.strip():
+        chunk.append((n + 1, bytes(buf)))
+    if chunk:
+        yield chunk
+
+
+@post(
+    "/api/v1/spaces/{space:str}/import",
+    tags=["transfer"],
+    status_code=200,
+    request_max_body_size=None,
+    summary="Import an export (NDJSON) into a space",
+    description="Body: what `GET …/export` streams. Keeps ids, content, embeddings, "
+    "confidence, tags, metadata, occurred_at, kind and explicit links. Every line is "
+    "validated before anything is written: a bad line is a 400 naming it, and nothing "
+    "is imported. The space must exist (404), or `?create=true` creates it with the "
+    "export's settings. Answers `{space, created, memories, links, seq}`.",
+)
+async def import_space(
+    space: FromPath[str],
+    request: Request[Any, Any, Any],
+    state: State,
+    create: Annotated[
+        bool, QueryParameter(description="Create the space from the export's settings.")
+    ] = False,
+) -> Response[dict[str, Any]]:
+    bridge = bridge_of(state)
+    space = resolve_space(request, space)
+    rec = await bridge.spaces.record(space)
+    if rec is None and not create:
+        rec = await bridge.spaces.for_write(space, create=False)  # the 404
+    if rec is not None and rec.status != "active":
+        raise error_for(409, "Space not writable", f"memory space {space!r} is {rec.status}")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 100:
+        raise field_error("Idempotency-Key", "must be 1-100 characters")
+    importer = Importer(space, rec, key, None if rec is None else bridge.spaces.embedder(rec))
+    try:
+        async for chunk in _numbered_lines(request):
+            await asyncio.to_thread(importer.check, chunk)
+        importer.finish()
+        created = False
+        if rec is None:
+            assert importer.header is not None
+            s = importer.header.settings
+            rec, created = await bridge.spaces.create_or_get(
+                space,
+                dim=s.dim,
+                metric=s.metric,
+                embedder=s.embedder,
+                links=s.links,
+                decay=s.decay,
+                consolidation=s.consolidation,
+            )
+        else:
+            await bridge.spaces.for_write(space, create=False)
+        seq: int | None = None
+        for batch in importer.messages():
+            seq = await bridge.publish_raw(space, batch)
+    finally:
+        importer.spool.close()
+    result = ImportResult(
+        space=space,
+        created=created,
+        memories=importer.memories,
+        links=len(importer.links),
+        seq=seq,
+    )
+    return Response(result.model_dump(mode="json"), status_code=200)
+
+
+ROUTES = [export_space, import_space]
