@@ -24,15 +24,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engram_cli.space import (
-    OK,
-    USAGE,
-    common_options,
-    error,
-    print_json,
-    run_with_client,
-    wide,
-)
+from engram_cli.errors import OK, USAGE, error
+from engram_cli.space import common_options, print_json, run_with_client, wide
 from engram_client import EngramClient, InvalidInput, Space
 from engram_client.errors import field_error, invalid_input
 from engram_contract.ids import MEMORY_ID_EXPECTED, MEMORY_ID_RE, space_id_problem

@@ -2,10 +2,7 @@
 gateway (the SDK's HTTP transport), as rich tables or, with ``--json``, JSON on
 stdout. Errors go to stderr.
 
-Exit codes (``engram space`` and ``engram memory``): ``0`` done; ``1`` not found
-or a conflict (the space or memory does not exist, the space exists with other
-settings); ``2`` usage: bad arguments, invalid input, no memory space given;
-``3`` the gateway is unreachable or cannot answer now (no worker, NATS down).
+Exit codes: see :mod:`engram_cli.errors`.
 """
 
 from __future__ import annotations
@@ -22,20 +19,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engram_cli.errors import FAILED, OK, error, report
 from engram_client import (
-    Conflict,
     EngramClient,
     EngramError,
-    InvalidInput,
-    NotFound,
     SpaceInfo,
-    Unavailable,
 )
 from engram_contract.messages import SpaceRecord
 
 DEFAULT_URL = "http://127.0.0.1:7432"  # the gateway's ENGRAM_HTTP_PORT default
 
-OK, FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
 
 Command = Callable[[EngramClient, argparse.Namespace, Console, Console], Awaitable[int]]
 
@@ -62,28 +55,6 @@ def common_options() -> argparse.ArgumentParser:
 
 def print_json(out: Console, doc: Any) -> None:
     out.out(json.dumps(doc, indent=2, ensure_ascii=False), highlight=False)
-
-
-def error(err: Console, message: str) -> None:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def exit_code_for(exc: EngramError) -> int:
-    if isinstance(exc, InvalidInput):
-        return USAGE
-    if isinstance(exc, Unavailable):
-        return UNAVAILABLE
-    if isinstance(exc, NotFound | Conflict):
-        return FAILED
-    return FAILED
-
-
-def report(err: Console, exc: EngramError) -> int:
-    """Print the error (and its hint) on stderr; the exit code for it."""
-    error(err, str(exc))
-    if exc.hint:
-        err.print(f"  hint: {escape(exc.hint)}", highlight=False, soft_wrap=True)
-    return exit_code_for(exc)
 
 
 def run_with_client(

@@ -37,6 +37,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from engram_client.http_transport import problem_error
 from engram_contract.messages import MAX_BATCH
 from engram_contract.settings import GatewaySettings
 
@@ -63,13 +64,9 @@ def base_url(args: argparse.Namespace) -> str:
 
 
 def _problem(r: httpx.Response, what: str) -> TransferFailed:
-    try:
-        doc = r.json()
-        detail = f"{doc.get('title', 'error')}: {doc.get('detail', '')}"
-    except ValueError:
-        detail = r.text.strip()[:300] or r.reason_phrase
+    exc = problem_error(r, r.content)  # the typed error, as the SDK reads it
     code = UNREACHABLE if r.status_code >= 500 else REFUSED
-    return TransferFailed(f"{what}: the gateway answered {r.status_code}: {detail}", code)
+    return TransferFailed(f"{what}: the gateway answered {r.status_code}: {exc}", code)
 
 
 def _unreachable(url: str, exc: Exception) -> TransferFailed:
