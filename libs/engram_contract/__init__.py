@@ -1,3 +1,4 @@
-"""Engram's shared contract: space ids, subjects, messages, settings, embedders."""
+"""Engram's shared contract: space ids, subjects, messages, settings, embedders,
+errors."""
 
 __version__ = "0.1.0"
