@@ -19,9 +19,11 @@ from engram_client.errors import (
     Conflict,
     EngramError,
     InvalidInput,
+    LimitReached,
     MemoryNotFound,
     NotFound,
     SpaceNotFound,
+    Timeout,
     Unavailable,
 )
 
@@ -34,11 +36,13 @@ __all__ = [
     "EventData",
     "EventStream",
     "InvalidInput",
+    "LimitReached",
     "MemoryNotFound",
     "NotFound",
     "Space",
     "SpaceInfo",
     "SpaceNotFound",
+    "Timeout",
     "Unavailable",
     "Written",
 ]
