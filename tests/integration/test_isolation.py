@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from tests.integration.test_memories import unit
+from tests.helpers import random_unit
 
 Client = httpx.AsyncClient
 
@@ -19,15 +19,15 @@ async def test_same_ids_in_two_spaces_stay_apart(client: Client, new_space: obje
     for i, mid in enumerate(shared):
         await client.post(
             f"/api/v1/spaces/{alpha}/memories",
-            json={"id": mid, "content": f"alpha secret {i}", "embedding": unit(16, i)},
+            json={"id": mid, "content": f"alpha secret {i}", "embedding": random_unit(16, i)},
         )
         await client.post(
             f"/api/v1/spaces/{beta}/memories",
-            json={"id": mid, "content": f"beta note {i}", "embedding": unit(16, i)},
+            json={"id": mid, "content": f"beta note {i}", "embedding": random_unit(16, i)},
         )
     await client.post(
         f"/api/v1/spaces/{alpha}/memories",
-        json={"id": "alpha-only", "content": "alpha only", "embedding": unit(16, 99)},
+        json={"id": "alpha-only", "content": "alpha only", "embedding": random_unit(16, 99)},
     )
 
     for space, word in ((alpha, "alpha"), (beta, "beta")):
@@ -36,7 +36,8 @@ async def test_same_ids_in_two_spaces_stay_apart(client: Client, new_space: obje
             assert got["content"].startswith(word)
             rec = (
                 await client.post(
-                    f"/api/v1/spaces/{space}/recall", json={"embedding": unit(16, i), "k": 20}
+                    f"/api/v1/spaces/{space}/recall",
+                    json={"embedding": random_unit(16, i), "k": 20},
                 )
             ).json()
             assert rec["results"], space
@@ -70,7 +71,7 @@ async def test_ten_spaces_written_and_recalled_concurrently_stay_scoped(
                         {
                             "id": f"m{i}-{j}",
                             "content": f"{space} item {i}.{j}",
-                            "embedding": unit(16, i * 10 + j),
+                            "embedding": random_unit(16, i * 10 + j),
                         }
                         for j in range(4)
                     ]
@@ -78,7 +79,8 @@ async def test_ten_spaces_written_and_recalled_concurrently_stay_scoped(
             )
             rec = (
                 await client.post(
-                    f"/api/v1/spaces/{space}/recall", json={"embedding": unit(16, i * 10), "k": 10}
+                    f"/api/v1/spaces/{space}/recall",
+                    json={"embedding": random_unit(16, i * 10), "k": 10},
                 )
             ).json()
             assert rec["space"] == space

@@ -27,7 +27,7 @@ import pytest
 
 from engram_worker.core.state import SpaceState
 from ops.bench.recall_dataset import LAYOUTS, MODES, Dataset, build, diagnose, load, measure
-from tests.unit.wal import everything
+from tests.helpers import live_records
 
 SPREADING_AT_LEAST = 0.9
 SIMILARITY_AT_MOST = 0.3
@@ -48,7 +48,7 @@ def test_the_data_set_hides_the_answers_from_the_cue(
     _, ds, state = space
     graph = state.graph
     # exact similarities (the HNSW index is approximate, and built in parallel)
-    records = everything(state)
+    records = live_records(state)
     vectors = np.stack([state.vector_of(r) for r in records])  # type: ignore[misc]
     for question in ds.questions:
         sims = state.index.similarities(question.cue, vectors)
