@@ -3,7 +3,6 @@ the count survives restarts), and a recalled memory decays more slowly."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -157,7 +156,20 @@ async def test_recall_bookkeeping_alone_does_not_snapshot_every_interval(
         await recalled(client, space_id, "a", 1)
         reinforced = host.state.applied_seq
         assert reinforced > first
-        await asyncio.sleep(4 * interval)
+        # the signal that time passed on this worker: another space, whose memories
+        # change, is snapshotted three times meanwhile (a content change is due an
+        # interval after the last snapshot, or after hosting), so >= 3 intervals pass
+        # (and fewer than the 10 a reinforce-only change waits)
+        clock = f"{space_id}-clock"
+        await create_space_over_http(client, clock, links=NO_DERIVED_LINKS)
+        for n in range(3):
+            seq = await store_vectors(client, clock, {f"x{n}": basis(n)})
+
+            async def clock_snapshotted(seq: int = seq) -> int | None:
+                other = w.hosts.get(clock)
+                return other.snapshot_seq if other and other.snapshot_seq >= seq else None
+
+            await eventually(clock_snapshotted)
         assert host.snapshot_seq == first  # the reinforce waits
         await store_vectors(client, space_id, {"c": basis(2)})
         assert await eventually(lambda: snapshotted(reinforced + 1)) > reinforced
