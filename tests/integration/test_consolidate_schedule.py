@@ -5,7 +5,6 @@ stored, or after their semantic memory was forgotten."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -26,6 +25,10 @@ from tests.helpers import (
 
 Client = httpx.AsyncClient
 INTERVAL = 0.3
+SCHEDULED: dict[str, Any] = {
+    **CONSOLIDATION_SETTINGS,
+    "consolidation": {**CONSOLIDATION_SETTINGS["consolidation"], "interval_s": INTERVAL},
+}
 
 
 async def semantic(client: Client, space: str) -> list[dict[str, Any]]:
@@ -34,14 +37,27 @@ async def semantic(client: Client, space: str) -> list[dict[str, Any]]:
     return [m for m in r.json()["memories"] if m["kind"] == "semantic"]
 
 
+async def scheduled_rounds_pass(client: Client, space: str, rounds: int = 3) -> None:
+    """A positive signal that the worker's schedules ran: ``rounds`` spaces scheduled
+    every INTERVAL, created one after the other, each consolidated by its own
+    schedule (a first round comes an INTERVAL after the space is hosted). So at
+    least ``rounds`` intervals pass, in which every scheduled space on the worker
+    has its rounds too."""
+    for n in range(rounds):
+        clock = f"{space}-r{n}"
+        await create_space_over_http(client, clock, **SCHEDULED)
+        await store_vectors(client, clock, consolidation_memories())
+
+        async def made(clock: str = clock) -> list[dict[str, Any]] | None:
+            return await semantic(client, clock) or None
+
+        await eventually(made)
+
+
 async def test_a_scheduled_space_consolidates_itself_once(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    settings = {
-        **CONSOLIDATION_SETTINGS,
-        "consolidation": {**CONSOLIDATION_SETTINGS["consolidation"], "interval_s": INTERVAL},
-    }
-    await create_space_over_http(client, space_id, **settings)
+    await create_space_over_http(client, space_id, **SCHEDULED)
     shown = (await client.get(f"/api/v1/spaces/{space_id}")).json()
     assert shown["consolidation"]["interval_s"] == INTERVAL
     written = await store_vectors(client, space_id, consolidation_memories())
@@ -53,7 +69,7 @@ async def test_a_scheduled_space_consolidates_itself_once(
     (sem,) = await eventually(made)
     assert sem["content"].startswith(f"Consolidated from {len(CLUSTER)} memories: ")
     assert await last_wal_seq(nc, space_id) == written + 1  # one consolidate command
-    await asyncio.sleep(5 * INTERVAL)  # later rounds find nothing new to do
+    await scheduled_rounds_pass(client, space_id)  # later rounds find nothing new to do
     assert await last_wal_seq(nc, space_id) == written + 1
     assert [m["id"] for m in await semantic(client, space_id)] == [sem["id"]]
 
@@ -61,11 +77,13 @@ async def test_a_scheduled_space_consolidates_itself_once(
 async def test_spaces_without_a_schedule_are_left_alone(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    await create_space_over_http(
-        client, space_id, **CONSOLIDATION_SETTINGS
-    )  # interval_s 0: only on request
+    # interval_s 0: only on request
+    await create_space_over_http(client, space_id, **CONSOLIDATION_SETTINGS)
     written = await store_vectors(client, space_id, consolidation_memories())
-    await asyncio.sleep(1.0)
+    # it could be consolidated (a dry run finds the group), but no schedule does it
+    (group,) = (await consolidate_over_http(client, space_id, dry_run=True))["groups"]
+    assert group["members"] == CLUSTER
+    await scheduled_rounds_pass(client, space_id)
     assert await semantic(client, space_id) == []
     assert await last_wal_seq(nc, space_id) == written
 
