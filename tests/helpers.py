@@ -216,6 +216,17 @@ async def wait_gone_from_disk(store: Path, marker: bytes, attempts: int = 100) -
     raise AssertionError(f"{marker!r} still on disk in {found}")
 
 
+async def wait_on_disk(store: Path, marker: bytes, attempts: int = 100) -> list[Path]:
+    """The file store writes its blocks a moment after the PubAck: poll the files
+    (≤ 10 s) until ``marker`` is in one (a precondition of the erase tests)."""
+    for _ in range(attempts):
+        found = files_containing(store, marker)
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{marker!r} never reached the files under {store}")
+
+
 # -- spaces and memories over HTTP -----------------------------------------------------
 
 T = TypeVar("T")

@@ -8,7 +8,12 @@ import uuid
 import httpx
 
 from engram_worker.worker import Worker
-from tests.helpers import NatsServer, files_containing, random_unit, wait_gone_from_disk
+from tests.helpers import (
+    NatsServer,
+    random_unit,
+    wait_gone_from_disk,
+    wait_on_disk,
+)
 
 
 async def test_delete_space_erases_it_and_frees_the_id(
@@ -36,8 +41,7 @@ async def test_delete_space_erases_it_and_frees_the_id(
         assert (await client.get(f"/api/v1/spaces/{space}")).json()["memories"] == 20
         await worker.hosts[space].snapshot()  # the content is in a snapshot too
     assert await worker.snapshots.info(doomed) is not None
-    await asyncio.sleep(0.2)
-    assert files_containing(nats_server.store_dir, f"{doomed} {marker}".encode())
+    await wait_on_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
 
     r = await client.delete(f"/api/v1/spaces/{doomed}")
     assert r.status_code == 202

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -16,6 +15,7 @@ from tests.helpers import (
     files_containing,
     query_over_nats,
     wait_gone_from_disk,
+    wait_on_disk,
     worker_settings,
 )
 
@@ -27,8 +27,7 @@ async def test_forget_over_http_erases_the_content(
     url = f"/api/v1/spaces/{space_id}/memories"
     await client.post(url, json={"id": "secret", "content": f"the code is {marker}"})
     await client.post(url, json={"id": "keep", "content": "an unrelated memory"})
-    await asyncio.sleep(0.2)  # let the file store write the block
-    assert files_containing(nats_server.store_dir, marker.encode()), "precondition: it was on disk"
+    await wait_on_disk(nats_server.store_dir, marker.encode())  # precondition: it was on disk
 
     r = await client.delete(f"{url}/secret")
     assert r.status_code == 202

@@ -11,7 +11,7 @@ from nats.aio.client import Client as Nats
 
 from engram_nats.snapshots import CHUNK_SIZE, STREAM, chunk_subject
 from engram_worker.snapshots import SnapshotStore
-from tests.helpers import NatsServer, files_containing, wait_gone_from_disk
+from tests.helpers import NatsServer, wait_gone_from_disk, wait_on_disk
 
 
 async def _store(nc: Nats) -> SnapshotStore:
@@ -54,8 +54,7 @@ async def test_replacing_a_snapshot_erases_the_old_bytes(
     store = await _store(nc)
     marker = f"snap-{uuid.uuid4().hex}".encode()
     first = await store.save(space_id, [b"x" * 1000, marker, b"y" * 1000], {})
-    await asyncio.sleep(0.2)
-    assert files_containing(nats_server.store_dir, marker), "precondition: the snapshot is on disk"
+    await wait_on_disk(nats_server.store_dir, marker)  # precondition: the snapshot is on disk
 
     second = await store.save(space_id, [b"the newer snapshot"], {})
     await wait_gone_from_disk(nats_server.store_dir, marker)
