@@ -40,6 +40,9 @@ from engram_nats.registry import SpaceRegistry
 from engram_worker.core.state import SpaceState, StoredMemory
 
 Client = httpx.AsyncClient
+T = TypeVar("T")
+#: the dimension of the spaces the integration helpers create and fill
+DIM = 16
 
 # -- servers, settings and processes ---------------------------------------------------
 
@@ -150,6 +153,7 @@ def wait_ready(url: str, timeout: float = 30) -> None:
 
 
 def random_unit(dim: int, seed: int) -> list[float]:
+    """A random unit vector, the same for the same seed (as a JSON-ready list)."""
     v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
     return [float(x) for x in v / np.linalg.norm(v)]
 
@@ -158,6 +162,7 @@ def random_unit(dim: int, seed: int) -> list[float]:
 
 
 async def remember_over_nats(nc: Nats, space: str, memory: dict[str, Any], **extra: Any) -> int:
+    """Publish a ``remember`` straight into the space's WAL; returns its seq."""
     cid = uuid.uuid4().hex
     body = {"schema_version": 1, "command_id": cid, "memory": memory, **extra}
     ack = await nc.jetstream().publish(
@@ -167,6 +172,7 @@ async def remember_over_nats(nc: Nats, space: str, memory: dict[str, Any], **ext
 
 
 async def query_over_nats(nc: Nats, space: str, query: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Ask the worker ``spaces.<space>.q.<query>`` over NATS request/reply."""
     # a worker that has just subscribed can miss a request by a few ms ("no
     # responders"): answer it as a client honouring Retry-After would, by retrying
     for delay in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 0.0):
@@ -184,6 +190,8 @@ async def query_over_nats(nc: Nats, space: str, query: str, body: dict[str, Any]
 
 
 class EventRecorder:
+    """Records the events of a NATS subscription (``cb=recorder.handle``)."""
+
     def __init__(self) -> None:
         self.items: list[tuple[str, dict[str, Any]]] = []
         self.changed = asyncio.Event()
@@ -203,6 +211,7 @@ class EventRecorder:
 
 
 def files_containing(store: Path, marker: bytes) -> list[Path]:
+    """The files under nats-server's store dir that hold ``marker``."""
     return [p for p in store.rglob("*") if p.is_file() and marker in p.read_bytes()]
 
 
@@ -228,12 +237,6 @@ async def wait_on_disk(store: Path, marker: bytes, attempts: int = 100) -> list[
 
 
 # -- spaces and memories over HTTP -----------------------------------------------------
-
-T = TypeVar("T")
-
-
-DIM = 16
-
 
 #: no derived links: only what a test links explicitly connects memories
 NO_DERIVED_LINKS = {"semantic_k": 0, "temporal_window_s": 0}
@@ -268,6 +271,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
 
 
 async def create_space_over_http(client: Client, space: str, **settings: Any) -> None:
+    """POST /api/v1/spaces (dim DIM): the gateway creates the space, 201."""
     r = await client.post("/api/v1/spaces", json={"id": space, "dim": DIM, **settings})
     assert r.status_code == 201, r.text
 
@@ -289,10 +293,12 @@ async def store_vectors(client: Client, space: str, vectors: dict[str, list[floa
 
 
 def result_ids(results: list[Any]) -> list[str]:
+    """The memory ids of a recall's results, in order."""
     return [x["memory"]["id"] for x in results]
 
 
 async def post_link(client: Client, space: str, **body: Any) -> httpx.Response:
+    """POST …/links with ``body``; the response, unchecked."""
     return await client.post(f"/api/v1/spaces/{space}/links", json=body)
 
 
@@ -300,6 +306,8 @@ async def post_link(client: Client, space: str, **body: Any) -> httpx.Response:
 
 
 async def register_space(nc: Nats, space: str) -> None:
+    """Put the space (dim DIM) into the registry directly, as the gateway would,
+    without a gateway (create_space_over_http goes through one)."""
     registry = SpaceRegistry(nc.jetstream())
     await registry.open()
     await registry.create_or_get(space, dim=DIM)
