@@ -18,7 +18,7 @@ from engram_cli.main import build_parser
 from engram_cli.memory import MISSING_SPACE, run_memory
 from engram_cli.space import run_space
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, free_port, gateway_settings, running_gateway
+from tests.helpers import NatsServer, free_port, gateway_settings, running_gateway
 
 
 @pytest.fixture

@@ -7,59 +7,29 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from nats.aio.client import Client as Nats
 
 from engram_worker.snapshots import SnapshotStore
-from tests.conftest import NatsServer, gateway_settings, running_gateway
-from tests.integration.test_links import (
+from tests.helpers import (
+    CLUSTER,
+    CONSOLIDATION_SETTINGS,
+    EventRecorder,
+    NatsServer,
     basis,
-    create_space,
-    ids,
-    mix,
-    store,
-    stream_seq,
+    consolidate_over_http,
+    consolidation_memories,
+    create_space_over_http,
+    gateway_settings,
+    last_wal_seq,
+    member_cue,
+    query_over_nats,
+    result_ids,
+    running_gateway,
+    store_vectors,
 )
-from tests.integration.test_nats_direct import Events, request
 
 Client = httpx.AsyncClient
-CLUSTER = [f"c{i}" for i in range(4)]
-#: semantic links only (temporal ones would tie every batch together)
-SETTINGS: dict[str, Any] = {
-    "links": {"temporal_window_s": 0},
-    "consolidation": {"min_size": 3, "min_weight": 0.75},
-}
-
-
-FILLER_DIMS = (6, 7, 14, 15)
-
-
-def member_cue(i: int) -> list[float]:
-    """A cue similar to member i only (cosine 0.34); the semantic memory and the
-    other members are at cosine 0 or below."""
-    return mix((-0.125, basis(0)), (1.0, basis(8 + i)))
-
-
-def memories() -> dict[str, list[float]]:
-    """Four memories around e0 (pairwise cosine 0.8: strongly linked), a similar pair
-    around e5 (too few to consolidate), unrelated ones, and per member a filler
-    slightly similar to that member's cue (its second seed, see member_cue)."""
-    out = {mid: mix((1.0, basis(0)), (0.5, basis(8 + i))) for i, mid in enumerate(CLUSTER)}
-    out |= {f"p{i}": mix((1.0, basis(5)), (0.1, basis(12 + i))) for i in range(2)}
-    out |= {f"u{i}": basis(1 + i) for i in range(4)}
-    for i, d in enumerate(FILLER_DIMS):
-        cue = np.asarray(member_cue(i)) / np.linalg.norm(member_cue(i))
-        out[f"f{i}"] = mix((0.05, cue.tolist()), (0.9975**0.5, basis(d)))
-    return out
-
-
-async def consolidate(client: Client, space: str, **body: Any) -> dict[str, Any]:
-    url = f"/api/v1/spaces/{space}/consolidate"
-    r = await (client.post(url, json=body) if body else client.post(url))
-    assert r.status_code == 200, r.text
-    reply: dict[str, Any] = r.json()
-    return reply
 
 
 async def nearest(client: Client, space: str, k: int = 3) -> list[Any]:
@@ -103,7 +73,7 @@ async def check_semantic(client: Client, space: str, sem_id: str) -> None:
         )
         assert r.status_code == 200, r.text
         results = r.json()["results"]
-        assert ids(results) == [mid, sem_id], results
+        assert result_ids(results) == [mid, sem_id], results
         assert results[1]["hops"] == 1
         (seed, step) = results[1]["trace"]
         assert seed["memory_id"] == mid
@@ -113,40 +83,40 @@ async def check_semantic(client: Client, space: str, sem_id: str) -> None:
 async def test_consolidation_makes_one_semantic_memory_per_dense_group(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    await create_space(client, space_id, **SETTINGS)
-    await store(client, space_id, memories())
-    before = await stream_seq(nc, space_id)
+    await create_space_over_http(client, space_id, **CONSOLIDATION_SETTINGS)
+    await store_vectors(client, space_id, consolidation_memories())
+    before = await last_wal_seq(nc, space_id)
 
-    dry = await consolidate(client, space_id, dry_run=True)
+    dry = await consolidate_over_http(client, space_id, dry_run=True)
     assert dry["space"] == space_id and dry["seq"] is None
     (group,) = dry["groups"]
     assert group["members"] == CLUSTER
     sem_id = group["memory_id"]
     assert sem_id.startswith("sem-")
-    assert await stream_seq(nc, space_id) == before  # a dry run writes nothing
+    assert await last_wal_seq(nc, space_id) == before  # a dry run writes nothing
     assert all(r["memory"]["kind"] == "episodic" for r in await nearest(client, space_id, k=10))
 
-    done = await consolidate(client, space_id)  # no body: the defaults
+    done = await consolidate_over_http(client, space_id)  # no body: the defaults
     assert done["groups"] == [{"memory_id": sem_id, "members": CLUSTER}]
-    assert done["seq"] == before + 1 == await stream_seq(nc, space_id)
+    assert done["seq"] == before + 1 == await last_wal_seq(nc, space_id)
     # the gateway waits for the command it caused: the next read sees its result
     await check_semantic(client, space_id, sem_id)
     r = await client.get(f"/api/v1/spaces/{space_id}")
-    assert r.json()["memories"] == len(memories()) + 1
+    assert r.json()["memories"] == len(consolidation_memories()) + 1
     for mid in CLUSTER:  # members stay, as episodic memories
         member = (await client.get(f"/api/v1/spaces/{space_id}/memories/{mid}")).json()
         assert member["kind"] == "episodic"
 
-    again = await consolidate(client, space_id)
+    again = await consolidate_over_http(client, space_id)
     assert again["groups"] == [] and again["seq"] is None
-    assert (await consolidate(client, space_id, dry_run=True))["groups"] == []
-    assert await stream_seq(nc, space_id) == before + 1
+    assert (await consolidate_over_http(client, space_id, dry_run=True))["groups"] == []
+    assert await last_wal_seq(nc, space_id) == before + 1
 
 
 async def test_consolidate_rejects_bad_bodies_and_unknown_spaces(
     client: Client, space_id: str
 ) -> None:
-    await create_space(client, space_id, **SETTINGS)
+    await create_space_over_http(client, space_id, **CONSOLIDATION_SETTINGS)
     url = f"/api/v1/spaces/{space_id}/consolidate"
     for body, field in (({"dry_run": "maybe"}, "dry_run"), ({"min_seq": -1}, "min_seq")):
         r = await client.post(url, json=body)
@@ -158,18 +128,18 @@ async def test_consolidate_rejects_bad_bodies_and_unknown_spaces(
     r = await client.post("/api/v1/spaces/no-such-space-c/consolidate")
     assert r.status_code == 404 and r.json()["title"] == "Space not found"
     assert (await client.get("/api/v1/spaces/no-such-space-c")).status_code == 404
-    assert (await consolidate(client, space_id))["groups"] == []  # empty space
+    assert (await consolidate_over_http(client, space_id))["groups"] == []  # empty space
 
 
 async def test_consolidation_over_nats_announces_each_group(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    await create_space(client, space_id, **SETTINGS)
-    seq = await store(client, space_id, memories())
-    events = Events()
+    await create_space_over_http(client, space_id, **CONSOLIDATION_SETTINGS)
+    seq = await store_vectors(client, space_id, consolidation_memories())
+    events = EventRecorder()
     await nc.subscribe(f"spaces.{space_id}.evt.consolidated", cb=events.handle)
 
-    reply = await request(nc, space_id, "consolidate", {"min_seq": seq})
+    reply = await query_over_nats(nc, space_id, "consolidate", {"min_seq": seq})
     (group,) = reply["groups"]
     assert group["members"] == CLUSTER and reply["seq"] == seq + 1
     await events.wait_for(1)
@@ -188,9 +158,9 @@ async def test_the_semantic_memory_survives_restarts_from_snapshot_and_from_the_
 ) -> None:
     first = await workers()
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await create_space(client, space_id, **SETTINGS)
-        await store(client, space_id, memories())
-        (group,) = (await consolidate(client, space_id))["groups"]
+        await create_space_over_http(client, space_id, **CONSOLIDATION_SETTINGS)
+        await store_vectors(client, space_id, consolidation_memories())
+        (group,) = (await consolidate_over_http(client, space_id))["groups"]
         sem_id = group["memory_id"]
         await check_semantic(client, space_id, sem_id)
         await first.stop()  # graceful: writes a snapshot
@@ -198,7 +168,7 @@ async def test_the_semantic_memory_survives_restarts_from_snapshot_and_from_the_
         second = await workers()
         await check_semantic(client, space_id, sem_id)
         assert second.hosts[space_id].recovery.startswith("restored from snapshot")
-        assert (await consolidate(client, space_id))["groups"] == []
+        assert (await consolidate_over_http(client, space_id))["groups"] == []
         await second.stop()
 
         snapshots = SnapshotStore(nc.jetstream())
@@ -208,6 +178,6 @@ async def test_the_semantic_memory_survives_restarts_from_snapshot_and_from_the_
         await check_semantic(client, space_id, sem_id)
         assert "replayed the WAL" in third.hosts[space_id].recovery
         # a fresh worker knows what was consolidated from the WAL alone
-        assert (await consolidate(client, space_id))["groups"] == []
+        assert (await consolidate_over_http(client, space_id))["groups"] == []
         r = await client.get(f"/api/v1/spaces/{space_id}")
-        assert r.json()["memories"] == len(memories()) + 1
+        assert r.json()["memories"] == len(consolidation_memories()) + 1

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as Nats
 
-from tests.integration.test_memories import unit
-from tests.integration.test_nats_direct import Events, remember, request
+from tests.helpers import EventRecorder, query_over_nats, random_unit, remember_over_nats
 
 
 async def test_asyncapi_is_served(client: httpx.AsyncClient) -> None:
@@ -42,21 +41,26 @@ async def test_commands_naming_another_space_are_rejected(
     space, other = new_space("target"), new_space("other")
     for s in (space, other):
         await client.post("/api/v1/spaces", json={"id": s, "dim": 16})
-    events = Events()
+    events = EventRecorder()
     await nc.subscribe(f"spaces.{space}.evt.>", cb=events.handle)
 
-    kept = await remember(
-        nc, space, {"id": "kept", "content": "x", "embedding": unit(16, 0)}, memory_space_id=space
+    kept = await remember_over_nats(
+        nc,
+        space,
+        {"id": "kept", "content": "x", "embedding": random_unit(16, 0)},
+        memory_space_id=space,
     )
     wrong = [
         # the fast path's shapes (remember, forget) and the referee's (link)
-        await remember(
+        await remember_over_nats(
             nc,
             space,
-            {"id": "stray", "content": "y", "embedding": unit(16, 1)},
+            {"id": "stray", "content": "y", "embedding": random_unit(16, 1)},
             memory_space_id=other,
         ),
-        await remember(nc, space, {"id": "stray2", "content": "text"}, memory_space_id=other),
+        await remember_over_nats(
+            nc, space, {"id": "stray2", "content": "text"}, memory_space_id=other
+        ),
         await publish(nc, space, "forget", {"memory_id": "kept", "memory_space_id": other}),
         await publish(
             nc,
@@ -75,36 +79,38 @@ async def test_commands_naming_another_space_are_rejected(
         assert other in event["reason"] and space in event["reason"]
         assert event["command_id"]
 
-    stats = await request(nc, space, "stats", {"min_seq": wrong[-1]})
+    stats = await query_over_nats(nc, space, "stats", {"min_seq": wrong[-1]})
     assert stats["memories"] == 1 and stats["rejected"] == len(wrong)
     for mid, status in (("kept", 200), ("stray", 404), ("stray2", 404)):
         r = await client.get(f"/api/v1/spaces/{space}/memories/{mid}")
         assert r.status_code == status, mid
     # nothing reached the space it named either
-    assert (await request(nc, other, "stats", {}))["memories"] == 0
+    assert (await query_over_nats(nc, other, "stats", {}))["memories"] == 0
 
 
 async def test_queries_naming_another_space_get_an_error(
     client: httpx.AsyncClient, nc: Nats, space_id: str, new_space: Any
 ) -> None:
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
-    seq = await remember(nc, space_id, {"id": "a", "content": "x", "embedding": unit(16, 0)})
+    seq = await remember_over_nats(
+        nc, space_id, {"id": "a", "content": "x", "embedding": random_unit(16, 0)}
+    )
     other = new_space("other")
     queries: list[tuple[str, dict[str, Any]]] = [
-        ("recall", {"embedding": unit(16, 0), "k": 1, "min_seq": seq}),
+        ("recall", {"embedding": random_unit(16, 0), "k": 1, "min_seq": seq}),
         ("get", {"memory_id": "a", "min_seq": seq}),
         ("list", {"min_seq": seq}),
         ("stats", {"min_seq": seq}),
         ("consolidate", {"dry_run": True, "min_seq": seq}),
     ]
     for name, body in queries:
-        right = await request(nc, space_id, name, {**body, "memory_space_id": space_id})
+        right = await query_over_nats(nc, space_id, name, {**body, "memory_space_id": space_id})
         assert "error" not in right and right["space"] == space_id, (name, right)
-        wrong = await request(nc, space_id, name, {**body, "memory_space_id": other})
+        wrong = await query_over_nats(nc, space_id, name, {**body, "memory_space_id": other})
         assert wrong["error"]["status"] == 400, (name, wrong)
         assert wrong["error"]["title"] == "Wrong memory space"
         assert other in wrong["error"]["detail"]
-    invalid = await request(nc, space_id, "stats", {"memory_space_id": "NOT A SPACE"})
+    invalid = await query_over_nats(nc, space_id, "stats", {"memory_space_id": "NOT A SPACE"})
     assert invalid["error"]["status"] == 400 and "memory_space_id" in invalid["error"]["detail"]
 
 
@@ -112,7 +118,7 @@ async def test_http_recall_naming_another_space_is_a_400(
     client: httpx.AsyncClient, space_id: str
 ) -> None:
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
-    cue = {"embedding": unit(16, 0), "k": 1}
+    cue = {"embedding": random_unit(16, 0), "k": 1}
     ok = await client.post(
         f"/api/v1/spaces/{space_id}/recall", json={**cue, "memory_space_id": space_id}
     )

@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from engram_contract.messages import encode_embedding
 from engram_contract.settings import WorkerSettings
 from engram_contract.subjects import stream_name
-from tests.conftest import NatsServer, Proc, free_port, wait_http
+from tests.helpers import EngramProcess, NatsServer, free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -210,9 +210,11 @@ async def post_until_202(
         await asyncio.sleep(0.3)
 
 
-def spawner(tmp_path: Path, nats_url: str, started: list[Proc]) -> Callable[..., Proc]:
-    def spawn(role: str, **env: str) -> Proc:
-        p = Proc(
+def spawner(
+    tmp_path: Path, nats_url: str, started: list[EngramProcess]
+) -> Callable[..., EngramProcess]:
+    def spawn(role: str, **env: str) -> EngramProcess:
+        p = EngramProcess(
             role,
             {"ENGRAM_NATS_URL": nats_url, "ENGRAM_LOG_LEVEL": "INFO", **env},
             tmp_path / f"{role}-{len(started)}.log",
@@ -234,9 +236,11 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-def private_procs(tmp_path: Path, private_nats: NatsServer) -> Iterator[Callable[..., Proc]]:
+def private_procs(
+    tmp_path: Path, private_nats: NatsServer
+) -> Iterator[Callable[..., EngramProcess]]:
     """Like ``procs``, but gateways and workers talk to ``private_nats``."""
-    started: list[Proc] = []
+    started: list[EngramProcess] = []
     yield spawner(tmp_path, private_nats.url, started)
     for p in started:
         p.kill()
@@ -272,7 +276,7 @@ async def kill_on_next_message(server: NatsServer, subject: str) -> None:
         await nc.close()
 
 
-async def wait_log(proc: Proc, text: str, timeout: float = 30) -> None:
+async def wait_log(proc: EngramProcess, text: str, timeout: float = 30) -> None:
     """Wait until ``proc`` has logged a line containing ``text``."""
     deadline = time.monotonic() + timeout
     while text not in proc.log.read_text():
@@ -281,12 +285,14 @@ async def wait_log(proc: Proc, text: str, timeout: float = 30) -> None:
         await asyncio.sleep(0.05)
 
 
-async def start_gateway(spawn: Callable[..., Proc], port: int, **env: str) -> Proc:
+async def start_gateway(
+    spawn: Callable[..., EngramProcess], port: int, **env: str
+) -> EngramProcess:
     """Spawn a gateway on ``port`` and wait until it, not some other process that took
     the port meanwhile, serves there and is ready."""
     gateway = spawn("gateway", ENGRAM_HTTP_PORT=str(port), **env)
     await wait_log(gateway, f"Uvicorn running on http://127.0.0.1:{port}")
-    await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}")
+    await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}")
     return gateway
 
 
@@ -366,7 +372,7 @@ async def test_worker_killed_mid_ingest_every_acked_memory_once(
 
 
 async def test_nats_server_killed_mid_ingest_retries_store_everything_once(
-    private_procs: Callable[..., Proc],
+    private_procs: Callable[..., EngramProcess],
     private_nats: NatsServer,
     new_space: Any,
     tmp_path: Path,

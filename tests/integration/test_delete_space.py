@@ -8,9 +8,12 @@ import uuid
 import httpx
 
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer
-from tests.integration.test_forget import gone_from_disk, on_disk
-from tests.integration.test_memories import unit
+from tests.helpers import (
+    NatsServer,
+    random_unit,
+    wait_gone_from_disk,
+    wait_on_disk,
+)
 
 
 async def test_delete_space_erases_it_and_frees_the_id(
@@ -24,7 +27,11 @@ async def test_delete_space_erases_it_and_frees_the_id(
             f"/api/v1/spaces/{space}/memories",
             json={
                 "memories": [
-                    {"id": f"m{i}", "content": f"{space} {marker} {i}", "embedding": unit(16, i)}
+                    {
+                        "id": f"m{i}",
+                        "content": f"{space} {marker} {i}",
+                        "embedding": random_unit(16, i),
+                    }
                     for i in range(20)
                 ]
             },
@@ -34,15 +41,14 @@ async def test_delete_space_erases_it_and_frees_the_id(
         assert (await client.get(f"/api/v1/spaces/{space}")).json()["memories"] == 20
         await worker.hosts[space].snapshot()  # the content is in a snapshot too
     assert await worker.snapshots.info(doomed) is not None
-    await asyncio.sleep(0.2)
-    assert on_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
+    await wait_on_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
 
     r = await client.delete(f"/api/v1/spaces/{doomed}")
     assert r.status_code == 202
     assert (await client.get(f"/api/v1/spaces/{doomed}")).status_code == 404
     assert doomed not in [s["id"] for s in (await client.get("/api/v1/spaces")).json()["spaces"]]
     assert (await client.get(f"/api/v1/spaces/{doomed}/memories/m1")).status_code == 404
-    await gone_from_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
+    await wait_gone_from_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
     assert await worker.snapshots.info(doomed) is None
     assert await worker.snapshots.info(bystander) is not None
     assert (await client.delete(f"/api/v1/spaces/{doomed}")).status_code == 404
@@ -50,7 +56,7 @@ async def test_delete_space_erases_it_and_frees_the_id(
     # the bystander is unharmed
     rec = (
         await client.post(
-            f"/api/v1/spaces/{bystander}/recall", json={"embedding": unit(16, 3), "k": 1}
+            f"/api/v1/spaces/{bystander}/recall", json={"embedding": random_unit(16, 3), "k": 1}
         )
     ).json()
     assert rec["results"][0]["memory"]["id"] == "m3"
@@ -63,18 +69,18 @@ async def test_delete_space_erases_it_and_frees_the_id(
     assert shown["memories"] == 0 and shown["applied_seq"] == 0
     rec = (
         await client.post(
-            f"/api/v1/spaces/{doomed}/recall", json={"embedding": unit(16, 3), "k": 5}
+            f"/api/v1/spaces/{doomed}/recall", json={"embedding": random_unit(16, 3), "k": 5}
         )
     ).json()
     assert rec["results"] == []
     r = await client.post(
         f"/api/v1/spaces/{doomed}/memories",
-        json={"id": "fresh", "content": "new life", "embedding": unit(16, 9)},
+        json={"id": "fresh", "content": "new life", "embedding": random_unit(16, 9)},
     )
     assert r.json()["seq"] == 1
     rec = (
         await client.post(
-            f"/api/v1/spaces/{doomed}/recall", json={"embedding": unit(16, 3), "k": 5}
+            f"/api/v1/spaces/{doomed}/recall", json={"embedding": random_unit(16, 3), "k": 5}
         )
     ).json()
     assert [x["memory"]["id"] for x in rec["results"]] == ["fresh"]

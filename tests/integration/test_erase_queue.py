@@ -13,7 +13,7 @@ from nats.aio.client import Client as Nats
 
 from engram_contract.subjects import stream_name
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, gateway_settings, running_gateway
+from tests.helpers import NatsServer, gateway_settings, running_gateway
 
 DIM = 8
 N = 3000

@@ -116,8 +116,12 @@ async def test_a_space_sees_only_its_own_events(client: httpx.AsyncClient, new_s
         assert {e.data["space"] for e in got} == {alpha}
         seqs = [int(e.id) for e in got]
         assert seqs == sorted(seqs)
-        # beta's events, written at the same time, never arrive
-        await asyncio.sleep(0.5)
+        # beta's events, written at the same time, never arrive: once they are all in
+        # the events stream (beta's later write is announced) and an alpha event
+        # written after them has come, the feed, read in stream order, holds no more
+        await settled(client, beta, "b-6")
+        await remember(client, alpha, "a-6")
+        assert (await feed.next()).data["memory_id"] == "a-6"
         assert feed.queue.empty()
 
 
@@ -130,7 +134,12 @@ async def test_types_filters_the_kinds(client: httpx.AsyncClient, space_id: str)
         got = await feed.next()
         assert (got.event, got.data["memory_id"]) == ("forgotten", "gone")
         await remember(client, space_id, "later")
-        await asyncio.sleep(0.5)
+        # its ``stored`` event is filtered out: the next one the feed gets is the
+        # ``forgotten`` written after it
+        r = await client.delete(f"/api/v1/spaces/{space_id}/memories/later")
+        assert r.status_code == 202
+        got = await feed.next()
+        assert (got.event, got.data["memory_id"]) == ("forgotten", "later")
         assert feed.queue.empty()
 
 
@@ -199,7 +208,10 @@ async def test_idle_stream_sends_keep_alive_comments(
     monkeypatch.setattr(gateway_events, "HEARTBEAT_S", 0.1)
     await remember(client, space_id, "x")
     async with events(client, space_id) as feed:
-        await asyncio.sleep(0.5)
+        for _ in range(200):  # one every 0.1 s now: poll (≤ 10 s) until it has come
+            if "keep-alive" in feed.comments:
+                break
+            await asyncio.sleep(0.05)
         assert "keep-alive" in feed.comments
 
 

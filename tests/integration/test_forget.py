@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from pathlib import Path
 
 import httpx
 from nats.aio.client import Client as Nats
 
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, worker_settings
-from tests.integration.test_nats_direct import Events, request
-
-
-def on_disk(store: Path, marker: bytes) -> list[Path]:
-    return [p for p in store.rglob("*") if p.is_file() and marker in p.read_bytes()]
-
-
-async def gone_from_disk(store: Path, marker: bytes, attempts: int = 100) -> None:
-    """The erase happens after the fold, asynchronously: poll the files (≤ 10 s)."""
-    for _ in range(attempts):
-        found = on_disk(store, marker)
-        if not found:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{marker!r} still on disk in {found}")
+from tests.helpers import (
+    EventRecorder,
+    NatsServer,
+    files_containing,
+    query_over_nats,
+    wait_gone_from_disk,
+    wait_on_disk,
+    worker_settings,
+)
 
 
 async def test_forget_over_http_erases_the_content(
@@ -36,8 +27,7 @@ async def test_forget_over_http_erases_the_content(
     url = f"/api/v1/spaces/{space_id}/memories"
     await client.post(url, json={"id": "secret", "content": f"the code is {marker}"})
     await client.post(url, json={"id": "keep", "content": "an unrelated memory"})
-    await asyncio.sleep(0.2)  # let the file store write the block
-    assert on_disk(nats_server.store_dir, marker.encode()), "precondition: it was on disk"
+    await wait_on_disk(nats_server.store_dir, marker.encode())  # precondition: it was on disk
 
     r = await client.delete(f"{url}/secret")
     assert r.status_code == 202
@@ -50,7 +40,7 @@ async def test_forget_over_http_erases_the_content(
     ).json()
     assert [x["memory"]["id"] for x in rec["results"]] == ["keep"]
     assert (await client.get(f"/api/v1/spaces/{space_id}")).json()["memories"] == 1
-    await gone_from_disk(nats_server.store_dir, marker.encode())
+    await wait_gone_from_disk(nats_server.store_dir, marker.encode())
 
     # an unknown id is a no-op, not an error
     r = await client.delete(f"{url}/never-existed")
@@ -66,15 +56,15 @@ async def test_upsert_erases_the_replaced_version(
     await client.post(url, json={"id": "fav", "content": f"favourite is {old}"})
     await client.post(url, json={"id": "fav", "content": f"favourite is {new}"})
     assert (await client.get(f"{url}/fav")).json()["content"] == f"favourite is {new}"
-    await gone_from_disk(nats_server.store_dir, old.encode())
-    assert on_disk(nats_server.store_dir, new.encode())
+    await wait_gone_from_disk(nats_server.store_dir, old.encode())
+    assert files_containing(nats_server.store_dir, new.encode())
 
 
 async def test_forget_over_nats_announces_and_survives_a_worker_restart(
     client: httpx.AsyncClient, nc: Nats, nats_server: NatsServer, worker: Worker, space_id: str
 ) -> None:
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 384})
-    events = Events()
+    events = EventRecorder()
     await nc.subscribe(f"spaces.{space_id}.evt.forgotten", cb=events.handle)
     r = await client.post(
         f"/api/v1/spaces/{space_id}/memories", json={"id": "m1", "content": "to be forgotten"}
@@ -88,7 +78,7 @@ async def test_forget_over_nats_announces_and_survives_a_worker_restart(
     ((_, event),) = events.items
     assert event["memory_id"] == "m1" and event["existed"] is True
     assert event["erased_seq"] == stored_seq and event["seq"] == ack.seq
-    got = await request(nc, space_id, "get", {"memory_id": "m1", "min_seq": ack.seq})
+    got = await query_over_nats(nc, space_id, "get", {"memory_id": "m1", "min_seq": ack.seq})
     assert got["error"]["status"] == 404
 
     # a fresh worker replays the WAL: the erased message is not there to come back
@@ -96,9 +86,9 @@ async def test_forget_over_nats_announces_and_survives_a_worker_restart(
     await worker.stop()
     await fresh.start()
     try:
-        stats = await request(nc, space_id, "stats", {"min_seq": ack.seq})
+        stats = await query_over_nats(nc, space_id, "stats", {"min_seq": ack.seq})
         assert stats["memories"] == 0
-        got = await request(nc, space_id, "get", {"memory_id": "m1"})
+        got = await query_over_nats(nc, space_id, "get", {"memory_id": "m1"})
         assert got["error"]["status"] == 404
     finally:
         await fresh.stop()

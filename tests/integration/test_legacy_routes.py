@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engram_gateway.spaces import MISSING
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, gateway_settings, running_gateway
+from tests.helpers import NatsServer, gateway_settings, running_gateway
 
 Client = httpx.AsyncClient
 FALLBACK = "engram_memory_space_default_fallback_total"

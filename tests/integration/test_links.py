@@ -4,75 +4,28 @@ takes it away again; links to memories the space does not hold are refused."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from nats.aio.client import Client as Nats
 
 from engram_contract.messages import LinkCommand
-from engram_contract.subjects import stream_name
-from tests.integration.test_nats_direct import Events
+from tests.helpers import (
+    NO_DERIVED_LINKS,
+    EventRecorder,
+    basis,
+    create_space_over_http,
+    last_wal_seq,
+    post_link,
+    result_ids,
+    store_vectors,
+    weighted_sum,
+)
 
 Client = httpx.AsyncClient
-T = TypeVar("T")
-DIM = 16
-#: no derived links: only what a test links explicitly connects memories
-NO_DERIVED_LINKS = {"semantic_k": 0, "temporal_window_s": 0}
-
-
-def basis(i: int, dim: int = DIM) -> list[float]:
-    """The i-th unit vector: basis vectors are pairwise dissimilar (cosine 0)."""
-    return [1.0 if j == i else 0.0 for j in range(dim)]
-
-
-def mix(*parts: tuple[float, list[float]]) -> list[float]:
-    """A weighted sum of vectors."""
-    return [sum(w * v[j] for w, v in parts) for j in range(DIM)]
-
-
-async def stream_seq(nc: Nats, space: str) -> int:
-    """The last sequence in ``space``'s WAL."""
-    info = await nc.jetstream().stream_info(stream_name(space))
-    return int(info.state.last_seq)
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0) -> T:
-    """Poll ``probe`` until it returns something other than ``None``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met in {timeout}s")
-        await asyncio.sleep(0.05)
-
-
-async def create_space(client: Client, space: str, **settings: Any) -> None:
-    r = await client.post("/api/v1/spaces", json={"id": space, "dim": DIM, **settings})
-    assert r.status_code == 201, r.text
-
-
-async def store(client: Client, space: str, vectors: dict[str, list[float]]) -> int:
-    """Remember one memory per id (content = the id); returns the last seq."""
-    r = await client.post(
-        f"/api/v1/spaces/{space}/memories",
-        json={
-            "memories": [
-                {"id": mid, "content": f"memory {mid}", "embedding": vec}
-                for mid, vec in vectors.items()
-            ]
-        },
-    )
-    assert r.status_code == 202, r.text
-    seq: int = r.json()["seq"]
-    return seq
 
 
 async def spread(
@@ -97,39 +50,31 @@ async def spread(
     return results
 
 
-def ids(results: list[Any]) -> list[str]:
-    return [x["memory"]["id"] for x in results]
-
-
-async def link(client: Client, space: str, **body: Any) -> httpx.Response:
-    return await client.post(f"/api/v1/spaces/{space}/links", json=body)
-
-
 async def test_a_link_makes_spreading_recall_reach_a_dissimilar_memory(
     client: Client, space_id: str
 ) -> None:
-    await create_space(client, space_id, links=NO_DERIVED_LINKS)
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
     fill = 0.91**0.5
-    stored = await store(
+    stored = await store_vectors(
         client,
         space_id,
         {
             "a": basis(0),
             "b": basis(1),
             "c": basis(2),
-            "near-a": mix((0.3, basis(0)), (fill, basis(3))),  # cosine 0.3 to a
-            "near-b": mix((0.3, basis(1)), (fill, basis(4))),
+            "near-a": weighted_sum((0.3, basis(0)), (fill, basis(3))),  # cosine 0.3 to a
+            "near-b": weighted_sum((0.3, basis(1)), (fill, basis(4))),
         },
     )
-    assert ids(await spread(client, space_id, basis(0))) == ["a", "near-a"]
+    assert result_ids(await spread(client, space_id, basis(0))) == ["a", "near-a"]
 
-    r = await link(client, space_id, source="a", target="b", weight=0.8)
+    r = await post_link(client, space_id, source="a", target="b", weight=0.8)
     assert r.status_code == 202, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.json() == {"seq": stored + 1}
 
     results = await spread(client, space_id, basis(0))
-    assert ids(results) == ["a", "b"]
+    assert result_ids(results) == ["a", "b"]
     b = results[1]
     assert b["hops"] == 1
     assert b["similarity"] == pytest.approx(0.0, abs=1e-6)
@@ -142,22 +87,22 @@ async def test_a_link_makes_spreading_recall_reach_a_dissimilar_memory(
 
     # links are undirected
     back = await spread(client, space_id, basis(1))
-    assert ids(back) == ["b", "a"] and back[1]["hops"] == 1
+    assert result_ids(back) == ["b", "a"] and back[1]["hops"] == 1
 
     # a kind of one's own is kept; the stronger link wins the second place
-    r = await link(client, space_id, source="c", target="a", weight=0.9, kind="caused_by")
+    r = await post_link(client, space_id, source="c", target="a", weight=0.9, kind="caused_by")
     assert r.status_code == 202, r.text
     results = await spread(client, space_id, basis(0))
-    assert ids(results) == ["a", "c"]
+    assert result_ids(results) == ["a", "c"]
     assert results[1]["trace"][-1]["kind"] == "caused_by"
     assert results[1]["trace"][-1]["weight"] == pytest.approx(0.9, rel=1e-4)
 
     # weight 0 removes the explicit link again
     for source, target in (("a", "c"), ("b", "a")):
-        r = await link(client, space_id, source=source, target=target, weight=0)
+        r = await post_link(client, space_id, source=source, target=target, weight=0)
         assert r.status_code == 202, r.text
-    assert ids(await spread(client, space_id, basis(0))) == ["a", "near-a"]
-    assert ids(await spread(client, space_id, basis(1))) == ["b", "near-b"]
+    assert result_ids(await spread(client, space_id, basis(0))) == ["a", "near-a"]
+    assert result_ids(await spread(client, space_id, basis(1))) == ["b", "near-b"]
 
 
 async def test_a_link_overrides_the_derived_one_until_it_is_removed(
@@ -166,32 +111,36 @@ async def test_a_link_overrides_the_derived_one_until_it_is_removed(
     # a and b are similar (cosine 0.6): the space links them semantically (weight
     # 0.6); the cue is similar to a (0.8) but not to b, and "far" (cosine 0.1 to
     # the cue, linked to neither) is the second seed
-    await create_space(client, space_id, links={"temporal_window_s": 0})
-    cue = mix((0.8, basis(0)), (-0.6, basis(1)))
-    await store(
+    await create_space_over_http(client, space_id, links={"temporal_window_s": 0})
+    cue = weighted_sum((0.8, basis(0)), (-0.6, basis(1)))
+    await store_vectors(
         client,
         space_id,
         {
             "a": basis(0),
-            "b": mix((0.6, basis(0)), (0.8, basis(1))),
-            "far": mix((0.1, cue), (0.99**0.5, basis(3))),
+            "b": weighted_sum((0.6, basis(0)), (0.8, basis(1))),
+            "far": weighted_sum((0.1, cue), (0.99**0.5, basis(3))),
         },
     )
 
     async def reached_b() -> Any:
         results = await spread(client, space_id, cue)
-        assert ids(results) == ["a", "b"]
+        assert result_ids(results) == ["a", "b"]
         assert results[1]["hops"] == 1
         return results[1]["trace"][-1]
 
     derived = await reached_b()
     assert derived["kind"] == "semantic" and derived["weight"] == pytest.approx(0.6, rel=1e-4)
 
-    assert (await link(client, space_id, source="a", target="b", weight=0.9)).status_code == 202
+    assert (
+        await post_link(client, space_id, source="a", target="b", weight=0.9)
+    ).status_code == 202
     linked = await reached_b()
     assert linked["kind"] == "related" and linked["weight"] == pytest.approx(0.9, rel=1e-4)
 
-    assert (await link(client, space_id, source="b", target="a", weight=0.0)).status_code == 202
+    assert (
+        await post_link(client, space_id, source="b", target="a", weight=0.0)
+    ).status_code == 202
     back = await reached_b()
     assert back["kind"] == "semantic" and back["weight"] == pytest.approx(0.6, rel=1e-4)
 
@@ -199,12 +148,14 @@ async def test_a_link_overrides_the_derived_one_until_it_is_removed(
 async def test_linking_a_memory_the_space_lacks_is_404_and_writes_nothing(
     client: Client, nc: Nats, space_id: str, new_space: Any
 ) -> None:
-    await create_space(client, space_id, links=NO_DERIVED_LINKS)
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
     other = new_space("other")
-    await create_space(client, other)
-    await store(client, space_id, {"a": basis(0)})
-    await store(client, other, {"elsewhere": basis(1)})  # another space's id counts for nothing
-    before = await stream_seq(nc, space_id)
+    await create_space_over_http(client, other)
+    await store_vectors(client, space_id, {"a": basis(0)})
+    await store_vectors(
+        client, other, {"elsewhere": basis(1)}
+    )  # another space's id counts for nothing
+    before = await last_wal_seq(nc, space_id)
 
     for body, missing in (
         ({"source": "a", "target": "ghost"}, {"target": "ghost"}),
@@ -212,7 +163,7 @@ async def test_linking_a_memory_the_space_lacks_is_404_and_writes_nothing(
         ({"source": "a", "target": "elsewhere"}, {"target": "elsewhere"}),
         ({"source": "nope", "target": "ghost"}, {"source": "nope", "target": "ghost"}),
     ):
-        r = await link(client, space_id, weight=0.5, **body)
+        r = await post_link(client, space_id, weight=0.5, **body)
         assert r.status_code == 404, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         problem = r.json()
@@ -221,11 +172,11 @@ async def test_linking_a_memory_the_space_lacks_is_404_and_writes_nothing(
         assert {e["field"]: e["message"] for e in problem["errors"]}.keys() == missing.keys()
         for field, memory_id in missing.items():
             assert f"{field}: memory {memory_id!r} does not exist" in problem["detail"]
-    assert await stream_seq(nc, space_id) == before
+    assert await last_wal_seq(nc, space_id) == before
 
     # an unknown space is a 404 too, and linking does not create it
     unknown = f"t-{uuid.uuid4().hex[:12]}"
-    r = await link(client, unknown, source="a", target="b", weight=0.5)
+    r = await post_link(client, unknown, source="a", target="b", weight=0.5)
     assert r.status_code == 404 and r.json()["title"] == "Space not found"
     assert (await client.get(f"/api/v1/spaces/{unknown}")).status_code == 404
 
@@ -234,11 +185,11 @@ async def test_a_memory_stored_just_before_can_be_linked_at_once(
     client: Client, space_id: str
 ) -> None:
     # the existence check waits for this gateway's own writes (read-your-writes)
-    await create_space(client, space_id, links=NO_DERIVED_LINKS)
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
     for i in range(5):
-        await store(client, space_id, {f"m{i}": basis(i)})
+        await store_vectors(client, space_id, {f"m{i}": basis(i)})
         if i:
-            r = await link(client, space_id, source=f"m{i - 1}", target=f"m{i}", weight=1.0)
+            r = await post_link(client, space_id, source=f"m{i - 1}", target=f"m{i}", weight=1.0)
             assert r.status_code == 202, r.text
 
 
@@ -256,11 +207,11 @@ INVALID: list[tuple[dict[str, Any], str]] = [
 async def test_invalid_link_bodies_are_400_and_write_nothing(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    await create_space(client, space_id)
-    await store(client, space_id, {"a": basis(0), "b": basis(1)})
-    before = await stream_seq(nc, space_id)
+    await create_space_over_http(client, space_id)
+    await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
+    before = await last_wal_seq(nc, space_id)
     for body, field in INVALID:
-        r = await link(client, space_id, **body)
+        r = await post_link(client, space_id, **body)
         assert r.status_code == 400, (body, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
         assert field in [e["field"] for e in r.json()["errors"]], (body, r.text)
@@ -272,14 +223,14 @@ async def test_invalid_link_bodies_are_400_and_write_nothing(
     assert r.status_code == 400 and r.json()["title"] == "Malformed JSON"
     r = await client.post(f"/api/v1/spaces/{space_id}/links")
     assert r.status_code == 400
-    assert await stream_seq(nc, space_id) == before
+    assert await last_wal_seq(nc, space_id) == before
 
 
 async def test_a_retried_link_with_an_idempotency_key_is_stored_once(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    await create_space(client, space_id)
-    await store(client, space_id, {"a": basis(0), "b": basis(1)})
+    await create_space_over_http(client, space_id)
+    await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
     url = f"/api/v1/spaces/{space_id}/links"
     body = {"source": "a", "target": "b", "weight": 0.7}
     headers = {"Idempotency-Key": f"link-{uuid.uuid4().hex}"}
@@ -287,15 +238,15 @@ async def test_a_retried_link_with_an_idempotency_key_is_stored_once(
     again = await client.post(url, json=body, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
-    assert await stream_seq(nc, space_id) == first.json()["seq"]
+    assert await last_wal_seq(nc, space_id) == first.json()["seq"]
 
 
 async def test_links_over_nats_are_announced_or_rejected(
     client: Client, nc: Nats, space_id: str
 ) -> None:
-    await create_space(client, space_id, links=NO_DERIVED_LINKS)
-    await store(client, space_id, {"a": basis(0), "b": basis(1)})
-    events = Events()
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
+    await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
+    events = EventRecorder()
     for kind in ("linked", "rejected"):
         await nc.subscribe(f"spaces.{space_id}.evt.{kind}", cb=events.handle)
     js = nc.jetstream()
@@ -329,6 +280,6 @@ async def test_links_over_nats_are_announced_or_rejected(
 
     # only the good link took effect
     results = await spread(client, space_id, basis(0), k=1, max_hops=1, consistency="strong")
-    assert ids(results) == ["a"]
+    assert result_ids(results) == ["a"]
     got = await client.get(f"/api/v1/spaces/{space_id}/memories/a")
     assert got.status_code == 200

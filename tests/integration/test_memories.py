@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 
 from engram_contract.messages import encode_embedding
+from tests.helpers import random_unit
 
 Client = httpx.AsyncClient
-
-
-def unit(dim: int, seed: int) -> list[float]:
-    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-    return [float(x) for x in v / np.linalg.norm(v)]
 
 
 async def make_space(client: Client, space: str, dim: int = 16) -> None:
@@ -86,7 +82,7 @@ async def test_read_your_writes(client: Client, space_id: str) -> None:
     """A memory is returned by the recall that immediately follows its write."""
     await make_space(client, space_id)
     for i in range(20):
-        vec = unit(16, i)
+        vec = random_unit(16, i)
         r = await client.post(
             f"/api/v1/spaces/{space_id}/memories",
             json={"content": f"memory {i}", "id": f"m{i}", "embedding": vec},
@@ -102,7 +98,8 @@ async def test_read_your_writes(client: Client, space_id: str) -> None:
 async def test_batch_and_paging(client: Client, space_id: str) -> None:
     await make_space(client, space_id)
     mems = [
-        {"content": f"note {i}", "id": f"n{i:03d}", "embedding": unit(16, i)} for i in range(250)
+        {"content": f"note {i}", "id": f"n{i:03d}", "embedding": random_unit(16, i)}
+        for i in range(250)
     ]
     r = await client.post(f"/api/v1/spaces/{space_id}/memories", json={"memories": mems})
     assert r.status_code == 202
@@ -130,7 +127,7 @@ async def test_pages_too_big_for_one_nats_message_are_cut_short(
     # 1 MiB max_payload; pages come back shorter and the cursor walks every memory
     await make_space(client, space_id)
     mems = [
-        {"content": f"{i} " + "y" * 90_000, "id": f"big{i:02d}", "embedding": unit(16, i)}
+        {"content": f"{i} " + "y" * 90_000, "id": f"big{i:02d}", "embedding": random_unit(16, i)}
         for i in range(30)
     ]
     for i in range(0, 30, 10):
@@ -162,15 +159,15 @@ async def test_a_recall_answer_too_big_for_nats_is_a_clear_error(
     client: Client, space_id: str
 ) -> None:
     await make_space(client, space_id)
-    mems = [{"content": "z" * 100_000, "embedding": unit(16, i)} for i in range(12)]
+    mems = [{"content": "z" * 100_000, "embedding": random_unit(16, i)} for i in range(12)]
     r = await client.post(f"/api/v1/spaces/{space_id}/memories", json={"memories": mems})
     assert r.status_code == 202, r.text
     url = f"/api/v1/spaces/{space_id}/recall"
-    r = await client.post(url, json={"embedding": unit(16, 0), "k": 12})
+    r = await client.post(url, json={"embedding": random_unit(16, 0), "k": 12})
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "fewer results" in r.json()["detail"]
-    r = await client.post(url, json={"embedding": unit(16, 0), "k": 3})
+    r = await client.post(url, json={"embedding": random_unit(16, 0), "k": 3})
     assert r.status_code == 200 and len(r.json()["results"]) == 3
 
 
@@ -178,10 +175,12 @@ async def test_upsert_replaces(client: Client, space_id: str) -> None:
     await make_space(client, space_id)
     url = f"/api/v1/spaces/{space_id}/memories"
     await client.post(
-        url, json={"id": "fav", "content": "favourite colour is blue", "embedding": unit(16, 1)}
+        url,
+        json={"id": "fav", "content": "favourite colour is blue", "embedding": random_unit(16, 1)},
     )
     await client.post(
-        url, json={"id": "fav", "content": "favourite colour is green", "embedding": unit(16, 2)}
+        url,
+        json={"id": "fav", "content": "favourite colour is green", "embedding": random_unit(16, 2)},
     )
     got = (await client.get(f"{url}/fav")).json()
     assert got["content"] == "favourite colour is green"
@@ -189,7 +188,7 @@ async def test_upsert_replaces(client: Client, space_id: str) -> None:
     assert shown["memories"] == 1
     rec = (
         await client.post(
-            f"/api/v1/spaces/{space_id}/recall", json={"embedding": unit(16, 1), "k": 5}
+            f"/api/v1/spaces/{space_id}/recall", json={"embedding": random_unit(16, 1), "k": 5}
         )
     ).json()
     assert [r["memory"]["content"] for r in rec["results"]] == ["favourite colour is green"]
@@ -200,7 +199,9 @@ async def test_idempotency_key_retry_returns_same_ids_and_seq(
 ) -> None:
     await make_space(client, space_id)
     url = f"/api/v1/spaces/{space_id}/memories"
-    batch = {"memories": [{"content": f"fact {i}", "embedding": unit(16, i)} for i in range(5)]}
+    batch = {
+        "memories": [{"content": f"fact {i}", "embedding": random_unit(16, i)} for i in range(5)]
+    }
     headers = {"Idempotency-Key": "req-123"}
     first = await client.post(url, json=batch, headers=headers)
     retry = await client.post(url, json=batch, headers=headers)
@@ -288,7 +289,7 @@ async def test_bad_recall_requests(client: Client, space_id: str) -> None:
     url = f"/api/v1/spaces/{space_id}/recall"
     cases = [
         ({}, "query"),
-        ({"query": "a", "embedding": unit(16, 0)}, "exactly one"),
+        ({"query": "a", "embedding": random_unit(16, 0)}, "exactly one"),
         ({"embedding": [0.0] * 3}, "embedding"),
         ({"query": "a", "k": 0}, "k"),
         ({"query": "a", "consistency": "sometimes"}, "consistency"),
@@ -303,18 +304,18 @@ async def test_recall_consistency_modes(client: Client, space_id: str) -> None:
     await make_space(client, space_id)
     await client.post(
         f"/api/v1/spaces/{space_id}/memories",
-        json={"content": "x", "id": "only", "embedding": unit(16, 3)},
+        json={"content": "x", "id": "only", "embedding": random_unit(16, 3)},
     )
     for mode in ("read_your_writes", "strong", "eventual"):
         r = await client.post(
             f"/api/v1/spaces/{space_id}/recall",
-            json={"embedding": unit(16, 3), "consistency": mode},
+            json={"embedding": random_unit(16, 3), "consistency": mode},
         )
         assert r.status_code == 200
     strong = (
         await client.post(
             f"/api/v1/spaces/{space_id}/recall",
-            json={"embedding": unit(16, 3), "consistency": "strong"},
+            json={"embedding": random_unit(16, 3), "consistency": "strong"},
         )
     ).json()
     assert strong["applied_seq"] == 1 and strong["results"][0]["memory"]["id"] == "only"
@@ -328,7 +329,7 @@ async def test_concurrent_writers_lose_nothing(client: Client, space_id: str) ->
         for i in range(10):
             r = await client.post(
                 f"/api/v1/spaces/{space_id}/memories",
-                json={"content": f"w{w} m{i}", "embedding": unit(16, w * 100 + i)},
+                json={"content": f"w{w} m{i}", "embedding": random_unit(16, w * 100 + i)},
             )
             ids += r.json()["ids"]
         return ids

@@ -16,8 +16,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engram_contract.subjects import command_subject, stream_name
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, free_port, gateway_settings, running_gateway
-from tests.integration.test_links import basis, create_space, eventually, store
+from tests.helpers import (
+    NatsServer,
+    basis,
+    create_space_over_http,
+    eventually,
+    free_port,
+    gateway_settings,
+    running_gateway,
+    store_vectors,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -70,13 +78,13 @@ async def test_store_and_recall_move_only_their_spaces_series(
 ) -> None:
     worker, client = metered
     a, b = new_space("ma"), new_space("mb")
-    await create_space(client, a)
-    await create_space(client, b)
-    await store(client, b, {"b1": basis(0)})
+    await create_space_over_http(client, a)
+    await create_space_over_http(client, b)
+    await store_vectors(client, b, {"b1": basis(0)})
     await eventually(lambda: _applied(worker, b, 1))
     before = await scrape(worker_url(worker))
 
-    seq = await store(client, a, {"x": basis(0), "y": basis(1), "z": basis(2)})
+    seq = await store_vectors(client, a, {"x": basis(0), "y": basis(1), "z": basis(2)})
     r = await client.post(f"/api/v1/spaces/{a}/recall", json={"embedding": basis(0), "k": 2})
     assert r.status_code == 200, r.text
     after = await scrape(worker_url(worker))
@@ -110,7 +118,7 @@ async def test_a_rejected_message_counts_by_reason(
     metered: tuple[Worker, httpx.AsyncClient], space_id: str, nc: Nats
 ) -> None:
     worker, client = metered
-    await create_space(client, space_id)
+    await create_space_over_http(client, space_id)
     js = nc.jetstream()
     await js.publish(
         command_subject(space_id, "remember"), b"{not json", stream=stream_name(space_id)
@@ -153,8 +161,8 @@ async def test_gateway_counts_requests_by_route_template(
     metered: tuple[Worker, httpx.AsyncClient], space_id: str
 ) -> None:
     _, client = metered
-    await create_space(client, space_id)
-    await store(client, space_id, {"m-1": basis(0)})
+    await create_space_over_http(client, space_id)
+    await store_vectors(client, space_id, {"m-1": basis(0)})
     r = await client.post(f"/api/v1/spaces/{space_id}/recall", json={"embedding": basis(0)})
     assert r.status_code == 200, r.text
     assert (await client.get(f"/api/v1/spaces/{space_id}/memories/m-1")).status_code == 200
@@ -183,8 +191,8 @@ async def test_worker_health_and_ready_when_caught_up(
     metered: tuple[Worker, httpx.AsyncClient], space_id: str
 ) -> None:
     worker, client = metered
-    await create_space(client, space_id)
-    await store(client, space_id, {"m-1": basis(0)})
+    await create_space_over_http(client, space_id)
+    await store_vectors(client, space_id, {"m-1": basis(0)})
     async with httpx.AsyncClient(timeout=10) as http:
         health = await http.get(worker_url(worker, "/health"))
         assert health.status_code == 200
@@ -205,8 +213,8 @@ async def test_ready_fails_while_a_space_is_stuck_behind(
     what an operator must hear about: /ready answers 503 and names it; a space
     merely catching up does not."""
     worker, client = metered
-    await create_space(client, space_id)
-    seq = await store(client, space_id, {"m-1": basis(0)})
+    await create_space_over_http(client, space_id)
+    seq = await store_vectors(client, space_id, {"m-1": basis(0)})
     await eventually(lambda: _applied(worker, space_id, seq))
     host = worker.hosts[space_id]
     # what a stuck fold looks like from outside: messages pending, nothing folded
@@ -224,7 +232,7 @@ async def test_ready_fails_while_a_space_is_stuck_behind(
         assert body["stuck"][space_id]["lag"] == 5
         assert body["stuck"][space_id]["no_progress_s"] > worker.settings.stuck_after
         # the fold moves again: ready
-        seq = await store(client, space_id, {"m-2": basis(1)})
+        seq = await store_vectors(client, space_id, {"m-2": basis(1)})
         await eventually(lambda: _applied(worker, space_id, seq))
         ready = await http.get(worker_url(worker, "/ready"))
         assert ready.status_code == 200, ready.text
@@ -237,8 +245,8 @@ async def test_deleting_a_space_removes_its_series(
     worker, client = metered
     doomed, kept = new_space("md"), new_space("mk")
     for space in (doomed, kept):
-        await create_space(client, space)
-        await store(client, space, {"m-1": basis(0)})
+        await create_space_over_http(client, space)
+        await store_vectors(client, space, {"m-1": basis(0)})
         r = await client.post(f"/api/v1/spaces/{space}/recall", json={"embedding": basis(0)})
         assert r.status_code == 200, r.text
     assert {doomed, kept} <= spaces_in(await scrape(worker_url(worker)))

@@ -2,88 +2,48 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from typing import Any
 
 import httpx
-import nats.errors
 from nats.aio.client import Client as Nats
-from nats.aio.msg import Msg
 
 from engram_contract.messages import encode_embedding
-from tests.integration.test_memories import unit
-
-
-async def remember(nc: Nats, space: str, memory: dict[str, Any], **extra: Any) -> int:
-    cid = uuid.uuid4().hex
-    body = {"schema_version": 1, "command_id": cid, "memory": memory, **extra}
-    ack = await nc.jetstream().publish(
-        f"spaces.{space}.remember", json.dumps(body).encode(), headers={"Nats-Msg-Id": cid}
-    )
-    return int(ack.seq)
-
-
-async def request(nc: Nats, space: str, query: str, body: dict[str, Any]) -> dict[str, Any]:
-    # a worker that has just subscribed can miss a request by a few ms ("no
-    # responders"): answer it as a client honouring Retry-After would, by retrying
-    for delay in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 0.0):
-        try:
-            msg = await nc.request(
-                f"spaces.{space}.q.{query}", json.dumps(body).encode(), timeout=10
-            )
-            break
-        except nats.errors.NoRespondersError:
-            if not delay:
-                raise
-            await asyncio.sleep(delay)
-    result: dict[str, Any] = json.loads(msg.data)
-    return result
-
-
-class Events:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, dict[str, Any]]] = []
-        self.changed = asyncio.Event()
-
-    async def handle(self, msg: Msg) -> None:
-        self.items.append((msg.subject, json.loads(msg.data)))
-        self.changed.set()
-
-    async def wait_for(self, n: int, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.items) < n:
-                self.changed.clear()
-                await self.changed.wait()
+from tests.helpers import EventRecorder, query_over_nats, random_unit, remember_over_nats
 
 
 async def test_agent_remembers_and_recalls_over_nats(
     client: httpx.AsyncClient, nc: Nats, space_id: str
 ) -> None:
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
-    events = Events()
+    events = EventRecorder()
     await nc.subscribe(f"spaces.{space_id}.evt.>", cb=events.handle)
-    s1 = await remember(nc, space_id, {"id": "a", "content": "list", "embedding": unit(16, 1)})
-    s2 = await remember(
-        nc, space_id, {"id": "b", "content": "b64", "embedding_b64": encode_embedding(unit(16, 2))}
+    s1 = await remember_over_nats(
+        nc, space_id, {"id": "a", "content": "list", "embedding": random_unit(16, 1)}
     )
-    s3 = await remember(nc, space_id, {"content": "text only: the deploy key lives in vault"})
+    s2 = await remember_over_nats(
+        nc,
+        space_id,
+        {"id": "b", "content": "b64", "embedding_b64": encode_embedding(random_unit(16, 2))},
+    )
+    s3 = await remember_over_nats(
+        nc, space_id, {"content": "text only: the deploy key lives in vault"}
+    )
     await events.wait_for(3)
     assert [s for s, _ in events.items] == [f"spaces.{space_id}.evt.stored"] * 3
     assert [e["seq"] for _, e in events.items] == [s1, s2, s3]
     assert [e["memory_id"] for _, e in events.items][:2] == ["a", "b"]
 
     for i, mid in ((1, "a"), (2, "b")):
-        rec = await request(
-            nc, space_id, "recall", {"embedding": unit(16, i), "k": 1, "min_seq": s3}
+        rec = await query_over_nats(
+            nc, space_id, "recall", {"embedding": random_unit(16, i), "k": 1, "min_seq": s3}
         )
         assert rec["results"][0]["memory"]["id"] == mid
         assert rec["results"][0]["similarity"] > 0.99
     cue = {"query": "where is the deploy key", "k": 1}
-    text = await request(nc, space_id, "recall", cue)
+    text = await query_over_nats(nc, space_id, "recall", cue)
     assert text["results"][0]["memory"]["content"].startswith("text only")
-    got = await request(nc, space_id, "get", {"memory_id": "b"})
+    got = await query_over_nats(nc, space_id, "get", {"memory_id": "b"})
     assert got["memory"]["content"] == "b64"
     # the HTTP API sees what the agent wrote over NATS
     r = await client.get(f"/api/v1/spaces/{space_id}/memories/a")
@@ -115,17 +75,23 @@ async def test_poison_messages_are_rejected_and_nothing_else_is_lost(
     victim, bystander = new_space("poison"), new_space("bystander")
     for s in (victim, bystander):
         await client.post("/api/v1/spaces", json={"id": s, "dim": 16})
-    events = Events()
+    events = EventRecorder()
     await nc.subscribe(f"spaces.{victim}.evt.rejected", cb=events.handle)
     js = nc.jetstream()
 
-    before = await remember(nc, victim, {"id": "before", "content": "x", "embedding": unit(16, 0)})
+    before = await remember_over_nats(
+        nc, victim, {"id": "before", "content": "x", "embedding": random_unit(16, 0)}
+    )
     seqs = []
     for payload, _ in POISON:
         seqs.append(int((await js.publish(f"spaces.{victim}.remember", payload)).seq))
     seqs.append(int((await js.publish(f"spaces.{victim}.frobnicate", b"{}")).seq))
-    after = await remember(nc, victim, {"id": "after", "content": "y", "embedding": unit(16, 1)})
-    await remember(nc, bystander, {"id": "ok", "content": "z", "embedding": unit(16, 2)})
+    after = await remember_over_nats(
+        nc, victim, {"id": "after", "content": "y", "embedding": random_unit(16, 1)}
+    )
+    await remember_over_nats(
+        nc, bystander, {"id": "ok", "content": "z", "embedding": random_unit(16, 2)}
+    )
 
     await events.wait_for(len(seqs))
     rejected = [e for _, e in events.items]
@@ -133,15 +99,15 @@ async def test_poison_messages_are_rejected_and_nothing_else_is_lost(
     for e, (_, needle) in zip(rejected, [*POISON, (b"", "unknown command")], strict=True):
         assert needle in e["reason"], e
     # the space keeps serving, with every good memory
-    stats = await request(nc, victim, "stats", {"min_seq": after})
+    stats = await query_over_nats(nc, victim, "stats", {"min_seq": after})
     assert stats["memories"] == 2 and stats["rejected"] == len(seqs)
     assert stats["applied_seq"] == after
     for mid in ("before", "after"):
         assert (await client.get(f"/api/v1/spaces/{victim}/memories/{mid}")).status_code == 200
     assert before < seqs[0]
     # and so does every other space
-    rec = await request(
-        nc, bystander, "recall", {"embedding": unit(16, 2), "k": 1, "consistency": "strong"}
+    rec = await query_over_nats(
+        nc, bystander, "recall", {"embedding": random_unit(16, 2), "k": 1, "consistency": "strong"}
     )
     assert rec["results"][0]["memory"]["id"] == "ok"
 
@@ -152,10 +118,10 @@ async def test_bad_queries_get_error_replies(
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
     bad = await nc.request(f"spaces.{space_id}.q.recall", b"garbage", timeout=10)
     assert json.loads(bad.data)["error"]["status"] == 400
-    dims = await request(nc, space_id, "recall", {"embedding": [1.0, 2.0]})
+    dims = await query_over_nats(nc, space_id, "recall", {"embedding": [1.0, 2.0]})
     assert dims["error"]["status"] == 400 and "16" in dims["error"]["detail"]
-    missing = await request(nc, "no-such-space-x", "recall", {"query": "x"})
+    missing = await query_over_nats(nc, "no-such-space-x", "recall", {"query": "x"})
     assert missing["error"]["status"] == 404
-    unknown = await request(nc, space_id, "frobnicate", {})
+    unknown = await query_over_nats(nc, space_id, "frobnicate", {})
     assert unknown["error"]["status"] == 404
     assert "recall" in unknown["error"]["detail"]

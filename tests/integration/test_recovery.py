@@ -5,7 +5,6 @@ leaves the snapshots too."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -15,46 +14,22 @@ import numpy as np
 import pytest
 from nats.aio.client import Client as Nats
 
-from engram_contract.messages import encode_embedding
 from engram_nats.registry import SpaceRegistry
 from engram_worker.snapshots import SnapshotStore
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, worker_settings
-from tests.integration.test_forget import gone_from_disk, on_disk
-from tests.integration.test_memories import unit
-from tests.integration.test_nats_direct import request
+from tests.helpers import (
+    NatsServer,
+    files_containing,
+    publish_remembers,
+    query_over_nats,
+    random_unit,
+    register_space,
+    similar_ids_over_nats,
+    wait_gone_from_disk,
+    worker_settings,
+)
 
 DIM = 16
-
-
-async def make_space(nc: Nats, space: str) -> None:
-    registry = SpaceRegistry(nc.jetstream())
-    await registry.open()
-    await registry.create_or_get(space, dim=DIM)
-
-
-async def fill(nc: Nats, space: str, ids: range, content: str = "memory {i}") -> int:
-    """Publish one remember per id (pipelined); returns the last seq."""
-    js = nc.jetstream()
-    acks = []
-    for i in ids:
-        body = {
-            "schema_version": 1,
-            "command_id": f"{space}-c{i}",
-            "memory": {
-                "id": f"m{i}",
-                "content": content.format(i=i),
-                "embedding_b64": encode_embedding(np.asarray(unit(DIM, i), dtype=np.float32)),
-            },
-        }
-        acks.append(
-            await js.publish_async(
-                f"spaces.{space}.remember",
-                json.dumps(body).encode(),
-                headers={"Nats-Msg-Id": body["command_id"]},
-            )
-        )
-    return max(int(a.seq) for a in await asyncio.gather(*acks))
 
 
 async def store(nc: Nats) -> SnapshotStore:
@@ -63,65 +38,46 @@ async def store(nc: Nats) -> SnapshotStore:
     return snapshots
 
 
-async def top_ids(nc: Nats, space: str, seed: int, min_seq: int, k: int = 3) -> list[str]:
-    reply = await request(
-        nc,
-        space,
-        "recall",
-        # a probe: reinforce=false writes nothing into the WAL the tests count; by
-        # similarity, which memories stored later do not change (their links would)
-        {
-            "embedding": unit(DIM, seed),
-            "k": k,
-            "min_seq": min_seq,
-            "reinforce": False,
-            "mode": "similarity",
-        },
-    )
-    assert "results" in reply, reply
-    return [r["memory"]["id"] for r in reply["results"]]
-
-
 async def test_restart_restores_the_snapshot_then_tails_newer_messages(
     nc: Nats, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
-    seq = await fill(nc, space_id, range(300))
+    await register_space(nc, space_id)
+    seq = await publish_remembers(nc, space_id, range(300))
     first = await workers()
-    before = {i: await top_ids(nc, space_id, i, seq) for i in (0, 150, 299)}
+    before = {i: await similar_ids_over_nats(nc, space_id, i, seq) for i in (0, 150, 299)}
     header = await first.hosts[space_id].snapshot()
     assert (header.applied_seq, header.memories) == (300, 300)
     await first.stop()  # nothing changed since: no second snapshot
 
-    seq = await fill(nc, space_id, range(300, 350))  # written while no worker runs
+    seq = await publish_remembers(nc, space_id, range(300, 350))  # written while no worker runs
     second = await workers()
     host = second.hosts[space_id]
     assert host.recovery.startswith("restored from snapshot at seq 300"), host.recovery
-    stats = await request(nc, space_id, "stats", {"min_seq": seq})
+    stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert (stats["memories"], stats["applied_seq"], stats["snapshot_seq"]) == (350, 350, 300)
     assert stats["recovery"] == host.recovery
     for i, ids in before.items():
-        assert await top_ids(nc, space_id, i, seq) == ids
-    assert (await top_ids(nc, space_id, 333, seq))[0] == "m333"
-    got = await request(
+        assert await similar_ids_over_nats(nc, space_id, i, seq) == ids
+    assert (await similar_ids_over_nats(nc, space_id, 333, seq))[0] == "m333"
+    got = await query_over_nats(
         nc, space_id, "get", {"memory_id": "m7", "include_embedding": True, "min_seq": seq}
     )
     assert got["memory"]["content"] == "memory 7"
     assert np.array_equal(
         np.asarray(got["memory"]["embedding"], dtype=np.float32),
-        np.asarray(unit(DIM, 7), dtype=np.float32),
+        np.asarray(random_unit(DIM, 7), dtype=np.float32),
     )
     # the next memory gets a fresh key: nothing collides with restored ones
-    seq = await fill(nc, space_id, range(350, 351))
-    assert (await top_ids(nc, space_id, 350, seq))[0] == "m350"
-    assert (await top_ids(nc, space_id, 5, seq))[0] == "m5"
+    seq = await publish_remembers(nc, space_id, range(350, 351))
+    assert (await similar_ids_over_nats(nc, space_id, 350, seq))[0] == "m350"
+    assert (await similar_ids_over_nats(nc, space_id, 5, seq))[0] == "m5"
 
 
 async def test_graceful_stop_writes_a_snapshot(nc: Nats, workers: Any, space_id: str) -> None:
-    await make_space(nc, space_id)
+    await register_space(nc, space_id)
     w = await workers()
-    seq = await fill(nc, space_id, range(40))
-    await request(nc, space_id, "stats", {"min_seq": seq})
+    seq = await publish_remembers(nc, space_id, range(40))
+    await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert await w.snapshots.info(space_id) is None
     await w.stop()
     info = await (await store(nc)).info(space_id)
@@ -133,10 +89,10 @@ async def test_graceful_stop_writes_a_snapshot(nc: Nats, workers: Any, space_id:
 async def test_damaged_snapshot_means_a_full_replay(
     nc: Nats, workers: Any, space_id: str, damage: str
 ) -> None:
-    await make_space(nc, space_id)
-    seq = await fill(nc, space_id, range(100))
+    await register_space(nc, space_id)
+    seq = await publish_remembers(nc, space_id, range(100))
     w = await workers()
-    await request(nc, space_id, "stats", {"min_seq": seq})
+    await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     await w.hosts[space_id].snapshot()
     await w.stop()
     snapshots = await store(nc)
@@ -154,9 +110,9 @@ async def test_damaged_snapshot_means_a_full_replay(
     again = await workers()
     host = again.hosts[space_id]
     assert "replayed the WAL" in host.recovery and "snapshot" in host.recovery, host.recovery
-    stats = await request(nc, space_id, "stats", {"min_seq": seq})
+    stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert stats["memories"] == 100
-    assert (await top_ids(nc, space_id, 42, seq))[0] == "m42"
+    assert (await similar_ids_over_nats(nc, space_id, 42, seq))[0] == "m42"
 
 
 async def test_a_snapshot_of_another_space_is_not_used(
@@ -164,11 +120,11 @@ async def test_a_snapshot_of_another_space_is_not_used(
 ) -> None:
     a, b = new_space("snap-a"), new_space("snap-b")
     for space in (a, b):
-        await make_space(nc, space)
-    seq_a = await fill(nc, a, range(30))
-    seq_b = await fill(nc, b, range(100, 110))
+        await register_space(nc, space)
+    seq_a = await publish_remembers(nc, a, range(30))
+    seq_b = await publish_remembers(nc, b, range(100, 110))
     w = await workers()
-    await request(nc, a, "stats", {"min_seq": seq_a})
+    await query_over_nats(nc, a, "stats", {"min_seq": seq_a})
     await w.hosts[a].snapshot()
     await w.stop()
     snapshots = await store(nc)
@@ -178,10 +134,10 @@ async def test_a_snapshot_of_another_space_is_not_used(
 
     again = await workers()
     assert "earlier space" in again.hosts[b].recovery
-    stats = await request(nc, b, "stats", {"min_seq": seq_b})
+    stats = await query_over_nats(nc, b, "stats", {"min_seq": seq_b})
     assert stats["memories"] == 10
-    assert await top_ids(nc, b, 5, seq_b) != []
-    assert all(i.startswith("m10") for i in await top_ids(nc, b, 5, seq_b, k=10))
+    assert await similar_ids_over_nats(nc, b, 5, seq_b) != []
+    assert all(i.startswith("m10") for i in await similar_ids_over_nats(nc, b, 5, seq_b, k=10))
 
 
 async def test_a_broken_space_never_keeps_the_others_from_loading(
@@ -189,17 +145,17 @@ async def test_a_broken_space_never_keeps_the_others_from_loading(
 ) -> None:
     good, broken = new_space("good"), new_space("broken")
     for space in (good, broken):
-        await make_space(nc, space)
-    seq = await fill(nc, good, range(20))
-    await fill(nc, broken, range(20))
+        await register_space(nc, space)
+    seq = await publish_remembers(nc, good, range(20))
+    await publish_remembers(nc, broken, range(20))
     # the broken space's stream disappears behind the registry's back
     await nc.jetstream().delete_stream(f"ENGRAM_SPACE_{broken}")
     try:
         w = await workers()
         assert good in w.hosts and broken not in w.hosts
         assert "not found" in w.failed[broken].lower()
-        assert (await top_ids(nc, good, 3, seq))[0] == "m3"
-        reply = await request(nc, broken, "stats", {})
+        assert (await similar_ids_over_nats(nc, good, 3, seq))[0] == "m3"
+        reply = await query_over_nats(nc, broken, "stats", {})
         assert reply["error"]["status"] == 503
         assert "failed to load" in reply["error"]["detail"]
     finally:
@@ -211,36 +167,38 @@ async def test_a_broken_space_never_keeps_the_others_from_loading(
 async def test_a_forgotten_memory_leaves_the_snapshot_and_its_vector_too(
     nc: Nats, nats_server: NatsServer, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
+    await register_space(nc, space_id)
     marker = f"marker-{uuid.uuid4().hex}"
-    await fill(nc, space_id, range(10))
-    seq = await fill(nc, space_id, range(10, 11), content=f"the secret is {marker} ({{i}})")
+    await publish_remembers(nc, space_id, range(10))
+    seq = await publish_remembers(
+        nc, space_id, range(10, 11), content=f"the secret is {marker} ({{i}})"
+    )
     w = await workers(snapshot_forget_delay=0.2)
-    await request(nc, space_id, "stats", {"min_seq": seq})
+    await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     await w.hosts[space_id].snapshot()
     snap = await w.snapshots.load(space_id)
     assert snap is not None and marker.encode() in bytes(snap[1])
-    secret_vector = np.asarray(unit(DIM, 10), dtype=np.float32).tobytes()
+    secret_vector = np.asarray(random_unit(DIM, 10), dtype=np.float32).tobytes()
     assert secret_vector in bytes(snap[1]), "precondition: the raw vector is in the index"
 
     cmd = {"schema_version": 1, "command_id": f"forget-{space_id}", "memory_id": "m10"}
     ack = await nc.jetstream().publish(f"spaces.{space_id}.forget", json.dumps(cmd).encode())
     # within snapshot_forget_delay a new snapshot replaces the old, which is erased
-    await gone_from_disk(nats_server.store_dir, marker.encode())
+    await wait_gone_from_disk(nats_server.store_dir, marker.encode())
     snap = await w.snapshots.load(space_id)
     assert snap is not None
     assert (snap[0].headers or {}).get("Engram-Applied-Seq") == [str(ack.seq)]
     assert secret_vector not in bytes(snap[1])  # scrubbed from the index, not only unmapped
-    assert np.asarray(unit(DIM, 3), dtype=np.float32).tobytes() in bytes(
+    assert np.asarray(random_unit(DIM, 3), dtype=np.float32).tobytes() in bytes(
         snap[1]
     )  # the others are kept
-    assert "m10" not in await top_ids(nc, space_id, 10, ack.seq, k=11)
+    assert "m10" not in await similar_ids_over_nats(nc, space_id, 10, ack.seq, k=11)
 
     await w.stop()
     again = await workers()
     assert again.hosts[space_id].recovery.startswith(f"restored from snapshot at seq {ack.seq}")
-    assert "m10" not in await top_ids(nc, space_id, 10, ack.seq, k=11)
-    assert not on_disk(nats_server.store_dir, marker.encode())
+    assert "m10" not in await similar_ids_over_nats(nc, space_id, 10, ack.seq, k=11)
+    assert not files_containing(nats_server.store_dir, marker.encode())
 
 
 @pytest.mark.slow
@@ -253,16 +211,16 @@ async def test_forgotten_stays_forgotten_across_nats_and_worker_restarts(
         conn = await nats.connect(server.url)
         space = f"t-{uuid.uuid4().hex[:12]}"
         marker = f"marker-{uuid.uuid4().hex}"
-        await make_space(conn, space)
-        await fill(conn, space, range(5))
-        await fill(conn, space, range(5, 6), content=f"{marker} {{i}}")
+        await register_space(conn, space)
+        await publish_remembers(conn, space, range(5))
+        await publish_remembers(conn, space, range(5, 6), content=f"{marker} {{i}}")
         w = Worker(worker_settings(server.url, snapshot_forget_delay=0.2))
         await w.start()
-        await request(conn, space, "stats", {"min_seq": 6})
+        await query_over_nats(conn, space, "stats", {"min_seq": 6})
         await w.hosts[space].snapshot()
         cmd = {"schema_version": 1, "command_id": "forget-1", "memory_id": "m5"}
         ack = await conn.jetstream().publish(f"spaces.{space}.forget", json.dumps(cmd).encode())
-        await gone_from_disk(server.store_dir, marker.encode())
+        await wait_gone_from_disk(server.store_dir, marker.encode())
         await w.stop()
         await conn.close()
 
@@ -272,10 +230,10 @@ async def test_forgotten_stays_forgotten_across_nats_and_worker_restarts(
         w = Worker(worker_settings(server.url))
         await w.start()
         try:
-            assert "m5" not in await top_ids(conn, space, 5, ack.seq, k=6)
-            stats = await request(conn, space, "stats", {"min_seq": ack.seq})
+            assert "m5" not in await similar_ids_over_nats(conn, space, 5, ack.seq, k=6)
+            stats = await query_over_nats(conn, space, "stats", {"min_seq": ack.seq})
             assert stats["memories"] == 5
-            assert not on_disk(server.store_dir, marker.encode())
+            assert not files_containing(server.store_dir, marker.encode())
         finally:
             await w.stop()
             await conn.close()

@@ -3,7 +3,6 @@ the count survives restarts), and a recalled memory decays more slowly."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -12,14 +11,16 @@ import pytest
 from nats.aio.client import Client as Nats
 
 from engram_worker.snapshots import SnapshotStore
-from tests.conftest import NatsServer, gateway_settings, running_gateway
-from tests.integration.test_links import (
+from tests.helpers import (
     NO_DERIVED_LINKS,
+    NatsServer,
     basis,
-    create_space,
+    create_space_over_http,
     eventually,
-    ids,
-    store,
+    gateway_settings,
+    result_ids,
+    running_gateway,
+    store_vectors,
 )
 
 Client = httpx.AsyncClient
@@ -53,19 +54,19 @@ async def recalled(client: Client, space: str, memory_id: str, times: int) -> di
 
 
 async def test_recall_counts_for_the_memories_it_returns(client: Client, space_id: str) -> None:
-    await create_space(client, space_id, links=NO_DERIVED_LINKS)
-    await store(client, space_id, {"a": basis(0), "b": basis(1)})
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
+    await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
     fresh = await memory(client, space_id, "a")
     assert (fresh["recalls"], fresh["last_recall"], fresh["kind"]) == (0, None, "episodic")
 
-    assert ids(await recall(client, space_id, basis(0))) == ["a"]
+    assert result_ids(await recall(client, space_id, basis(0))) == ["a"]
     a = await recalled(client, space_id, "a", 1)
     assert datetime.fromisoformat(a["last_recall"]) >= datetime.fromisoformat(a["created_at"])
 
     # a recall with "reinforce": false counts for nothing: b's recall below is made
     # before a's second one, whose reinforcement is written after b's would have been
-    assert ids(await recall(client, space_id, basis(1), reinforce=False)) == ["b"]
-    assert ids(await recall(client, space_id, basis(0), mode="similarity")) == ["a"]
+    assert result_ids(await recall(client, space_id, basis(1), reinforce=False)) == ["b"]
+    assert result_ids(await recall(client, space_id, basis(0), mode="similarity")) == ["a"]
     again = await recalled(client, space_id, "a", 2)
     assert again["last_recall"] >= a["last_recall"]
     b = await memory(client, space_id, "b")
@@ -75,10 +76,10 @@ async def test_recall_counts_for_the_memories_it_returns(client: Client, space_i
 async def test_recalls_in_one_moment_count_once_each(client: Client, space_id: str) -> None:
     # recalls within the batching delay are written as one command: every memory
     # returned counts, each recall once
-    await create_space(client, space_id, links=NO_DERIVED_LINKS)
-    await store(client, space_id, {f"m{i}": basis(i) for i in range(4)})
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
+    await store_vectors(client, space_id, {f"m{i}": basis(i) for i in range(4)})
     for i in range(4):
-        assert ids(await recall(client, space_id, basis(i), mode="similarity")) == [f"m{i}"]
+        assert result_ids(await recall(client, space_id, basis(i), mode="similarity")) == [f"m{i}"]
     for i in range(4):
         await recalled(client, space_id, f"m{i}", 1)
 
@@ -88,8 +89,8 @@ async def test_the_recall_count_survives_worker_restarts(
 ) -> None:
     first = await workers()
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await create_space(client, space_id, links=NO_DERIVED_LINKS)
-        await store(client, space_id, {"a": basis(0), "b": basis(1)})
+        await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
+        await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
         await recall(client, space_id, basis(0))
         before = await recalled(client, space_id, "a", 1)
         await first.stop()  # graceful: writes a snapshot
@@ -111,8 +112,8 @@ async def test_the_recall_count_survives_worker_restarts(
 async def test_a_recalled_memory_decays_more_slowly(client: Client, space_id: str) -> None:
     # fast half-life 1 s until recalled once, then 1000 s
     decay = {"fast_half_life_s": 1, "slow_half_life_s": 1000, "settle_after": 1}
-    await create_space(client, space_id, links=NO_DERIVED_LINKS, decay=decay)
-    await store(client, space_id, {"a": basis(0)})
+    await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS, decay=decay)
+    await store_vectors(client, space_id, {"a": basis(0)})
     r = await client.get(f"/api/v1/spaces/{space_id}")
     assert r.json()["decay"] == {**decay, "fast_half_life_s": 1.0, "slow_half_life_s": 1000.0}
 
@@ -142,8 +143,8 @@ async def test_recall_bookkeeping_alone_does_not_snapshot_every_interval(
     interval = 0.3
     w = await workers(snapshot_interval=interval)
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await create_space(client, space_id, links=NO_DERIVED_LINKS)
-        await store(client, space_id, {"a": basis(0), "b": basis(1)})
+        await create_space_over_http(client, space_id, links=NO_DERIVED_LINKS)
+        await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
         await recall(client, space_id, basis(1), reinforce=False)  # hosted and caught up
         host = w.hosts[space_id]
 
@@ -155,7 +156,20 @@ async def test_recall_bookkeeping_alone_does_not_snapshot_every_interval(
         await recalled(client, space_id, "a", 1)
         reinforced = host.state.applied_seq
         assert reinforced > first
-        await asyncio.sleep(4 * interval)
+        # the signal that time passed on this worker: another space, whose memories
+        # change, is snapshotted three times meanwhile (a content change is due an
+        # interval after the last snapshot, or after hosting), so >= 3 intervals pass
+        # (and fewer than the 10 a reinforce-only change waits)
+        clock = f"{space_id}-clock"
+        await create_space_over_http(client, clock, links=NO_DERIVED_LINKS)
+        for n in range(3):
+            seq = await store_vectors(client, clock, {f"x{n}": basis(n)})
+
+            async def clock_snapshotted(seq: int = seq) -> int | None:
+                other = w.hosts.get(clock)
+                return other.snapshot_seq if other and other.snapshot_seq >= seq else None
+
+            await eventually(clock_snapshotted)
         assert host.snapshot_seq == first  # the reinforce waits
-        await store(client, space_id, {"c": basis(2)})
+        await store_vectors(client, space_id, {"c": basis(2)})
         assert await eventually(lambda: snapshotted(reinforced + 1)) > reinforced

@@ -17,22 +17,28 @@ from nats.js.errors import NotFoundError
 from engram_contract.settings import WorkerSettings
 from engram_contract.subjects import stream_name
 from engram_worker.replay import replay
-from tests.conftest import NatsServer
-from tests.integration.test_nats_direct import request
-from tests.integration.test_recovery import fill, make_space, top_ids
+from tests.helpers import (
+    NatsServer,
+    publish_remembers,
+    query_over_nats,
+    register_space,
+    similar_ids_over_nats,
+)
 
 
 async def test_replay_rebuilds_and_the_worker_serves_the_rebuilt_state(
     nc: Nats, nats_server: NatsServer, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
-    await fill(nc, space_id, range(150))
+    await register_space(nc, space_id)
+    await publish_remembers(nc, space_id, range(150))
     forget = {"schema_version": 1, "command_id": "f1", "memory_id": "m3"}
     await nc.jetstream().publish(f"spaces.{space_id}.forget", json.dumps(forget).encode())
     await nc.jetstream().publish(f"spaces.{space_id}.remember", b"not json")
-    seq = await fill(nc, space_id, range(150, 200))  # 200 memories, 1 forgotten, 1 rejected
+    seq = await publish_remembers(
+        nc, space_id, range(150, 200)
+    )  # 200 memories, 1 forgotten, 1 rejected
     w = await workers()
-    before = await top_ids(nc, space_id, 77, seq)
+    before = await similar_ids_over_nats(nc, space_id, 77, seq)
 
     phases: dict[str, tuple[int, int]] = {}
     report = await replay(
@@ -53,34 +59,34 @@ async def test_replay_rebuilds_and_the_worker_serves_the_rebuilt_state(
     assert (reloaded.applied_seq, reloaded.memories) == (seq, 199)
     assert "written by replay" in w.hosts[space_id].recovery
 
-    assert await top_ids(nc, space_id, 77, seq) == before
-    stats = await request(nc, space_id, "stats", {"min_seq": seq})
+    assert await similar_ids_over_nats(nc, space_id, 77, seq) == before
+    stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert (stats["memories"], stats["rejected"], stats["snapshot_seq"]) == (199, 1, seq)
     # new writes after the reload are tailed as usual
-    seq = await fill(nc, space_id, range(200, 201))
-    assert (await top_ids(nc, space_id, 200, seq))[0] == "m200"
+    seq = await publish_remembers(nc, space_id, range(200, 201))
+    assert (await similar_ids_over_nats(nc, space_id, 200, seq))[0] == "m200"
 
 
 async def test_replay_from_seq_keeps_only_the_tail(
     nc: Nats, nats_server: NatsServer, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
-    seq = await fill(nc, space_id, range(100))
+    await register_space(nc, space_id)
+    seq = await publish_remembers(nc, space_id, range(100))
     await workers()
     report = await replay(nc, space_id, WorkerSettings(nats_url=nats_server.url), from_seq=61)
     assert (report.messages, report.memories) == (40, 40)
-    stats = await request(nc, space_id, "stats", {"min_seq": seq})
+    stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert stats["memories"] == 40
-    got = await request(nc, space_id, "get", {"memory_id": "m10"})
+    got = await query_over_nats(nc, space_id, "get", {"memory_id": "m10"})
     assert got["error"]["status"] == 404
-    assert (await top_ids(nc, space_id, 70, seq))[0] == "m70"
+    assert (await similar_ids_over_nats(nc, space_id, 70, seq))[0] == "m70"
 
 
 async def test_dry_run_writes_nothing(
     nc: Nats, nats_server: NatsServer, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
-    await fill(nc, space_id, range(20))
+    await register_space(nc, space_id)
+    await publish_remembers(nc, space_id, range(20))
     w = await workers()
     report = await replay(nc, space_id, WorkerSettings(nats_url=nats_server.url), dry_run=True)
     assert (report.messages, report.memories, report.snapshot_bytes) == (20, 20, 0)
@@ -99,8 +105,8 @@ def _engram(*args: str, url: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_engram_replay_command(nc: Nats, nats_server: NatsServer, space_id: str) -> None:
-    await make_space(nc, space_id)
-    seq = await fill(nc, space_id, range(30))
+    await register_space(nc, space_id)
+    seq = await publish_remembers(nc, space_id, range(30))
     done = await asyncio.to_thread(_engram, "replay", space_id, "--json", url=nats_server.url)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -122,9 +128,9 @@ async def test_replay_erases_what_no_worker_erased_yet(
 ) -> None:
     # no worker runs: nobody has folded the forget and the upsert, so their old
     # versions' messages are still in the WAL until the replay erases them
-    await make_space(nc, space_id)
+    await register_space(nc, space_id)
     js = nc.jetstream()
-    await fill(nc, space_id, range(5))  # m0..m4 at seqs 1..5
+    await publish_remembers(nc, space_id, range(5))  # m0..m4 at seqs 1..5
     forget = {"schema_version": 1, "command_id": "f1", "memory_id": "m1"}
     await js.publish(f"spaces.{space_id}.forget", json.dumps(forget).encode())
     again = {"schema_version": 1, "command_id": "u1", "memory": {"id": "m3", "content": "new"}}

@@ -8,15 +8,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import NatsServer, free_port, wait_http
-from tests.integration.test_memories import unit
+from tests.helpers import (
+    NatsServer,
+    free_port,
+    gateway_settings,
+    random_unit,
+    running_gateway,
+    wait_ready,
+    worker_settings,
+)
 
 
 def _probe(seed: int) -> dict[str, Any]:
     # by similarity and without reinforcement: what a replay must reproduce exactly,
     # and nothing written into the WALs under test
     return {
-        "embedding": unit(16, seed),
+        "embedding": random_unit(16, seed),
         "k": 5,
         "consistency": "strong",
         "mode": "similarity",
@@ -47,7 +54,7 @@ async def test_worker_killed_and_restarted_replays_and_answers_as_before(
     procs("gateway", ENGRAM_HTTP_PORT=str(port))
     worker = procs("worker")
     base = f"http://127.0.0.1:{port}"
-    await asyncio.to_thread(wait_http, base)
+    await asyncio.to_thread(wait_ready, base)
     spaces = [new_space("replay") for _ in range(3)]
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         for n, space in enumerate(spaces):
@@ -59,7 +66,7 @@ async def test_worker_killed_and_restarted_replays_and_answers_as_before(
                         {
                             "id": f"{space}-{i}",
                             "content": f"c{i}",
-                            "embedding": unit(16, n * 1000 + i),
+                            "embedding": random_unit(16, n * 1000 + i),
                         }
                         for i in range(300)
                     ]
@@ -75,7 +82,7 @@ async def test_worker_killed_and_restarted_replays_and_answers_as_before(
         # writes are still acknowledged while no worker runs: the WAL holds them
         r = await c.post(
             f"/api/v1/spaces/{spaces[0]}/memories",
-            json={"id": "while-down", "content": "d", "embedding": unit(16, 5555)},
+            json={"id": "while-down", "content": "d", "embedding": random_unit(16, 5555)},
         )
         assert r.status_code == 202
 
@@ -98,7 +105,7 @@ async def test_gateway_restarted_nothing_lost(procs: Any, new_space: Any) -> Non
     procs("worker")
     gw = procs("gateway", ENGRAM_HTTP_PORT=str(port))
     base = f"http://127.0.0.1:{port}"
-    await asyncio.to_thread(wait_http, base)
+    await asyncio.to_thread(wait_ready, base)
     space = new_space("gw")
     acked: list[str] = []
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
@@ -111,7 +118,7 @@ async def test_gateway_restarted_nothing_lost(procs: Any, new_space: Any) -> Non
             acked += r.json()["ids"]
     gw.kill()
     procs("gateway", ENGRAM_HTTP_PORT=str(port))
-    await asyncio.to_thread(wait_http, base)
+    await asyncio.to_thread(wait_ready, base)
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         page = (await c.get(f"/api/v1/spaces/{space}/memories", params={"limit": 1000})).json()
         assert sorted(m["id"] for m in page["memories"]) == sorted(acked)
@@ -121,7 +128,6 @@ async def test_gateway_restarted_nothing_lost(procs: Any, new_space: Any) -> Non
 async def test_nats_server_restart_keeps_spaces(tmp_path: Any, new_space: Any) -> None:
     """A fresh nats-server of our own (not the shared one), stopped and started again."""
     from engram_worker.worker import Worker
-    from tests.conftest import gateway_settings, running_gateway, worker_settings
 
     server = NatsServer(tmp_path / "store")
     server.start()
@@ -132,7 +138,7 @@ async def test_nats_server_restart_keeps_spaces(tmp_path: Any, new_space: Any) -
         async with running_gateway(gateway_settings(server.url)) as c:
             r = await c.post(
                 f"/api/v1/spaces/{space}/memories",
-                json={"id": "keep", "content": "k", "embedding": unit(384, 1)},
+                json={"id": "keep", "content": "k", "embedding": random_unit(384, 1)},
             )
             assert r.status_code == 202
         await w.stop()
@@ -143,7 +149,7 @@ async def test_nats_server_restart_keeps_spaces(tmp_path: Any, new_space: Any) -
         async with running_gateway(gateway_settings(server.url)) as c:
             r = await c.post(
                 f"/api/v1/spaces/{space}/recall",
-                json={"embedding": unit(384, 1), "consistency": "strong"},
+                json={"embedding": random_unit(384, 1), "consistency": "strong"},
             )
             assert r.json()["results"][0]["memory"]["id"] == "keep"
         await w.stop()

@@ -25,7 +25,7 @@ from engram_client import (
 from engram_contract.messages import EventsGap, MemoryForgotten, MemoryIn, MemoryStored
 from engram_nats.streams import EVENTS_STREAM
 from engram_worker.worker import Worker
-from tests.conftest import NatsServer, gateway_settings, running_gateway
+from tests.helpers import NatsServer, gateway_settings, running_gateway
 
 DIM = 16
 

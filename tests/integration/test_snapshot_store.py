@@ -11,8 +11,7 @@ from nats.aio.client import Client as Nats
 
 from engram_nats.snapshots import CHUNK_SIZE, STREAM, chunk_subject
 from engram_worker.snapshots import SnapshotStore
-from tests.conftest import NatsServer
-from tests.integration.test_forget import gone_from_disk, on_disk
+from tests.helpers import NatsServer, wait_gone_from_disk, wait_on_disk
 
 
 async def _store(nc: Nats) -> SnapshotStore:
@@ -55,11 +54,10 @@ async def test_replacing_a_snapshot_erases_the_old_bytes(
     store = await _store(nc)
     marker = f"snap-{uuid.uuid4().hex}".encode()
     first = await store.save(space_id, [b"x" * 1000, marker, b"y" * 1000], {})
-    await asyncio.sleep(0.2)
-    assert on_disk(nats_server.store_dir, marker), "precondition: the snapshot is on disk"
+    await wait_on_disk(nats_server.store_dir, marker)  # precondition: the snapshot is on disk
 
     second = await store.save(space_id, [b"the newer snapshot"], {})
-    await gone_from_disk(nats_server.store_dir, marker)
+    await wait_gone_from_disk(nats_server.store_dir, marker)
     subjects = await _chunk_subjects(nc)
     assert chunk_subject(first.nuid) not in subjects
     assert subjects[chunk_subject(second.nuid)] == 1
@@ -76,7 +74,7 @@ async def test_erase_removes_the_snapshot_and_its_bytes(
     assert await store.erase(space_id) == 1
     assert await store.load(space_id) is None
     assert chunk_subject(info.nuid) not in await _chunk_subjects(nc)
-    await gone_from_disk(nats_server.store_dir, marker)
+    await wait_gone_from_disk(nats_server.store_dir, marker)
 
 
 async def test_concurrent_writers_leave_exactly_one_snapshot(nc: Nats, space_id: str) -> None:

@@ -10,7 +10,7 @@ import nats
 
 from engram_contract.subjects import stream_name
 from engram_nats.registry import SpaceRegistry
-from tests.conftest import NatsServer, gateway_settings, running_gateway
+from tests.helpers import NatsServer, gateway_settings, running_gateway
 
 Client = httpx.AsyncClient
 

@@ -10,17 +10,14 @@ from nats.aio.client import Client as Nats
 
 from engram_contract.subjects import stream_name
 from engram_nats.registry import SpaceRegistry
-from tests.conftest import NatsServer, gateway_settings, running_gateway
-from tests.integration.test_recovery import fill, make_space
-
-
-async def wait_for_space(client: Any, space: str) -> None:
-    """The gateway learns of spaces from the registry watch: wait until it has."""
-    for _ in range(100):
-        if (await client.get(f"/api/v1/status?space={space}")).status_code == 200:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the gateway never saw space {space}")
+from tests.helpers import (
+    NatsServer,
+    gateway_settings,
+    publish_remembers,
+    register_space,
+    running_gateway,
+    wait_gateway_sees_space,
+)
 
 
 async def test_status_reports_each_space_from_its_worker_and_stream(
@@ -28,14 +25,14 @@ async def test_status_reports_each_space_from_its_worker_and_stream(
 ) -> None:
     a, b = new_space("st"), new_space("st")
     for space in (a, b):
-        await make_space(nc, space)
-    seq_a = await fill(nc, a, range(12))
-    seq_b = await fill(nc, b, range(5))
+        await register_space(nc, space)
+    seq_a = await publish_remembers(nc, a, range(12))
+    seq_b = await publish_remembers(nc, b, range(5))
     w = await workers()
     await w.hosts[a].wait_applied(seq_a, 5)
     await w.hosts[b].wait_applied(seq_b, 5)
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await wait_for_space(client, b)
+        await wait_gateway_sees_space(client, b)
         r = await client.get(f"/api/v1/status?space={a}")
         assert r.status_code == 200
         body = r.json()
@@ -62,14 +59,14 @@ async def test_status_names_the_spaces_no_worker_could_load(
 ) -> None:
     good, broken = new_space("ok"), new_space("broken")
     for space in (good, broken):
-        await make_space(nc, space)
-    await fill(nc, good, range(3))
-    await fill(nc, broken, range(3))
+        await register_space(nc, space)
+    await publish_remembers(nc, good, range(3))
+    await publish_remembers(nc, broken, range(3))
     await nc.jetstream().delete_stream(stream_name(broken))  # behind the registry's back
     try:
         w = await workers()
         async with running_gateway(gateway_settings(nats_server.url)) as client:
-            await wait_for_space(client, broken)
+            await wait_gateway_sees_space(client, broken)
             rows = {s["id"]: s for s in (await client.get("/api/v1/status")).json()["spaces"]}
             bad = rows[broken]
             assert bad["failed"].startswith(f"{w.settings.worker_id}: ")
@@ -87,10 +84,10 @@ async def test_status_without_workers_shows_the_wal_only(
     nc: Nats, nats_server: NatsServer, new_space: Any
 ) -> None:
     space = new_space("idle")
-    await make_space(nc, space)
-    seq = await fill(nc, space, range(4))
+    await register_space(nc, space)
+    seq = await publish_remembers(nc, space, range(4))
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await wait_for_space(client, space)
+        await wait_gateway_sees_space(client, space)
         body = (await client.get(f"/api/v1/status?space={space}")).json()
         (row,) = body["spaces"]
         assert row["stream_seq"] == seq
@@ -104,12 +101,12 @@ async def test_wal_lag_rises_while_no_worker_runs_and_returns_to_zero(
     nc: Nats, nats_server: NatsServer, workers: Any, new_space: Any
 ) -> None:
     space = new_space("lag")
-    await make_space(nc, space)
-    seq = await fill(nc, space, range(10))
+    await register_space(nc, space)
+    seq = await publish_remembers(nc, space, range(10))
     w = await workers()
     await w.hosts[space].wait_applied(seq, 5)
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await wait_for_space(client, space)
+        await wait_gateway_sees_space(client, space)
 
         async def row() -> dict[str, Any]:
             body = (await client.get(f"/api/v1/status?space={space}")).json()
@@ -121,7 +118,7 @@ async def test_wal_lag_rises_while_no_worker_runs_and_returns_to_zero(
         await w.stop()  # graceful: a snapshot at seq 10
         lags = []
         for batch in (range(10, 15), range(15, 18)):
-            last = await fill(nc, space, batch)
+            last = await publish_remembers(nc, space, batch)
             now = await row()
             assert now["worker"] is None and now["stream_seq"] == last
             assert (now["snapshot_seq"], now["memories"]) == (seq, 10)

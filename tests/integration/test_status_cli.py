@@ -20,9 +20,15 @@ from engram_cli.status import exit_code, render, run_status
 from engram_contract.messages import SpaceStatusRow, StatusResponse
 from engram_contract.subjects import stream_name
 from engram_nats.registry import SpaceRegistry
-from tests.conftest import NatsServer, free_port, gateway_settings, running_gateway
-from tests.integration.test_recovery import fill, make_space
-from tests.integration.test_status import wait_for_space
+from tests.helpers import (
+    NatsServer,
+    free_port,
+    gateway_settings,
+    publish_remembers,
+    register_space,
+    running_gateway,
+    wait_gateway_sees_space,
+)
 
 
 async def engram_status(*argv: str) -> tuple[int, str, str]:
@@ -46,12 +52,12 @@ def url_of(client: Any) -> str:
 async def test_status_table_names_the_space_and_its_memories(
     nc: Nats, nats_server: NatsServer, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
-    seq = await fill(nc, space_id, range(7))
+    await register_space(nc, space_id)
+    seq = await publish_remembers(nc, space_id, range(7))
     w = await workers()
     await w.hosts[space_id].wait_applied(seq, 5)
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await wait_for_space(client, space_id)
+        await wait_gateway_sees_space(client, space_id)
         code, out, err = await engram_status("--url", url_of(client), "--space", space_id)
     assert code == 0, out + err
     (line,) = [ln for ln in out.splitlines() if space_id in ln]
@@ -66,12 +72,12 @@ async def test_status_table_names_the_space_and_its_memories(
 async def test_status_json_is_the_gateways_answer(
     nc: Nats, nats_server: NatsServer, workers: Any, space_id: str
 ) -> None:
-    await make_space(nc, space_id)
-    seq = await fill(nc, space_id, range(3))
+    await register_space(nc, space_id)
+    seq = await publish_remembers(nc, space_id, range(3))
     w = await workers()
     await w.hosts[space_id].wait_applied(seq, 5)
     async with running_gateway(gateway_settings(nats_server.url)) as client:
-        await wait_for_space(client, space_id)
+        await wait_gateway_sees_space(client, space_id)
         # through the installed entry point, with the URL from the environment
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -98,13 +104,13 @@ async def test_status_exits_1_for_a_space_no_worker_could_load(
     nc: Nats, nats_server: NatsServer, workers: Any, new_space: Any
 ) -> None:
     broken = new_space("broken")
-    await make_space(nc, broken)
-    await fill(nc, broken, range(2))
+    await register_space(nc, broken)
+    await publish_remembers(nc, broken, range(2))
     await nc.jetstream().delete_stream(stream_name(broken))  # behind the registry's back
     try:
         w = await workers()
         async with running_gateway(gateway_settings(nats_server.url)) as client:
-            await wait_for_space(client, broken)
+            await wait_gateway_sees_space(client, broken)
             code, out, err = await engram_status("--url", url_of(client), "--space", broken)
             json_code, json_out, _ = await engram_status(
                 "--url", url_of(client), "--space", broken, "--json"

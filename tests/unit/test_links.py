@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engram_worker.core.state import Linked, Rejected, SpaceState
-from tests.unit.wal import EPOCH, basis, body, make_state, remember, ts
+from tests.helpers import EPOCH, basis_array, broker_time, empty_state, json_bytes, remember_body
 
 DIM = 8
 
@@ -29,11 +29,11 @@ def link(source: str, target: str, weight: float, kind: str | None = None) -> by
     }
     if kind is not None:
         doc["kind"] = kind
-    return body(doc)
+    return json_bytes(doc)
 
 
 def forget(memory_id: str) -> bytes:
-    return body({"schema_version": 1, "command_id": f"f-{memory_id}", "memory_id": memory_id})
+    return json_bytes({"schema_version": 1, "command_id": f"f-{memory_id}", "memory_id": memory_id})
 
 
 def edges(state: SpaceState) -> dict[tuple[str, str], tuple[float, str, bool]]:
@@ -55,15 +55,26 @@ def tilted(i: int, angle: float) -> np.ndarray:
 
 
 def test_a_new_memory_links_to_its_nearest_neighbours_above_the_threshold() -> None:
-    state = make_state(DIM, semantic_k=2, semantic_threshold=0.5, temporal_max=0)
-    state.apply_message("remember", remember("a", memory_id="a", embedding=basis(DIM, 0)), 1, ts(1))
+    state = empty_state(DIM, semantic_k=2, semantic_threshold=0.5, temporal_max=0)
     state.apply_message(
-        "remember", remember("far", memory_id="far", embedding=basis(DIM, 4)), 2, ts(2)
+        "remember",
+        remember_body("a", memory_id="a", embedding=basis_array(DIM, 0)),
+        1,
+        broker_time(1),
+    )
+    state.apply_message(
+        "remember",
+        remember_body("far", memory_id="far", embedding=basis_array(DIM, 4)),
+        2,
+        broker_time(2),
     )
     state.flush()  # a separate batch: b finds a through the index
     for seq, (mid, angle) in enumerate([("b", 0.3), ("c", 0.6), ("d", 1.2)], start=3):
         state.apply_message(
-            "remember", remember(mid, memory_id=mid, embedding=tilted(0, angle)), seq, ts(seq)
+            "remember",
+            remember_body(mid, memory_id=mid, embedding=tilted(0, angle)),
+            seq,
+            broker_time(seq),
         )
     got = edges(state)  # reading the graph indexes what is pending
     assert got[("a", "b")] == (round(math.cos(0.3), 4), "semantic", False)
@@ -75,20 +86,20 @@ def test_a_new_memory_links_to_its_nearest_neighbours_above_the_threshold() -> N
 
 
 def test_semantic_k_caps_the_links_a_memory_makes() -> None:
-    state = make_state(DIM, semantic_k=1, semantic_threshold=0.1, temporal_max=0)
+    state = empty_state(DIM, semantic_k=1, semantic_threshold=0.1, temporal_max=0)
     for seq, angle in enumerate([0.0, 0.2, 0.4], start=1):
         state.apply_message(
             "remember",
-            remember(str(seq), memory_id=f"m{seq}", embedding=tilted(0, angle)),
+            remember_body(str(seq), memory_id=f"m{seq}", embedding=tilted(0, angle)),
             seq,
-            ts(seq),
+            broker_time(seq),
         )
     # m2 links to m1 only; m3 to its single nearest, m2 (m1 still gets m2's link)
     assert set(edges(state)) == {("m1", "m2"), ("m2", "m3")}
 
 
 def test_memories_stored_close_in_time_are_linked_with_fading_weight() -> None:
-    state = make_state(
+    state = empty_state(
         DIM,
         semantic_k=0,
         temporal_window_s=100,
@@ -100,7 +111,7 @@ def test_memories_stored_close_in_time_are_linked_with_fading_weight() -> None:
     for seq, (second, mid) in enumerate(zip(at, ["a", "b", "c", "d", "e"], strict=True), start=1):
         state.apply_message(
             "remember",
-            remember(mid, memory_id=mid, embedding=basis(DIM, seq)),
+            remember_body(mid, memory_id=mid, embedding=basis_array(DIM, seq)),
             seq,
             EPOCH + timedelta(seconds=second),
         )
@@ -113,11 +124,11 @@ def test_memories_stored_close_in_time_are_linked_with_fading_weight() -> None:
 
 
 def test_temporal_links_start_at_the_space_temporal_weight() -> None:
-    state = make_state(DIM, semantic_k=0, temporal_half_life_s=10)  # temporal_weight 0.5
+    state = empty_state(DIM, semantic_k=0, temporal_half_life_s=10)  # temporal_weight 0.5
     for seq, second in enumerate([0, 10], start=1):
         state.apply_message(
             "remember",
-            remember(f"m{seq}", memory_id=f"m{seq}", embedding=basis(DIM, seq)),
+            remember_body(f"m{seq}", memory_id=f"m{seq}", embedding=basis_array(DIM, seq)),
             seq,
             EPOCH + timedelta(seconds=second),
         )
@@ -125,44 +136,52 @@ def test_temporal_links_start_at_the_space_temporal_weight() -> None:
 
 
 def test_explicit_links_set_the_weight_and_unknown_ids_are_rejected() -> None:
-    state = make_state(DIM, semantic_k=0, temporal_max=0)
+    state = empty_state(DIM, semantic_k=0, temporal_max=0)
     for seq, mid in enumerate(["a", "b"], start=1):
         state.apply_message(
-            "remember", remember(mid, memory_id=mid, embedding=basis(DIM, seq)), seq, ts(seq)
+            "remember",
+            remember_body(mid, memory_id=mid, embedding=basis_array(DIM, seq)),
+            seq,
+            broker_time(seq),
         )
-    event = state.apply_message("link", link("a", "b", 0.8, "causes"), 3, ts(3))
+    event = state.apply_message("link", link("a", "b", 0.8, "causes"), 3, broker_time(3))
     assert isinstance(event, Linked) and (event.weight, event.kind) == (0.8, "causes")
     assert json.loads(event.message("alpha").model_dump_json())["source"] == "a"
     assert edges(state) == {("a", "b"): (0.8, "causes", True)}
-    state.apply_message("link", link("b", "a", 0.3), 4, ts(4))
+    state.apply_message("link", link("b", "a", 0.3), 4, broker_time(4))
     assert edges(state) == {("a", "b"): (0.3, "related", True)}
 
-    missing = state.apply_message("link", link("a", "ghost", 0.5), 5, ts(5))
+    missing = state.apply_message("link", link("a", "ghost", 0.5), 5, broker_time(5))
     assert isinstance(missing, Rejected)
     assert missing.reason == "target: memory 'ghost' does not exist in space 'alpha'"
     for bad in (link("a", "a", 0.5), link("a", "b", 1.5), link("a", "b", 0.5, "Not A Kind")):
-        assert isinstance(state.apply_message("link", bad, state.applied_seq + 1, ts(9)), Rejected)
+        assert isinstance(
+            state.apply_message("link", bad, state.applied_seq + 1, broker_time(9)), Rejected
+        )
 
-    state.apply_message("link", link("a", "b", 0.0), 20, ts(20))  # weight 0 removes it
+    state.apply_message("link", link("a", "b", 0.0), 20, broker_time(20))  # weight 0 removes it
     assert edges(state) == {}
 
 
 def test_forgetting_a_memory_takes_its_links_with_it() -> None:
-    state = make_state(DIM, semantic_k=3, semantic_threshold=0.1)
+    state = empty_state(DIM, semantic_k=3, semantic_threshold=0.1)
     for seq, angle in enumerate([0.0, 0.2, 0.4], start=1):
         state.apply_message(
             "remember",
-            remember(str(seq), memory_id=f"m{seq}", embedding=tilted(0, angle)),
+            remember_body(str(seq), memory_id=f"m{seq}", embedding=tilted(0, angle)),
             seq,
-            ts(seq),
+            broker_time(seq),
         )
-    state.apply_message("link", link("m1", "m3", 0.9), 4, ts(4))
+    state.apply_message("link", link("m1", "m3", 0.9), 4, broker_time(4))
     assert ("m1", "m2") in edges(state)
-    state.apply_message("forget", forget("m2"), 5, ts(5))
+    state.apply_message("forget", forget("m2"), 5, broker_time(5))
     assert set(edges(state)) == {("m1", "m3")}
     # an upsert is a new memory: the old version's links go too
     state.apply_message(
-        "remember", remember("new", memory_id="m1", embedding=basis(DIM, 5)), 6, ts(6)
+        "remember",
+        remember_body("new", memory_id="m1", embedding=basis_array(DIM, 5)),
+        6,
+        broker_time(6),
     )
     assert all("m1" not in pair or pair == ("m1", "m3") for pair in edges(state))
     assert edges(state).get(("m1", "m3"), (0, "", False))[2] is False  # the explicit one went
@@ -186,15 +205,15 @@ def test_the_links_do_not_depend_on_how_indexing_was_batched(
     grid, so equal similarities are common; more than 8 memories tied at the
     k-th place, e.g. many copies of one vector, may be linked differently.)"""
     wal = [
-        remember(
+        remember_body(
             f"m{i}", memory_id=f"m{i}", embedding=tilted(axis, step * 0.05), command_id=f"c{i}"
         )
         for i, (axis, step) in enumerate(places)
     ]
-    one, many = make_state(DIM), make_state(DIM)
+    one, many = empty_state(DIM), empty_state(DIM)
     for seq, data in enumerate(wal, start=1):
-        one.apply_message("remember", data, seq, ts(seq))
-        many.apply_message("remember", data, seq, ts(seq))
+        one.apply_message("remember", data, seq, broker_time(seq))
+        many.apply_message("remember", data, seq, broker_time(seq))
         if seq in flush_after:
             many.flush()
     assert edges(many) == edges(one)
@@ -202,18 +221,23 @@ def test_the_links_do_not_depend_on_how_indexing_was_batched(
 
 def imported(mid: str, seq: int, created: datetime, **history: Any) -> bytes:
     """A ``remember`` as an import writes it: the memory's history carried over."""
-    doc = json.loads(remember(mid, memory_id=mid, command_id=f"c{seq}", embedding=basis(DIM, seq)))
+    doc = json.loads(
+        remember_body(mid, memory_id=mid, command_id=f"c{seq}", embedding=basis_array(DIM, seq))
+    )
     doc["history"] = {"created_at": created.isoformat(), **history}
-    return body(doc)
+    return json_bytes(doc)
 
 
 def test_imported_memories_are_linked_by_their_original_times() -> None:
     """An import writes memories seconds apart; links follow when they were first
     stored, so memories a day apart in the source stay unlinked in the copy, and
     an old memory is not linked to the new ones stored before the import."""
-    state = make_state(DIM, semantic_k=0, temporal_half_life_s=10, temporal_weight=1.0)
+    state = empty_state(DIM, semantic_k=0, temporal_half_life_s=10, temporal_weight=1.0)
     state.apply_message(
-        "remember", remember("new", memory_id="new", embedding=basis(DIM, 7)), 1, ts(1)
+        "remember",
+        remember_body("new", memory_id="new", embedding=basis_array(DIM, 7)),
+        1,
+        broker_time(1),
     )
     day = timedelta(days=1)
     for seq, (mid, created) in enumerate(
@@ -224,44 +248,48 @@ def test_imported_memories_are_linked_by_their_original_times() -> None:
         ],
         start=2,
     ):
-        state.apply_message("remember", imported(mid, seq, created), seq, ts(seq))
+        state.apply_message("remember", imported(mid, seq, created), seq, broker_time(seq))
     assert edges(state) == {("a", "b"): (0.5, "temporal", False)}
     rec = state.get("c")
     assert rec is not None and rec.created_at == EPOCH - day
 
 
 def test_imported_history_never_lies_ahead_of_the_message() -> None:
-    state = make_state(DIM, semantic_k=0, temporal_max=0)
-    future = ts(1) + timedelta(days=3)
-    state.apply_message("remember", imported("a", 1, future, recalls=4), 1, ts(1))
+    state = empty_state(DIM, semantic_k=0, temporal_max=0)
+    future = broker_time(1) + timedelta(days=3)
+    state.apply_message("remember", imported("a", 1, future, recalls=4), 1, broker_time(1))
     state.apply_message(
         "remember",
         imported("b", 2, EPOCH - timedelta(days=9), recalls=2, last_recall=future.isoformat()),
         2,
-        ts(2),
+        broker_time(2),
     )
     a, b = state.get("a"), state.get("b")
     assert a is not None and b is not None
-    assert (a.created_at, a.recalls, a.last_recall) == (ts(1), 4, None)
-    assert (b.created_at, b.recalls, b.last_recall) == (EPOCH - timedelta(days=9), 2, ts(2))
+    assert (a.created_at, a.recalls, a.last_recall) == (broker_time(1), 4, None)
+    assert (b.created_at, b.recalls, b.last_recall) == (
+        EPOCH - timedelta(days=9),
+        2,
+        broker_time(2),
+    )
 
 
 def test_imported_history_keeps_retention() -> None:
     """Decay is computed from the carried-over age and recalls, as in the source."""
-    source = make_state(DIM, semantic_k=0, temporal_max=0)
+    source = empty_state(DIM, semantic_k=0, temporal_max=0)
     source.apply_message(
-        "remember", remember("m", memory_id="m", embedding=basis(DIM, 1)), 1, EPOCH
+        "remember", remember_body("m", memory_id="m", embedding=basis_array(DIM, 1)), 1, EPOCH
     )
     for seq in (2, 3):  # recalled twice, an hour and two hours later
         source.apply_message(
             "reinforce",
-            body({"schema_version": 1, "command_id": f"r{seq}", "memory_ids": ["m"]}),
+            json_bytes({"schema_version": 1, "command_id": f"r{seq}", "memory_ids": ["m"]}),
             seq,
             EPOCH + timedelta(hours=seq - 1),
         )
     src = source.get("m")
     assert src is not None and src.recalls == 2
-    copy = make_state(DIM, semantic_k=0, temporal_max=0)
+    copy = empty_state(DIM, semantic_k=0, temporal_max=0)
     history = {"recalls": src.recalls, "last_recall": src.last_recall.isoformat()}  # type: ignore[union-attr]
     copy.apply_message(
         "remember", imported("m", 1, src.created_at, **history), 1, EPOCH + timedelta(days=5)
@@ -274,7 +302,7 @@ def test_imported_history_keeps_retention() -> None:
         src.last_recall,
     )
     later = (EPOCH + timedelta(days=7)).timestamp()
-    cue = basis(DIM, 1)
+    cue = basis_array(DIM, 1)
     [want_r] = source.recall(cue, 1, now=later)
     [got_r] = copy.recall(cue, 1, now=later)
     assert got_r.retention == want_r.retention < 1.0

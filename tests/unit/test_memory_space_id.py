@@ -10,7 +10,7 @@ import pytest
 
 from engram_contract.messages import encode_embedding
 from engram_worker.core.wal import CommandRejected, Forget, Remember, decode, fast_decode
-from tests.unit.wal import SPACE, make_state, ts
+from tests.helpers import SPACE, broker_time, empty_state
 
 
 def body(verb: str, **fields: Any) -> bytes:
@@ -57,10 +57,14 @@ def test_another_space_is_rejected_by_every_verb(verb: str, fields: dict[str, An
 
 
 def test_the_fold_rejects_and_stores_nothing() -> None:
-    state = make_state()
-    event = state.apply_message("remember", body("remember", memory_space_id="beta"), 1, ts(1))
+    state = empty_state()
+    event = state.apply_message(
+        "remember", body("remember", memory_space_id="beta"), 1, broker_time(1)
+    )
     assert type(event).__name__ == "Rejected"
     assert len(state) == 0 and state.rejected == 1 and state.applied_seq == 1
-    event = state.apply_message("remember", body("remember", memory_space_id=SPACE), 2, ts(2))
+    event = state.apply_message(
+        "remember", body("remember", memory_space_id=SPACE), 2, broker_time(2)
+    )
     assert type(event).__name__ == "Stored"
     assert len(state) == 1

@@ -45,7 +45,7 @@ from engram_worker.core.state import (
     SpaceState,
     Stored,
 )
-from tests.unit.wal import EPOCH, everything
+from tests.helpers import EPOCH, live_records
 
 DIM = 6
 CENTRES = np.random.default_rng(2025).standard_normal((3, DIM)).astype(np.float32)
@@ -287,13 +287,13 @@ def snapshot_and_restore(state: SpaceState) -> SpaceState:
 
 def memories(state: SpaceState) -> list[dict[str, Any]]:
     """Every live memory as a client reads it, with its vector."""
-    return [state.to_memory(r, include_embedding=True).model_dump() for r in everything(state)]
+    return [state.to_memory(r, include_embedding=True).model_dump() for r in live_records(state)]
 
 
 def edges(state: SpaceState) -> dict[tuple[str, str], tuple[float, str, bool]]:
     """The effective edges by the ids they join, weights to 4 places (an index
     search and the in-batch similarity may differ in the last bits)."""
-    by_key = {r.key: r.id for r in everything(state)}
+    by_key = {r.key: r.id for r in live_records(state)}
     graph = state.graph
     out: dict[tuple[str, str], tuple[float, str, bool]] = {}
     for a, b, w, kind, explicit in graph.edges():
@@ -375,8 +375,8 @@ def test_recall_never_leaves_its_space(
             if data.draw(st.booleans(), label="flush b"):
                 b.flush()
     fold(alone, wal_a, flush_a)
-    mine = {r.id for r in everything(a)}
-    theirs = {r.id for r in everything(b)}
+    mine = {r.id for r in live_records(a)}
+    theirs = {r.id for r in live_records(b)}
     assert not mine & theirs
     for cue in CUES:
         for q in queries(len(a) + len(b) + 1):
@@ -455,7 +455,7 @@ def test_results_are_bounded_sorted_filtered_and_exactly_k(
             and (q.until is None or at < q.until)
         )
 
-    matching = {r.id for r in everything(state) if matches(r.occurred_at, r.tags)}
+    matching = {r.id for r in live_records(state) if matches(r.occurred_at, r.tags)}
     for cue in CUES:
         results = state.recall(cue, k, q, when)
         assert len(results) == min(k, len(matching))
@@ -519,12 +519,12 @@ def test_a_reinforce_never_lowers_retention(history: History) -> None:
     reinforced = 0
     for msg in render(history, "a"):
         at = msg.at.timestamp()
-        before = {r.id: [state.retention(r, at + p) for p in probes] for r in everything(state)}
+        before = {r.id: [state.retention(r, at + p) for p in probes] for r in live_records(state)}
         event = state.apply_message(msg.verb, msg.data, msg.seq, msg.at)
         if not isinstance(event, Activated):
             continue
         reinforced += len(event.memory_ids)
-        for rec in everything(state):
+        for rec in live_records(state):
             now = [state.retention(rec, at + p) for p in probes]
             assert all(0.0 <= x <= 1.0 for x in now)
             if rec.id in event.memory_ids:
@@ -540,7 +540,7 @@ def assert_same(state: SpaceState, other: SpaceState) -> None:
     assert other.applied_seq == state.applied_seq
     assert other.rejected == state.rejected
     assert memories(other) == memories(state)
-    assert everything(other) == everything(state)  # keys, seqs, recalls: every field
+    assert live_records(other) == live_records(state)  # keys, seqs, recalls: every field
     assert other.graph == state.graph  # every edge, explicit and derived
     assert answers(other) == answers(state)
 

@@ -35,7 +35,16 @@ from engram_worker.core.snapshot import (
     read_header,
 )
 from engram_worker.core.state import SpaceState
-from tests.unit.wal import EPOCH, SPACE, basis, body, everything, make_state, remember, ts
+from tests.helpers import (
+    EPOCH,
+    SPACE,
+    basis_array,
+    broker_time,
+    empty_state,
+    json_bytes,
+    live_records,
+    remember_body,
+)
 
 DIM = 16
 CUE_TEXTS = ["green tea", "disk full", "alice morning"]
@@ -70,16 +79,16 @@ Wal = list[tuple[str, bytes, int]]
 
 
 def forget(memory_id: str, command_id: str = "f") -> bytes:
-    return body({"schema_version": 1, "command_id": command_id, "memory_id": memory_id})
+    return json_bytes({"schema_version": 1, "command_id": command_id, "memory_id": memory_id})
 
 
 def fold(state: SpaceState, log: Iterable[tuple[str, bytes, int]]) -> None:
     for verb, data, seq in log:
-        state.apply_message(verb, data, seq, ts(seq))
+        state.apply_message(verb, data, seq, broker_time(seq))
 
 
 def replay(log: Wal) -> SpaceState:
-    state = make_state(DIM)
+    state = empty_state(DIM)
     fold(state, log)
     return state
 
@@ -116,7 +125,7 @@ def write(state: SpaceState, **header_changes: Any) -> bytes:
 def load(data: bytes) -> SpaceState:
     """A fresh state restored from ``data`` as the host restores one."""
     snap = decode(data)
-    state = make_state(DIM)
+    state = empty_state(DIM)
     index = VectorIndex.from_bytes(snap.index, state.dim, state.metric)
     state.restore(
         snap.records,
@@ -185,7 +194,7 @@ def listing(state: SpaceState) -> list[dict[str, Any]]:
     """Every live memory as a client lists it, with its vector."""
     return [
         state.to_memory(rec, include_embedding=True).model_dump(mode="json")
-        for rec in everything(state)
+        for rec in live_records(state)
     ]
 
 
@@ -201,8 +210,8 @@ def paged(state: SpaceState, limit: int) -> list[list[str]]:
 
 def cues(state: SpaceState) -> list[np.ndarray]:
     return [state.embed_query(text) for text in CUE_TEXTS] + [
-        basis(DIM, 0),
-        basis(DIM, 3, -1.0),
+        basis_array(DIM, 0),
+        basis_array(DIM, 3, -1.0),
         np.linspace(-1.0, 1.0, DIM, dtype=np.float32),
     ]
 
@@ -222,12 +231,12 @@ def assert_same(state: SpaceState, other: SpaceState, *, same_batches: bool = Tr
     assert other.rejected == state.rejected
     assert other.next_key == state.next_key
     assert len(other) == len(state)
-    assert everything(other) == everything(state)  # ids, keys, seqs, every field
+    assert live_records(other) == live_records(state)  # ids, keys, seqs, every field
     if same_batches:
         assert other.graph == state.graph  # every link, explicit or derived
     assert listing(other) == listing(state)
     assert paged(other, 2) == paged(state, 2)
-    for rec in everything(state):
+    for rec in live_records(state):
         assert other.get(rec.id) == rec
     for cue in cues(state):
         assert recall_all(other, cue) == recall_all(state, cue)
@@ -240,14 +249,14 @@ def assert_same(state: SpaceState, other: SpaceState, *, same_batches: bool = Tr
 def busy_wal() -> Wal:
     """Remembers of every shape, an upsert, a forget, rejections, a gap, a redelivery."""
     return [
-        ("remember", remember("Alice likes green tea", memory_id="tea", command_id="c1"), 1),
+        ("remember", remember_body("Alice likes green tea", memory_id="tea", command_id="c1"), 1),
         (
             "remember",
-            remember(
+            remember_body(
                 "disk full on db-1",
                 memory_id="disk",
                 command_id="c2",
-                embedding=basis(DIM, 0),
+                embedding=basis_array(DIM, 0),
                 confidence=0.7,
                 tags=["ops", "db"],
                 metadata={"host": "db-1", "sev": "high"},
@@ -255,16 +264,28 @@ def busy_wal() -> Wal:
             ),
             2,
         ),
-        ("remember", remember("déjà vu 日本", command_id="no-id-given", tags=["ü"]), 3),
+        ("remember", remember_body("déjà vu 日本", command_id="no-id-given", tags=["ü"]), 3),
         ("remember", b"\xff not json", 4),
-        ("frobnicate", remember("unknown verb"), 5),
-        ("remember", remember("to be forgotten", memory_id="gone", embedding=basis(DIM, 3)), 6),
-        ("remember", remember("tea v2: Alice prefers oolong", memory_id="tea", command_id="c7"), 8),
+        ("frobnicate", remember_body("unknown verb"), 5),
+        (
+            "remember",
+            remember_body("to be forgotten", memory_id="gone", embedding=basis_array(DIM, 3)),
+            6,
+        ),
+        (
+            "remember",
+            remember_body("tea v2: Alice prefers oolong", memory_id="tea", command_id="c7"),
+            8,
+        ),
         ("forget", forget("gone"), 9),
-        ("remember", remember("zero", memory_id="z", embedding=[0.0] * DIM), 10),  # rejected
-        ("remember", remember("morning backup ran", memory_id="backup", confidence=0.2), 11),
-        ("remember", remember("redelivered, skipped", memory_id="dup"), 11),
-        ("remember", remember("last", memory_id="last", embedding=basis(DIM, 5, -1.0)), 12),
+        ("remember", remember_body("zero", memory_id="z", embedding=[0.0] * DIM), 10),  # rejected
+        ("remember", remember_body("morning backup ran", memory_id="backup", confidence=0.2), 11),
+        ("remember", remember_body("redelivered, skipped", memory_id="dup"), 11),
+        (
+            "remember",
+            remember_body("last", memory_id="last", embedding=basis_array(DIM, 5, -1.0)),
+            12,
+        ),
     ]
 
 
@@ -272,14 +293,22 @@ def more_wal() -> Wal:
     """What arrives after the snapshot: upserts and forgets of restored memories,
     a forgotten id coming back, new memories, a stale redelivery, garbage."""
     return [
-        ("remember", remember("should be skipped", memory_id="late"), 12),
-        ("remember", remember("disk replaced", memory_id="disk", embedding=basis(DIM, 7)), 13),
+        ("remember", remember_body("should be skipped", memory_id="late"), 12),
+        (
+            "remember",
+            remember_body("disk replaced", memory_id="disk", embedding=basis_array(DIM, 7)),
+            13,
+        ),
         ("forget", forget("backup"), 14),
-        ("remember", remember("back again", memory_id="gone", embedding=basis(DIM, 3)), 15),
-        ("remember", remember("brand new about green tea", memory_id="new"), 16),
+        (
+            "remember",
+            remember_body("back again", memory_id="gone", embedding=basis_array(DIM, 3)),
+            15,
+        ),
+        ("remember", remember_body("brand new about green tea", memory_id="new"), 16),
         ("remember", b"{}", 17),
         ("forget", forget("nobody"), 18),
-        ("remember", remember("alice morning walk", command_id="c20"), 20),
+        ("remember", remember_body("alice morning walk", command_id="c20"), 20),
     ]
 
 
@@ -291,7 +320,13 @@ def test_restored_state_answers_like_the_original() -> None:
     restored = load(write(original))
     assert restored.applied_seq == 12
     assert restored.rejected == 3  # garbage, unknown verb, zero vector
-    assert [r.id for r in everything(restored)] == ["disk", "no-id-given", "tea", "backup", "last"]
+    assert [r.id for r in live_records(restored)] == [
+        "disk",
+        "no-id-given",
+        "tea",
+        "backup",
+        "last",
+    ]
     assert restored.get("gone") is None
     tea = restored.get("tea")
     assert tea is not None
@@ -302,7 +337,7 @@ def test_restored_state_answers_like_the_original() -> None:
     assert disk.tags == ["ops", "db"]
     assert disk.metadata == {"host": "db-1", "sev": "high"}
     assert disk.occurred_at.isoformat() == "2024-12-31T23:59:59.123456+05:30"
-    [top] = restored.recall(basis(DIM, 0), 1)
+    [top] = restored.recall(basis_array(DIM, 0), 1)
     assert top.memory.id == "disk"
     assert top.similarity == pytest.approx(1.0)
     assert_same(original, restored)
@@ -323,11 +358,11 @@ def test_restored_state_keeps_folding_like_the_original() -> None:
     assert restored.get("backup") is None
     came_back = restored.get("gone")
     assert came_back is not None and came_back.content == "back again"
-    keys = [r.key for r in everything(restored)]
+    keys = [r.key for r in live_records(restored)]
     assert len(set(keys)) == len(keys)
-    new_keys = sorted(r.key for r in everything(restored) if r.seq > 12)
+    new_keys = sorted(r.key for r in live_records(restored) if r.seq > 12)
     assert new_keys == list(range(next_key, next_key + len(new_keys)))
-    [top] = restored.recall(basis(DIM, 7), 1)
+    [top] = restored.recall(basis_array(DIM, 7), 1)
     assert (top.memory.id, top.memory.content) == ("disk", "disk replaced")
 
 
@@ -348,25 +383,31 @@ def test_empty_space_round_trips_its_position() -> None:
     original = replay([("remember", b"garbage", 3), ("frobnicate", b"{}", 7)])
     restored = load(write(original))
     assert (len(restored), restored.applied_seq, restored.rejected) == (0, 7, 2)
-    assert restored.recall(basis(DIM, 0), 5) == []
-    fold(restored, [("remember", remember("first", memory_id="a"), 8)])
-    assert [r.memory.id for r in restored.recall(basis(DIM, 0), 5)] == ["a"]
+    assert restored.recall(basis_array(DIM, 0), 5) == []
+    fold(restored, [("remember", remember_body("first", memory_id="a"), 8)])
+    assert [r.memory.id for r in restored.recall(basis_array(DIM, 0), 5)] == ["a"]
 
 
 def test_space_whose_memories_were_all_forgotten_round_trips() -> None:
     log: Wal = [
-        ("remember", remember("one", memory_id="a", embedding=basis(DIM, 1)), 1),
-        ("remember", remember("two", memory_id="b", embedding=basis(DIM, 2)), 2),
+        ("remember", remember_body("one", memory_id="a", embedding=basis_array(DIM, 1)), 1),
+        ("remember", remember_body("two", memory_id="b", embedding=basis_array(DIM, 2)), 2),
     ]
     original = replay(log)
     original.flush()  # indexed, then forgotten
     fold(original, [("forget", forget("a"), 3), ("forget", forget("b"), 4)])
     restored = load(write(original))
     assert len(restored) == 0
-    assert restored.recall(basis(DIM, 1), 5) == []
+    assert restored.recall(basis_array(DIM, 1), 5) == []
     assert restored.next_key == 3
-    fold(restored, [("remember", remember("three", memory_id="c", embedding=basis(DIM, 1)), 5)])
-    fold(original, [("remember", remember("three", memory_id="c", embedding=basis(DIM, 1)), 5)])
+    fold(
+        restored,
+        [("remember", remember_body("three", memory_id="c", embedding=basis_array(DIM, 1)), 5)],
+    )
+    fold(
+        original,
+        [("remember", remember_body("three", memory_id="c", embedding=basis_array(DIM, 1)), 5)],
+    )
     assert_same(original, restored)
     rec = restored.get("c")
     assert rec is not None and rec.key == 3
@@ -375,7 +416,7 @@ def test_space_whose_memories_were_all_forgotten_round_trips() -> None:
 def test_restore_refuses_a_state_that_is_not_fresh() -> None:
     data = write(replay(busy_wal()))
     snap = decode(data)
-    used = replay([("remember", remember("already here", memory_id="x"), 1)])
+    used = replay([("remember", remember_body("already here", memory_id="x"), 1)])
     with pytest.raises(AssertionError, match="fresh"):
         used.restore(
             snap.records,
@@ -384,7 +425,7 @@ def test_restore_refuses_a_state_that_is_not_fresh() -> None:
             next_key=snap.header.next_key,
             rejected=snap.header.rejected,
         )
-    assert [r.id for r in everything(used)] == ["x"]
+    assert [r.id for r in live_records(used)] == ["x"]
 
 
 # -- round trip, property --------------------------------------------------------
@@ -417,7 +458,7 @@ def remember_bodies(draw: st.DrawFn) -> bytes:
             st.sampled_from(["2020-05-01T10:00:00Z", "1999-12-31T23:59:59.5-08:00"])
         )
     command_id = draw(st.sampled_from(["c1", "c2"]) | st.text(min_size=1, max_size=6))
-    return body({"schema_version": 1, "command_id": command_id, "memory": memory})
+    return json_bytes({"schema_version": 1, "command_id": command_id, "memory": memory})
 
 
 messages = st.one_of(
@@ -452,7 +493,7 @@ def test_snapshot_then_tail_equals_full_replay(log: Wal, data: st.DataObject) ->
     assert_same(original, restored)
     # a full replay indexes in one batch: links near forgotten memories may differ
     assert_same(replay(log), restored, same_batches=False)
-    keys = [r.key for r in everything(restored)]
+    keys = [r.key for r in live_records(restored)]
     assert len(set(keys)) == len(keys)
 
 
@@ -726,7 +767,7 @@ def test_an_index_of_another_dim_is_refused(snapshot: bytes) -> None:
 def test_a_refused_snapshot_leaves_the_fresh_state_untouched(snapshot: bytes) -> None:
     header, records, index = split(snapshot)
     records["seq"][0] = "not a number"
-    state = make_state(DIM)
+    state = empty_state(DIM)
     snap = decode(reencode(header, records, index))
     with pytest.raises(SnapshotInvalid):
         state.restore(
@@ -758,7 +799,7 @@ def raw(vec: np.ndarray) -> bytes:
 
 def scrub_wal() -> Wal:
     return [
-        ("remember", remember(f"memory {i}", memory_id=f"m{i}", embedding=marked(i)), i + 1)
+        ("remember", remember_body(f"memory {i}", memory_id=f"m{i}", embedding=marked(i)), i + 1)
         for i in range(6)
     ]
 
@@ -773,7 +814,7 @@ def test_forgotten_and_replaced_vectors_leave_no_trace_in_the_index_bytes() -> N
         [
             ("forget", forget("m1"), 7),
             ("forget", forget("m4"), 8),
-            ("remember", remember("m2, new", memory_id="m2", embedding=marked(9)), 9),
+            ("remember", remember_body("m2, new", memory_id="m2", embedding=marked(9)), 9),
         ],
     )
     state.flush()
@@ -799,7 +840,7 @@ def test_forgotten_and_replaced_vectors_leave_no_trace_in_the_index_bytes() -> N
 def test_a_snapshot_written_after_a_forget_holds_neither_its_vector_nor_its_text() -> None:
     log = [
         *scrub_wal(),
-        ("remember", remember("the secret plan", memory_id="secret", embedding=marked(7)), 7),
+        ("remember", remember_body("the secret plan", memory_id="secret", embedding=marked(7)), 7),
     ]
     state = replay(log)
     state.flush()  # the secret's vector is in the index before it is forgotten
@@ -881,7 +922,7 @@ def test_no_removed_vector_survives_a_snapshot(
     seq = 6
     for i in sorted(replaced):
         seq += 1
-        new = remember(f"new {i}", memory_id=f"m{i}", embedding=marked(i + 8))
+        new = remember_body(f"new {i}", memory_id=f"m{i}", embedding=marked(i + 8))
         fold(state, [("remember", new, seq)])
         if flush_between:
             state.flush()

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from engram_contract.messages import encode_embedding
 from engram_worker.core.state import Rejected, SpaceState, Stored
-from tests.unit.wal import everything, live_ids, make_state, ts
+from tests.helpers import broker_time, empty_state, live_ids, live_records
 
 DIM = 8
 MEMORY_IDS = ["m1", "m2", "m3", "m4", "m5"]
@@ -133,9 +133,9 @@ def wal_logs(draw: st.DrawFn) -> list[WalMessage]:
 
 
 def replay(log: list[WalMessage], flush_every: int | None = None) -> SpaceState:
-    state = make_state(DIM)
+    state = empty_state(DIM)
     for i, msg in enumerate(log, start=1):
-        state.apply_message(msg.verb, msg.data, msg.seq, ts(msg.seq))
+        state.apply_message(msg.verb, msg.data, msg.seq, broker_time(msg.seq))
         if flush_every is not None and i % flush_every == 0:
             state.flush()
     return state
@@ -145,7 +145,7 @@ def snapshot(state: SpaceState) -> list[dict[str, Any]]:
     """Every live memory, as a client would list it, with its vector."""
     return [
         state.to_memory(rec, include_embedding=True).model_dump(mode="json")
-        for rec in everything(state)
+        for rec in live_records(state)
     ]
 
 
@@ -177,7 +177,7 @@ def test_replaying_a_wal_twice_gives_the_same_state(log: list[WalMessage]) -> No
     second = replay(log)
     assert first.applied_seq == second.applied_seq == max((m.seq for m in log), default=0)
     assert first.rejected == second.rejected
-    assert everything(first) == everything(second)
+    assert live_records(first) == live_records(second)
     assert snapshot(first) == snapshot(second)
     for cue in cues(first):
         assert recall_all(first, cue) == recall_all(second, cue)
@@ -206,10 +206,10 @@ def test_replacements_during_in_flight_flushes_never_resurface(
 ) -> None:
     # Detach a batch at random points, keep folding, insert it later: recall and
     # paging only ever show the newest version of each id.
-    state = make_state(DIM)
+    state = empty_state(DIM)
     batch = None
     for msg in log:
-        state.apply_message(msg.verb, msg.data, msg.seq, ts(msg.seq))
+        state.apply_message(msg.verb, msg.data, msg.seq, broker_time(msg.seq))
         if batch is None and data.draw(st.booleans(), label="take"):
             batch = state.take_flush()
         elif batch is not None and data.draw(st.booleans(), label="run"):
@@ -219,7 +219,7 @@ def test_replacements_during_in_flight_flushes_never_resurface(
         state.run_flush(batch)
     reference = replay(log)
     assert snapshot(state) == snapshot(reference)
-    newest = {rec.id: rec.seq for rec in everything(reference)}
+    newest = {rec.id: rec.seq for rec in live_records(reference)}
     for cue in cues(state):
         results = state.recall(cue, max(len(state), 1))
         assert len(results) == len(newest)
@@ -230,8 +230,8 @@ def test_replacements_during_in_flight_flushes_never_resurface(
 @settings(max_examples=100, deadline=None)
 @given(verb=verbs, data=any_body, seq=st.integers(min_value=1, max_value=2**40))
 def test_any_bytes_under_any_verb_fold_or_are_rejected(verb: str, data: bytes, seq: int) -> None:
-    state = make_state(DIM)
-    event = state.apply_message(verb, data, seq, ts(1))
+    state = empty_state(DIM)
+    event = state.apply_message(verb, data, seq, broker_time(1))
     assert state.applied_seq == seq
     if isinstance(event, Rejected):
         assert event.seq == seq
