@@ -10,7 +10,7 @@ import httpx
 from litestar.testing import AsyncTestClient
 
 from engram_gateway.app import create_app
-from tests.conftest import NatsServer, gateway_settings, running_gateway
+from tests.helpers import NatsServer, gateway_settings, running_gateway
 
 
 async def _health_until(c: httpx.AsyncClient, status: int, timeout: float = 20) -> httpx.Response:

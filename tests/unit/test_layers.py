@@ -123,26 +123,7 @@ def test_every_package_is_found() -> None:
     assert any(s.module.startswith(f"{CORE}.") for s in SOURCES)
 
 
-#: known violations, each failing its test until production code is fixed (strict:
-#: the fix turns the xfail into an error, and the entry is then removed)
-KNOWN_LAYER_VIOLATIONS = {
-    "engram_gateway": "bridge.py imports engram_worker.snapshots (SnapshotStore) for status "
-    "and delete; the snapshot bucket belongs in engram_nats",
-}
-
-
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(strict=True, reason=KNOWN_LAYER_VIOLATIONS[p])
-            if p in KNOWN_LAYER_VIOLATIONS
-            else (),
-        )
-        for p in ENGRAM
-    ],
-)
+@pytest.mark.parametrize("package", ENGRAM)
 def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
     allowed = MAY_IMPORT[package] | {package}
     offending = [

@@ -24,8 +24,6 @@ TOO_BIG: dict[str, str] = {
     "module; being split by the worker restructuring",
     "services/worker/engram_worker/host.py": "hosting, snapshots and consolidation of a "
     "space in one module; being split by the worker restructuring",
-    "services/gateway/engram_gateway/routes.py": "every HTTP route in one module; being "
-    "split by the gateway restructuring",
     "engram_worker.core.state.SpaceState": "the fold, recall, paging and snapshots of a "
     "space; being split by the core restructuring",
     "engram_worker.worker.Worker": "the worker's consumers, hosting and query handlers; "
@@ -34,10 +32,13 @@ TOO_BIG: dict[str, str] = {
     "consolidation; being split by the worker restructuring",
     "engram_worker.core.index.VectorIndex": "the usearch index with its key bookkeeping "
     "and scrubbing; being reviewed by the core restructuring",
-    "engram_client.http_transport.HttpTransport": "one method per verb of the SDK over "
-    "HTTP; being restructured with the SDK",
-    "engram_client.nats_transport.NatsTransport": "one method per verb of the SDK over "
-    "NATS; being restructured with the SDK",
+    "engram_client.http_transport.HttpTransport": "the SDK's public surface over HTTP: "
+    "one method per verb (remember, recall, get, list, forget, link, events, spaces…) plus "
+    "open and close; splitting it would split the interface agents call",
+    "engram_client.nats_transport.NatsTransport": "the SDK's public surface over NATS: "
+    "one method per verb plus open and close, each a call into MemoryService",
+    "engram_nats.service.MemoryService": "the application layer: one method per verb the "
+    "gateway and the SDK both call (spaces, commands, queries) and nothing else",
 }
 
 
