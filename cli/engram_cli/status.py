@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from engram_client.http_transport import problem_error
+from engram_contract.errors import NotFound
 from engram_contract.messages import SpaceStatusRow, StatusResponse
 
 DEFAULT_URL = "http://127.0.0.1:7432"
@@ -80,13 +82,9 @@ def fetch_status(url: str, space: str | None, timeout: float) -> dict[str, Any]:
         reason = str(exc) or type(exc).__name__
         raise StatusUnavailable(f"cannot reach the gateway at {url}: {reason}") from None
     if r.status_code != 200:
-        try:
-            problem = r.json()
-            detail = f"{problem.get('title', 'error')}: {problem.get('detail', '')}"
-        except ValueError:
-            detail = r.text.strip()[:200] or r.reason_phrase
-        code = UNHEALTHY if r.status_code == 404 else UNREACHABLE
-        raise StatusUnavailable(f"the gateway at {url} answered {r.status_code}: {detail}", code)
+        problem = problem_error(r, r.content)  # the typed error, as the SDK reads it
+        code = UNHEALTHY if isinstance(problem, NotFound) else UNREACHABLE
+        raise StatusUnavailable(f"the gateway at {url} answered {r.status_code}: {problem}", code)
     try:
         body: dict[str, Any] = r.json()
     except ValueError:
