@@ -74,10 +74,12 @@ from engram_nats.registry import SpaceRegistry
 from engram_nats.snapshots import BUCKET as SNAPSHOT_BUCKET
 from engram_worker.core.activation import spread
 from engram_worker.core.index import VectorIndex
+from engram_worker.core.persistence import restore
+from engram_worker.core.recall import RecallQuery, nearest
 from engram_worker.core.snapshot import decode
-from engram_worker.core.state import RecallQuery, SpaceState
-from engram_worker.core.wal import position, stored_at
+from engram_worker.core.state import SpaceState
 from engram_worker.host import SpaceHost
+from engram_worker.positions import position, stored_at
 from engram_worker.snapshots import SnapshotStore
 
 HERE = Path(__file__).resolve().parent
@@ -862,7 +864,7 @@ def fold_callback(state: SpaceState, count: int) -> tuple[Callback, asyncio.Even
         state.apply_message(verb, msg.data, seq, stored_at(stamp))
         folded += 1
         if folded % 4096 == 0:
-            state._pending.clear()  # index inserts are not part of the fold
+            state.indexing.pending.clear()  # index inserts are not part of the fold
         if folded >= count:
             done.set()
 
@@ -1121,7 +1123,7 @@ def spreading_reach(cfg: Config, state: SpaceState, data: Dataset) -> dict[str, 
     reached: list[int] = []
     by_hop = Counter[int]()
     for cue in data.queries:
-        seeds = state._nearest(cue, max(query.seed_k, query.k), None)
+        seeds = nearest(state, cue, max(query.seed_k, query.k), None)
         found = spread(
             {key: min(max(sim, 0.0), 1.0) for key, sim in seeds.items()},
             graph.neighbours,
@@ -1160,7 +1162,8 @@ async def restore_breakdown(
     t3 = time.perf_counter()
     state = SpaceState(rec, get_embedder(rec.embedder, rec.dim))
     head = snap.header
-    state.restore(
+    restore(
+        state,
         snap.records,
         index,
         applied_seq=head.applied_seq,

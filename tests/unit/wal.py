@@ -15,7 +15,8 @@ import numpy as np
 
 from engram_contract.embedders import HashNgramEmbedder
 from engram_contract.messages import LinkSettings, SpaceRecord
-from engram_worker.core.state import SpaceState, StoredMemory
+from engram_worker.core.records import StoredMemory
+from engram_worker.core.state import SpaceState
 
 SPACE = "alpha"
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)

@@ -52,21 +52,23 @@ from engram_contract.subjects import (
     wal_subjects,
 )
 from engram_nats.consumers import delete_msg
-from engram_worker.core.index import VectorIndex
-from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
-from engram_worker.core.state import (
+from engram_worker.core.consolidation import consolidation_groups
+from engram_worker.core.events import (
     Activated,
     Consolidated,
     Event,
-    FlushBatch,
     Forgotten,
     Linked,
     Rejected,
-    SpaceState,
     Stored,
 )
-from engram_worker.core.wal import position, stored_at
+from engram_worker.core.index import VectorIndex
+from engram_worker.core.indexing import FlushBatch
+from engram_worker.core.persistence import capture, restore
+from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
+from engram_worker.core.state import SpaceState
 from engram_worker.metrics import WorkerMetrics
+from engram_worker.positions import position, stored_at
 from engram_worker.snapshots import SnapshotStore, SnapshotUnreadable
 
 log = logging.getLogger(__name__)
@@ -441,14 +443,14 @@ class SpaceHost:
         never waits behind one huge insert."""
         while self.state.pending:
             async with self._lock:
-                batch = self.state.take_flush(self._settings.index_batch)
+                batch = self.state.indexing.take(self._settings.index_batch)
                 if batch is not None:
                     await self._run_flush(batch)
 
     async def _run_flush(self, batch: FlushBatch) -> None:
         """Insert a batch in a thread (call with the lock held). Cancel-safe: the
         caller keeps the lock until the thread is done with the index."""
-        insert = asyncio.ensure_future(asyncio.to_thread(self.state.run_flush, batch))
+        insert = asyncio.ensure_future(asyncio.to_thread(self.state.indexing.run, batch))
         try:
             await asyncio.shield(insert)
         except asyncio.CancelledError:
@@ -480,7 +482,7 @@ class SpaceHost:
     async def with_index(self, fn: Callable[[SpaceState], T]) -> T:
         """Run ``fn(state)`` with every applied vector indexed, under the index lock."""
         async with self._lock:
-            batch = self.state.take_flush()
+            batch = self.state.indexing.take()
             if batch is not None:
                 await self._run_flush(batch)
             # messages folded while the thread ran are inserted inline by fn's flush
@@ -536,7 +538,7 @@ class SpaceHost:
         # every memory is looked at each time: a group may become dense long after
         # its members were stored (links added later, a semantic memory forgotten)
         groups, planned_at = await self.with_index(
-            lambda st: (st.consolidation_groups(settings), st.applied_seq)
+            lambda st: (consolidation_groups(st, settings), st.applied_seq)
         )
         found = [ConsolidatedGroup(memory_id=mid, members=members) for mid, members in groups]
         if dry_run:
@@ -594,7 +596,8 @@ class SpaceHost:
                 VectorIndex.from_bytes, snap.index, self.record.dim, self.record.metric
             )
             state = self._fresh_state()
-            state.restore(
+            restore(
+                state,
                 snap.records,
                 index,
                 applied_seq=snap.header.applied_seq,
@@ -690,12 +693,12 @@ class SpaceHost:
                     self._erase_retry.remove(seq)
             forget_mark = self._forget_due
             async with self._lock:
-                batch = self.state.take_flush()
+                batch = self.state.indexing.take()
                 if batch is not None:
                     await self._run_flush(batch)
                 # from here to the capture nothing awaits: records and index agree
                 self.state.flush()
-                records = self.state.capture()
+                records = capture(self.state)
                 seq, since = self.state.applied_seq, self._since_snapshot
                 header = snapshot_header(
                     self.state,

@@ -48,7 +48,10 @@ from engram_contract.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT
 from engram_nats.connection import connect
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import purge_events
-from engram_worker.core.state import ExportItem, RecallQuery, SpaceState, StoredMemory
+from engram_worker.core.export import ExportItem, export_page
+from engram_worker.core.recall import RecallQuery
+from engram_worker.core.records import StoredMemory
+from engram_worker.core.state import SpaceState
 from engram_worker.core.wal import wrong_space
 from engram_worker.host import NotCaughtUp, SpaceHost
 from engram_worker.metrics import OTHER, worker_metrics
@@ -664,7 +667,7 @@ class Worker:
             ) from None
 
         def page(st: SpaceState) -> tuple[list[tuple[int, bytes]], int | None, int]:
-            items, nxt = st.export_page(after, req.limit, req.tags)
+            items, nxt = export_page(st, after, req.limit, req.tags)
             return [(it.record.seq, _exported(st, it)) for it in items], nxt, st.applied_seq
 
         lines, nxt, applied = await host.with_index(page)
@@ -727,7 +730,7 @@ def _parse(model: type[M], data: bytes, space: str) -> M:
 def _exported(state: SpaceState, item: ExportItem) -> bytes:
     """One memory of an export as JSON (the vector as base64 of float32)."""
     rec = item.record
-    vec = state.vector_of(rec)
+    vec = state.indexing.vector(rec.key)
     memory = ExportedMemory.model_construct(
         id=rec.id,
         content=rec.content,
