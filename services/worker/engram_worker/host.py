@@ -70,6 +70,7 @@ from engram_worker.core.state import SpaceState
 from engram_worker.metrics import WorkerMetrics
 from engram_worker.positions import position, stored_at
 from engram_worker.snapshots import SnapshotStore, SnapshotUnreadable
+from engram_worker.wal_consumer import NotCaughtUp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,14 +128,6 @@ async def write_snapshot(
         description=f"Engram snapshot of space {header.space} at seq {header.applied_seq}",
     )
     return int(info.size or 0)
-
-
-class NotCaughtUp(TimeoutError):
-    def __init__(self, space: str, applied: int, wanted: int) -> None:
-        super().__init__(
-            f"space {space!r} has applied up to seq {applied}; seq {wanted} was not applied "
-            "in time (the worker is still catching up; retry, or use consistency=eventual)"
-        )
 
 
 class SpaceHost:
