@@ -1,0 +1,67 @@
+"""One table of verbs: every command verb has a decoder and a fold handler, every
+query a worker handler, every event kind an event class, and the pure core
+imports nothing that does I/O or reads the clock."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import get_args
+
+from engram_contract.subjects import CommandVerb, EventKind, QueryName
+from engram_contract.verbs import COMMANDS, EVENTS, QUERIES
+from engram_worker.core import state as core_state
+from engram_worker.core.events import EVENT_CLASSES
+from engram_worker.core.wal import DECODERS, Forget, Remember
+from engram_worker.queries import QUERY_HANDLERS
+
+CORE = Path(core_state.__file__).parent
+
+
+def test_every_command_verb_has_a_decoder_and_a_fold_handler() -> None:
+    verbs = set(get_args(CommandVerb))
+    assert set(COMMANDS) == verbs
+    assert set(DECODERS) == verbs
+    assert set(core_state.FOLD) == verbs
+
+
+def test_every_decoded_command_names_its_verb() -> None:
+    assert Remember.verb == "remember" and Forget.verb == "forget"
+
+
+def test_every_query_has_a_worker_handler() -> None:
+    names = set(get_args(QueryName))
+    assert set(QUERIES) == names
+    assert set(QUERY_HANDLERS) == names
+
+
+def test_every_event_kind_has_an_event_class() -> None:
+    kinds = set(get_args(EventKind))
+    assert set(EVENTS) == kinds
+    assert set(EVENT_CLASSES) == kinds
+    assert all(cls.kind == kind for kind, cls in EVENT_CLASSES.items())
+
+
+def test_every_command_announces_an_event_with_a_class() -> None:
+    assert {spec.event for spec in COMMANDS.values()} <= set(EVENT_CLASSES)
+
+
+FORBIDDEN_MODULES = ("nats", "asyncio", "httpx", "litestar", "uvicorn", "aiohttp", "random")
+FORBIDDEN_CALLS = ("time.time", "datetime.now", "datetime.utcnow", "default_rng()")
+
+
+def test_the_core_is_pure() -> None:
+    for path in sorted(CORE.glob("*.py")):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in FORBIDDEN_MODULES, f"{path.name} imports {name}"
+                assert name != "time", f"{path.name} imports time"
+        for call in FORBIDDEN_CALLS:
+            assert call not in source, f"{path.name} uses {call}"
