@@ -942,8 +942,10 @@ async def serve_again(
     seconds = time.perf_counter() - t0
     cpu_s = time.process_time() - c0
     if not results or host.state.applied_seq < last:
-        raise RuntimeError(f"{host.space}: no answer at seq {last} ({host.recovery})")
-    return Recovered(round(seconds, 4), round(start_s, 4), round(cpu_s, 3), host.recovery)
+        raise RuntimeError(f"{host.space}: no answer at seq {last} ({host.snapshotter.recovery})")
+    return Recovered(
+        round(seconds, 4), round(start_s, 4), round(cpu_s, 3), host.snapshotter.recovery
+    )
 
 
 async def bench_recovery(
@@ -971,7 +973,7 @@ async def bench_recovery(
 
     _step("recovery: writing a snapshot")
     t0 = time.perf_counter()
-    header = await host.snapshot(origin="bench")
+    header = await host.snapshotter.snapshot(origin="bench")
     out["snapshot_write_s"] = round(time.perf_counter() - t0, 4)
     info = await store.info(rec.id)
     out["snapshot_bytes"] = None if info is None else info.size
@@ -1646,7 +1648,7 @@ def render_recovery(rec: dict[str, Any]) -> list[str]:
         row("  usearch Index.restore", parts["index_from_bytes_s"]),
         row("  SpaceState.restore", parts["state_restore_s"]),
         row(
-            "snapshot write (host.snapshot())",
+            "snapshot write (host.snapshotter.snapshot())",
             rec["snapshot_write_s"],
             f"{size / 1e6:,.1f} MB, seq {rec['snapshot_seq']}, {rec['snapshot_memories']} memories",
         ),

@@ -210,13 +210,13 @@ async def test_ready_fails_while_a_space_is_stuck_behind(
     await eventually(lambda: _applied(worker, space_id, seq))
     host = worker.hosts[space_id]
     # what a stuck fold looks like from outside: messages pending, nothing folded
-    host.stream_last = host.state.applied_seq + 5
+    host.wal.stream_last = host.state.applied_seq + 5
     async with httpx.AsyncClient(timeout=10) as http:
         ready = await http.get(worker_url(worker, "/ready"))
         assert ready.status_code == 200, ready.text  # behind, but moving a moment ago
         assert ready.json()["behind"][space_id] == 5
         assert ready.json()["stuck"] == {}
-        host.progress_at -= worker.settings.stuck_after + 1
+        host.wal.progress_at -= worker.settings.stuck_after + 1
         ready = await http.get(worker_url(worker, "/ready"))
         assert ready.status_code == 503, ready.text
         body = ready.json()

@@ -39,11 +39,11 @@ def status(worker: Worker, space: str | None = None) -> WorkerStatus:
             applied_seq=host.state.applied_seq,
             memories=len(host.state),
             rejected=host.state.rejected,
-            snapshot_seq=host.snapshot_seq,
+            snapshot_seq=host.snapshotter.snapshot_seq,
             snapshot_at=None
-            if host.snapshot_at is None
-            else datetime.fromtimestamp(host.snapshot_at, UTC),
-            recovery=host.recovery,
+            if host.snapshotter.snapshot_at is None
+            else datetime.fromtimestamp(host.snapshotter.snapshot_at, UTC),
+            recovery=host.snapshotter.recovery,
         )
         for sid, host in sorted(worker.hosts.items())
         if space is None or sid == space
@@ -101,7 +101,7 @@ async def on_reload(worker: Worker, msg: Msg) -> None:
             worker=worker.settings.worker_id,
             space=req.space,
             hosted=True,
-            recovery=host.recovery,
+            recovery=host.snapshotter.recovery,
             applied_seq=host.state.applied_seq,
             memories=len(host.state),
         ).model_dump(mode="json")

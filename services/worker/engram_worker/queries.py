@@ -124,14 +124,14 @@ async def _recall_parsed(w: Answering, host: SpaceHost, req: RecallRequest) -> b
     query, now = RecallQuery.of(req), time.time()
     results = await host.with_index(lambda st: st.recall(cue, req.k, query, now))
     if req.reinforce:
-        host.reinforce([r.memory.id for r in results])
+        host.writeback.reinforce([r.memory.id for r in results])
     return _dump(RecallResponse(space=host.space, applied_seq=state.applied_seq, results=results))
 
 
 async def consolidate(w: Answering, host: SpaceHost, data: bytes) -> bytes:
     req = _parse(ConsolidateRequest, data, host.space)
     await _wait(w, host, req.min_seq)
-    groups, seq = await host.consolidate(dry_run=req.dry_run)
+    groups, seq = await host.writeback.consolidate(dry_run=req.dry_run)
     return _dump(
         ConsolidateResponse(
             space=host.space, applied_seq=host.state.applied_seq, groups=groups, seq=seq
@@ -230,11 +230,13 @@ async def stats(w: Answering, host: SpaceHost, data: bytes) -> bytes:
             memories=len(state),
             applied_seq=state.applied_seq,
             rejected=state.rejected,
-            snapshot_seq=host.snapshot_seq,
+            snapshot_seq=host.snapshotter.snapshot_seq,
             snapshot_at=(
-                None if host.snapshot_at is None else datetime.fromtimestamp(host.snapshot_at, UTC)
+                None
+                if host.snapshotter.snapshot_at is None
+                else datetime.fromtimestamp(host.snapshotter.snapshot_at, UTC)
             ),
-            recovery=host.recovery,
+            recovery=host.snapshotter.recovery,
             worker=w.settings.worker_id,
         )
     )

@@ -32,9 +32,9 @@ from engram_nats.registry import SpaceRegistry
 from engram_worker.core.events import Consolidated, Forgotten, Stored
 from engram_worker.core.persistence import capture
 from engram_worker.core.state import SpaceState
-from engram_worker.host import snapshot_header, write_snapshot
 from engram_worker.positions import position, stored_at
 from engram_worker.snapshots import SnapshotStore
+from engram_worker.snapshotter import snapshot_header, write_snapshot
 
 log = logging.getLogger(__name__)
 

@@ -234,16 +234,20 @@ class Worker:
         m, now = self.metrics, time.time()
         totals: dict[str, list[float]] = {}
         for space, host in list(self.hosts.items()):
-            host.drain_counts(m)
+            host.wal.drain_counts(m)
             label = m.spaces.label(space)
-            age = -1.0 if host.snapshot_at is None else max(0.0, now - host.snapshot_at)
+            age = (
+                -1.0
+                if host.snapshotter.snapshot_at is None
+                else max(0.0, now - host.snapshotter.snapshot_at)
+            )
             row = [
                 len(host.state),
                 host.state.applied_seq,
-                host.wal_lag,
+                host.wal.wal_lag,
                 age,
                 host.index_memory_bytes(),
-                host.erase_backlog,
+                host.erase_queue.backlog,
             ]
             old = totals.get(label)
             if old is None or label != OTHER:
@@ -306,11 +310,11 @@ class Worker:
         behind: dict[str, int] = {}
         stuck: dict[str, dict[str, float]] = {}
         for sid, h in sorted(self.hosts.items()):
-            lag = h.wal_lag
+            lag = h.wal.wal_lag
             if lag <= 0:
                 continue
             behind[sid] = lag
-            idle = now - h.progress_at
+            idle = now - h.wal.progress_at
             if idle > self.settings.stuck_after:
                 stuck[sid] = {"lag": lag, "no_progress_s": round(idle, 1)}
         ok = nats_ok and registry_ok and self._loaded and not stuck
