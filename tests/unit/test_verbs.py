@@ -65,3 +65,17 @@ def test_the_core_is_pure() -> None:
                 assert name != "time", f"{path.name} imports time"
         for call in FORBIDDEN_CALLS:
             assert call not in source, f"{path.name} uses {call}"
+
+
+def test_a_memorys_fields_are_listed_once() -> None:
+    """The wire's memory fields come from the fold's record by name (export,
+    to_memory), and a snapshot's columns are the record's fields."""
+    from engram_contract.messages import ExportedMemory, Memory
+    from engram_worker.core.persistence import COLUMNS
+    from engram_worker.core.records import StoredMemory
+
+    fields = set(StoredMemory.__struct_fields__)
+    assert set(Memory.model_fields) - {"embedding"} <= fields
+    wire_only = {"embedding", "embedding_b64", "members", "links"}
+    assert set(ExportedMemory.model_fields) - wire_only <= fields
+    assert tuple(COLUMNS) == StoredMemory.__struct_fields__

@@ -29,7 +29,6 @@ from engram_contract.subjects import RELOAD_SUBJECT, command_verb, stream_name, 
 from engram_nats.connection import gather
 from engram_nats.consumers import close_consumer, delete_msg
 from engram_nats.registry import SpaceRegistry
-from engram_worker.core.events import Consolidated, Forgotten, Stored
 from engram_worker.core.persistence import capture
 from engram_worker.core.state import SpaceState
 from engram_worker.positions import position, stored_at
@@ -121,11 +120,8 @@ async def fold_stream(
             return
         verb = command_verb(msg.subject)
         event = state.apply_message(verb, msg.data, seq, stored_at(stamp))
-        if to_erase is not None:
-            if isinstance(event, Stored | Consolidated) and event.replaced_seq is not None:
-                to_erase.append(event.replaced_seq)
-            elif isinstance(event, Forgotten) and event.erased_seq is not None:
-                to_erase.append(event.erased_seq)
+        if to_erase is not None and event is not None and event.erases is not None:
+            to_erase.append(event.erases)
         folded += 1
         if progress is not None and folded % 1000 == 0:
             progress("fold", seq - first + 1, total)
