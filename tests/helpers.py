@@ -37,7 +37,8 @@ from engram_contract.settings import GatewaySettings, WorkerSettings
 from engram_contract.subjects import stream_name
 from engram_gateway.app import create_app
 from engram_nats.registry import SpaceRegistry
-from engram_worker.core.state import SpaceState, StoredMemory
+from engram_worker.core.records import StoredMemory
+from engram_worker.core.state import SpaceState
 
 Client = httpx.AsyncClient
 T = TypeVar("T")

@@ -74,10 +74,12 @@ from engram_nats.registry import SpaceRegistry
 from engram_nats.snapshots import BUCKET as SNAPSHOT_BUCKET
 from engram_worker.core.activation import spread
 from engram_worker.core.index import VectorIndex
+from engram_worker.core.persistence import restore
+from engram_worker.core.recall import RecallQuery, nearest
 from engram_worker.core.snapshot import decode
-from engram_worker.core.state import RecallQuery, SpaceState
-from engram_worker.core.wal import position, stored_at
+from engram_worker.core.state import SpaceState
 from engram_worker.host import SpaceHost
+from engram_worker.positions import position, stored_at
 from engram_worker.snapshots import SnapshotStore
 
 HERE = Path(__file__).resolve().parent
@@ -862,7 +864,7 @@ def fold_callback(state: SpaceState, count: int) -> tuple[Callback, asyncio.Even
         state.apply_message(verb, msg.data, seq, stored_at(stamp))
         folded += 1
         if folded % 4096 == 0:
-            state._pending.clear()  # index inserts are not part of the fold
+            state.indexing.pending.clear()  # index inserts are not part of the fold
         if folded >= count:
             done.set()
 
@@ -940,8 +942,10 @@ async def serve_again(
     seconds = time.perf_counter() - t0
     cpu_s = time.process_time() - c0
     if not results or host.state.applied_seq < last:
-        raise RuntimeError(f"{host.space}: no answer at seq {last} ({host.recovery})")
-    return Recovered(round(seconds, 4), round(start_s, 4), round(cpu_s, 3), host.recovery)
+        raise RuntimeError(f"{host.space}: no answer at seq {last} ({host.snapshotter.recovery})")
+    return Recovered(
+        round(seconds, 4), round(start_s, 4), round(cpu_s, 3), host.snapshotter.recovery
+    )
 
 
 async def bench_recovery(
@@ -969,7 +973,7 @@ async def bench_recovery(
 
     _step("recovery: writing a snapshot")
     t0 = time.perf_counter()
-    header = await host.snapshot(origin="bench")
+    header = await host.snapshotter.snapshot(origin="bench")
     out["snapshot_write_s"] = round(time.perf_counter() - t0, 4)
     info = await store.info(rec.id)
     out["snapshot_bytes"] = None if info is None else info.size
@@ -1121,7 +1125,7 @@ def spreading_reach(cfg: Config, state: SpaceState, data: Dataset) -> dict[str, 
     reached: list[int] = []
     by_hop = Counter[int]()
     for cue in data.queries:
-        seeds = state._nearest(cue, max(query.seed_k, query.k), None)
+        seeds = nearest(state, cue, max(query.seed_k, query.k), None)
         found = spread(
             {key: min(max(sim, 0.0), 1.0) for key, sim in seeds.items()},
             graph.neighbours,
@@ -1160,7 +1164,8 @@ async def restore_breakdown(
     t3 = time.perf_counter()
     state = SpaceState(rec, get_embedder(rec.embedder, rec.dim))
     head = snap.header
-    state.restore(
+    restore(
+        state,
         snap.records,
         index,
         applied_seq=head.applied_seq,
@@ -1643,7 +1648,7 @@ def render_recovery(rec: dict[str, Any]) -> list[str]:
         row("  usearch Index.restore", parts["index_from_bytes_s"]),
         row("  SpaceState.restore", parts["state_restore_s"]),
         row(
-            "snapshot write (host.snapshot())",
+            "snapshot write (host.snapshotter.snapshot())",
             rec["snapshot_write_s"],
             f"{size / 1e6:,.1f} MB, seq {rec['snapshot_seq']}, {rec['snapshot_memories']} memories",
         ),

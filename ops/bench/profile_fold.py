@@ -32,7 +32,8 @@ from engram_contract.embedders import get_embedder
 from engram_contract.messages import SpaceRecord
 from engram_contract.subjects import command_verb, stream_name
 from engram_worker.core.state import SpaceState
-from engram_worker.core.wal import decode, decode_command, fast_decode, position, stored_at
+from engram_worker.core.wal import decode, decode_command, fast_decode
+from engram_worker.positions import position, stored_at
 
 
 def messages(n: int, dim: int) -> list[Msg]:
@@ -54,7 +55,7 @@ def fold(record: SpaceRecord, msgs: list[Msg]) -> SpaceState:
         verb = command_verb(msg.subject)
         state.apply_message(verb, msg.data, seq, stored_at(stamp))
         if i % 4096 == 0:
-            state._pending.clear()
+            state.indexing.pending.clear()
     return state
 
 

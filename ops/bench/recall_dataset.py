@@ -41,7 +41,9 @@ from engram_contract.messages import (
     encode_embedding,
 )
 from engram_worker.core.activation import spread
-from engram_worker.core.state import RecallQuery, Rejected, SpaceState
+from engram_worker.core.events import Rejected
+from engram_worker.core.recall import RecallQuery
+from engram_worker.core.state import SpaceState
 
 SPACE = "quality"
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)

@@ -167,7 +167,7 @@ async def test_the_semantic_memory_survives_restarts_from_snapshot_and_from_the_
 
         second = await workers()
         await check_semantic(client, space_id, sem_id)
-        assert second.hosts[space_id].recovery.startswith("restored from snapshot")
+        assert second.hosts[space_id].snapshotter.recovery.startswith("restored from snapshot")
         assert (await consolidate_over_http(client, space_id))["groups"] == []
         await second.stop()
 
@@ -176,7 +176,7 @@ async def test_the_semantic_memory_survives_restarts_from_snapshot_and_from_the_
         await snapshots.erase(space_id)
         third = await workers()
         await check_semantic(client, space_id, sem_id)
-        assert "replayed the WAL" in third.hosts[space_id].recovery
+        assert "replayed the WAL" in third.hosts[space_id].snapshotter.recovery
         # a fresh worker knows what was consolidated from the WAL alone
         assert (await consolidate_over_http(client, space_id))["groups"] == []
         r = await client.get(f"/api/v1/spaces/{space_id}")

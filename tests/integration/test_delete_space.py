@@ -39,7 +39,7 @@ async def test_delete_space_erases_it_and_frees_the_id(
         assert r.status_code == 202
     for space in (doomed, bystander):
         assert (await client.get(f"/api/v1/spaces/{space}")).json()["memories"] == 20
-        await worker.hosts[space].snapshot()  # the content is in a snapshot too
+        await worker.hosts[space].snapshotter.snapshot()  # the content is in a snapshot too
     assert await worker.snapshots.info(doomed) is not None
     await wait_on_disk(nats_server.store_dir, f"{doomed} {marker}".encode())
 

@@ -218,13 +218,13 @@ async def test_ready_fails_while_a_space_is_stuck_behind(
     await eventually(lambda: _applied(worker, space_id, seq))
     host = worker.hosts[space_id]
     # what a stuck fold looks like from outside: messages pending, nothing folded
-    host.stream_last = host.state.applied_seq + 5
+    host.wal.stream_last = host.state.applied_seq + 5
     async with httpx.AsyncClient(timeout=10) as http:
         ready = await http.get(worker_url(worker, "/ready"))
         assert ready.status_code == 200, ready.text  # behind, but moving a moment ago
         assert ready.json()["behind"][space_id] == 5
         assert ready.json()["stuck"] == {}
-        host.progress_at -= worker.settings.stuck_after + 1
+        host.wal.progress_at -= worker.settings.stuck_after + 1
         ready = await http.get(worker_url(worker, "/ready"))
         assert ready.status_code == 503, ready.text
         body = ready.json()
@@ -260,3 +260,23 @@ async def test_deleting_a_space_removes_its_series(
     samples = await eventually(gone)
     assert kept in spaces_in(samples)
     assert value(samples, "engram_memories", memory_space=kept) == 1
+
+
+async def test_worker_health_fails_once_its_nats_connection_is_closed(
+    workers: Callable[..., Any],
+) -> None:
+    """/health means the worker can serve: 200 while its NATS connection and its
+    subscriptions are up, 503 saying why once the connection is gone."""
+    worker: Worker = await workers(metrics_port=free_port())
+    async with httpx.AsyncClient(timeout=10) as http:
+        health = await http.get(worker_url(worker, "/health"))
+        assert health.status_code == 200, health.text
+        assert health.json() == {"status": "ok"}
+        await worker.nc.close()
+        health = await http.get(worker_url(worker, "/health"))
+        assert health.status_code == 503, health.text
+        body = health.json()
+        assert body["status"] == "unhealthy"
+        assert "not connected to NATS" in body["problems"]
+    await worker.stop()
+    worker.hosts.clear()

@@ -45,17 +45,19 @@ async def test_restart_restores_the_snapshot_then_tails_newer_messages(
     seq = await publish_remembers(nc, space_id, range(300))
     first = await workers()
     before = {i: await similar_ids_over_nats(nc, space_id, i, seq) for i in (0, 150, 299)}
-    header = await first.hosts[space_id].snapshot()
+    header = await first.hosts[space_id].snapshotter.snapshot()
     assert (header.applied_seq, header.memories) == (300, 300)
     await first.stop()  # nothing changed since: no second snapshot
 
     seq = await publish_remembers(nc, space_id, range(300, 350))  # written while no worker runs
     second = await workers()
     host = second.hosts[space_id]
-    assert host.recovery.startswith("restored from snapshot at seq 300"), host.recovery
+    assert host.snapshotter.recovery.startswith("restored from snapshot at seq 300"), (
+        host.snapshotter.recovery
+    )
     stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert (stats["memories"], stats["applied_seq"], stats["snapshot_seq"]) == (350, 350, 300)
-    assert stats["recovery"] == host.recovery
+    assert stats["recovery"] == host.snapshotter.recovery
     for i, ids in before.items():
         assert await similar_ids_over_nats(nc, space_id, i, seq) == ids
     assert (await similar_ids_over_nats(nc, space_id, 333, seq))[0] == "m333"
@@ -93,7 +95,7 @@ async def test_damaged_snapshot_means_a_full_replay(
     seq = await publish_remembers(nc, space_id, range(100))
     w = await workers()
     await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
-    await w.hosts[space_id].snapshot()
+    await w.hosts[space_id].snapshotter.snapshot()
     await w.stop()
     snapshots = await store(nc)
     loaded = await snapshots.load(space_id)
@@ -109,7 +111,9 @@ async def test_damaged_snapshot_means_a_full_replay(
 
     again = await workers()
     host = again.hosts[space_id]
-    assert "replayed the WAL" in host.recovery and "snapshot" in host.recovery, host.recovery
+    assert (
+        "replayed the WAL" in host.snapshotter.recovery and "snapshot" in host.snapshotter.recovery
+    ), host.snapshotter.recovery
     stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert stats["memories"] == 100
     assert (await similar_ids_over_nats(nc, space_id, 42, seq))[0] == "m42"
@@ -125,7 +129,7 @@ async def test_a_snapshot_of_another_space_is_not_used(
     seq_b = await publish_remembers(nc, b, range(100, 110))
     w = await workers()
     await query_over_nats(nc, a, "stats", {"min_seq": seq_a})
-    await w.hosts[a].snapshot()
+    await w.hosts[a].snapshotter.snapshot()
     await w.stop()
     snapshots = await store(nc)
     loaded = await snapshots.load(a)
@@ -133,7 +137,7 @@ async def test_a_snapshot_of_another_space_is_not_used(
     await snapshots.save(b, [loaded[1]], {})  # a's state under b's name
 
     again = await workers()
-    assert "earlier space" in again.hosts[b].recovery
+    assert "earlier space" in again.hosts[b].snapshotter.recovery
     stats = await query_over_nats(nc, b, "stats", {"min_seq": seq_b})
     assert stats["memories"] == 10
     assert await similar_ids_over_nats(nc, b, 5, seq_b) != []
@@ -175,7 +179,7 @@ async def test_a_forgotten_memory_leaves_the_snapshot_and_its_vector_too(
     )
     w = await workers(snapshot_forget_delay=0.2)
     await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
-    await w.hosts[space_id].snapshot()
+    await w.hosts[space_id].snapshotter.snapshot()
     snap = await w.snapshots.load(space_id)
     assert snap is not None and marker.encode() in bytes(snap[1])
     secret_vector = np.asarray(random_unit(DIM, 10), dtype=np.float32).tobytes()
@@ -196,7 +200,9 @@ async def test_a_forgotten_memory_leaves_the_snapshot_and_its_vector_too(
 
     await w.stop()
     again = await workers()
-    assert again.hosts[space_id].recovery.startswith(f"restored from snapshot at seq {ack.seq}")
+    assert again.hosts[space_id].snapshotter.recovery.startswith(
+        f"restored from snapshot at seq {ack.seq}"
+    )
     assert "m10" not in await similar_ids_over_nats(nc, space_id, 10, ack.seq, k=11)
     assert not files_containing(nats_server.store_dir, marker.encode())
 
@@ -217,7 +223,7 @@ async def test_forgotten_stays_forgotten_across_nats_and_worker_restarts(
         w = Worker(worker_settings(server.url, snapshot_forget_delay=0.2))
         await w.start()
         await query_over_nats(conn, space, "stats", {"min_seq": 6})
-        await w.hosts[space].snapshot()
+        await w.hosts[space].snapshotter.snapshot()
         cmd = {"schema_version": 1, "command_id": "forget-1", "memory_id": "m5"}
         ack = await conn.jetstream().publish(f"spaces.{space}.forget", json.dumps(cmd).encode())
         await wait_gone_from_disk(server.store_dir, marker.encode())

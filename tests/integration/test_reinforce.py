@@ -97,7 +97,7 @@ async def test_the_recall_count_survives_worker_restarts(
 
         second = await workers()
         assert await memory(client, space_id, "a") == before
-        assert second.hosts[space_id].recovery.startswith("restored from snapshot")
+        assert second.hosts[space_id].snapshotter.recovery.startswith("restored from snapshot")
         await second.stop()
 
         snapshots = SnapshotStore(nc.jetstream())
@@ -105,7 +105,7 @@ async def test_the_recall_count_survives_worker_restarts(
         await snapshots.erase(space_id)
         third = await workers()
         assert await memory(client, space_id, "a") == before
-        assert "replayed the WAL" in third.hosts[space_id].recovery
+        assert "replayed the WAL" in third.hosts[space_id].snapshotter.recovery
         assert (await memory(client, space_id, "b"))["recalls"] == 0
 
 
@@ -149,7 +149,7 @@ async def test_recall_bookkeeping_alone_does_not_snapshot_every_interval(
         host = w.hosts[space_id]
 
         async def snapshotted(seq: int) -> int | None:
-            return host.snapshot_seq if host.snapshot_seq >= seq else None
+            return host.snapshotter.snapshot_seq if host.snapshotter.snapshot_seq >= seq else None
 
         first = await eventually(lambda: snapshotted(host.state.applied_seq))
         await recall(client, space_id, basis(0))
@@ -167,9 +167,13 @@ async def test_recall_bookkeeping_alone_does_not_snapshot_every_interval(
 
             async def clock_snapshotted(seq: int = seq) -> int | None:
                 other = w.hosts.get(clock)
-                return other.snapshot_seq if other and other.snapshot_seq >= seq else None
+                return (
+                    other.snapshotter.snapshot_seq
+                    if other and other.snapshotter.snapshot_seq >= seq
+                    else None
+                )
 
             await eventually(clock_snapshotted)
-        assert host.snapshot_seq == first  # the reinforce waits
+        assert host.snapshotter.snapshot_seq == first  # the reinforce waits
         await store_vectors(client, space_id, {"c": basis(2)})
         assert await eventually(lambda: snapshotted(reinforced + 1)) > reinforced

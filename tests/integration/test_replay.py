@@ -57,7 +57,7 @@ async def test_replay_rebuilds_and_the_worker_serves_the_rebuilt_state(
     assert reloaded.worker == w.settings.worker_id
     assert "written by replay" in reloaded.recovery
     assert (reloaded.applied_seq, reloaded.memories) == (seq, 199)
-    assert "written by replay" in w.hosts[space_id].recovery
+    assert "written by replay" in w.hosts[space_id].snapshotter.recovery
 
     assert await similar_ids_over_nats(nc, space_id, 77, seq) == before
     stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})

@@ -45,6 +45,8 @@ IMPURE = frozenset(
     {"nats", "asyncio", "litestar", "httpx", "uvicorn", "faststream", "time", "random"}
 )
 CORE = "engram_worker.core"
+#: calls that read the clock or draw unseeded randomness without importing time/random
+CLOCK_OR_UNSEEDED = ("datetime.now", "datetime.utcnow", "date.today", "default_rng()")
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,6 @@ def test_nothing_that_ships_or_ops_imports_the_tests() -> None:
     assert not offending, "the test tree is imported by:\n" + "\n".join(offending)
 
 
-@pytest.mark.xfail(strict=True, reason="core still imports nats; fixed by the core split")
 def test_the_worker_core_is_pure() -> None:
     core = [s for s in SOURCES if s.module == CORE or s.module.startswith(f"{CORE}.")]
     offending = [str(imp) for source in core for imp in source.imports if imp.top in IMPURE]
@@ -151,3 +152,14 @@ def test_the_worker_core_is_pure() -> None:
         f"{CORE} must not import {sorted(IMPURE)} (no I/O, event loop, clock or "
         "unseeded randomness):\n" + "\n".join(offending)
     )
+
+
+def test_the_worker_core_reads_no_clock_and_draws_no_unseeded_randomness() -> None:
+    offending = [
+        f"{source.path} calls {call}"
+        for source in SOURCES
+        if source.module == CORE or source.module.startswith(f"{CORE}.")
+        for call in CLOCK_OR_UNSEEDED
+        if call in (ROOT / source.path).read_text(encoding="utf-8")
+    ]
+    assert not offending, "adapters pass times in and RNGs are seeded:\n" + "\n".join(offending)

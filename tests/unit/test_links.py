@@ -13,7 +13,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engram_worker.core.state import Linked, Rejected, SpaceState
+from engram_worker.core.events import Linked, Rejected
+from engram_worker.core.state import SpaceState
 from tests.helpers import EPOCH, basis_array, broker_time, empty_state, json_bytes, remember_body
 
 DIM = 8
@@ -38,7 +39,7 @@ def forget(memory_id: str) -> bytes:
 
 def edges(state: SpaceState) -> dict[tuple[str, str], tuple[float, str, bool]]:
     """Every edge by the ids it joins (sorted), as (weight, kind, explicit)."""
-    by_key = {r.key: r.id for r in state._by_id.values()}
+    by_key = {r.key: r.id for r in state.records.by_id.values()}
     out = {}
     for a, b, w, kind, explicit in state.graph.edges():
         pair = tuple(sorted((by_key[a], by_key[b])))
@@ -145,7 +146,7 @@ def test_explicit_links_set_the_weight_and_unknown_ids_are_rejected() -> None:
             broker_time(seq),
         )
     event = state.apply_message("link", link("a", "b", 0.8, "causes"), 3, broker_time(3))
-    assert isinstance(event, Linked) and (event.weight, event.kind) == (0.8, "causes")
+    assert isinstance(event, Linked) and (event.weight, event.link_kind) == (0.8, "causes")
     assert json.loads(event.message("alpha").model_dump_json())["source"] == "a"
     assert edges(state) == {("a", "b"): (0.8, "causes", True)}
     state.apply_message("link", link("b", "a", 0.3), 4, broker_time(4))

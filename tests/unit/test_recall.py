@@ -18,15 +18,12 @@ from engram_contract.messages import (
     RecallRequest,
     SpaceRecord,
 )
+from engram_worker.core.consolidation import consolidated_id, consolidation_groups
+from engram_worker.core.events import Activated, Consolidated, Rejected
 from engram_worker.core.index import VectorIndex
-from engram_worker.core.state import (
-    Activated,
-    Consolidated,
-    RecallQuery,
-    Rejected,
-    SpaceState,
-    consolidated_id,
-)
+from engram_worker.core.persistence import capture, restore
+from engram_worker.core.recall import RecallQuery
+from engram_worker.core.state import SpaceState
 from tests.helpers import EPOCH, SPACE, basis_array, broker_time, json_bytes, remember_body
 
 DIM = 16
@@ -311,16 +308,16 @@ def test_consolidation_groups_dense_clusters_only() -> None:
     first = cluster(wal, "a", 0, 4)
     second = cluster(wal, "b", 4, 3)
     wal.remember("lone", basis_array(DIM, 10))
-    groups = wal.state.consolidation_groups(ConsolidationSettings())
+    groups = consolidation_groups(wal.state, ConsolidationSettings())
     assert [members for _, members in groups] == [sorted(first), sorted(second)]
     assert [mid for mid, _ in groups] == [consolidated_id(SPACE, m) for _, m in groups]
-    assert wal.state.consolidation_groups(ConsolidationSettings(min_size=5)) == []
+    assert consolidation_groups(wal.state, ConsolidationSettings(min_size=5)) == []
 
 
 def test_consolidate_makes_a_semantic_memory_linked_to_its_members() -> None:
     wal = Wal(state_of(LinkSettings(temporal_window_s=0.0, semantic_threshold=0.5)))
     members = cluster(wal, "a", 0, 4)
-    [(memory_id, planned)] = wal.state.consolidation_groups(ConsolidationSettings())
+    [(memory_id, planned)] = consolidation_groups(wal.state, ConsolidationSettings())
     event = wal.consolidate(memory_id, planned)
     assert isinstance(event, Consolidated) and event.members == members
     rec = wal.state.get(memory_id)
@@ -337,7 +334,7 @@ def test_consolidate_makes_a_semantic_memory_linked_to_its_members() -> None:
     [top] = wal.state.recall(mixed(0, 1, 0.075), 1, query("similarity", k=1))
     assert top.memory.id == memory_id and top.memory.kind == "semantic"
     # consolidated members are not planned again
-    assert wal.state.consolidation_groups(ConsolidationSettings()) == []
+    assert consolidation_groups(wal.state, ConsolidationSettings()) == []
 
 
 def test_consolidate_skips_forgotten_members_and_needs_two() -> None:
@@ -365,14 +362,15 @@ def test_consolidate_command_is_validated() -> None:
 def test_semantic_memory_and_access_counts_survive_a_snapshot() -> None:
     wal = Wal(state_of(LinkSettings(temporal_window_s=0.0, semantic_threshold=0.5)))
     cluster(wal, "a", 0, 3)
-    [(memory_id, members)] = wal.state.consolidation_groups(ConsolidationSettings())
+    [(memory_id, members)] = consolidation_groups(wal.state, ConsolidationSettings())
     wal.consolidate(memory_id, members)
     wal.reinforce("a0", memory_id)
     state = wal.state
     state.flush()
     restored = state_of(LinkSettings(temporal_window_s=0.0, semantic_threshold=0.5))
-    restored.restore(
-        state.capture(),
+    restore(
+        restored,
+        capture(state),
         VectorIndex.from_bytes(state.index.to_bytes(), DIM, "cos"),
         applied_seq=state.applied_seq,
         next_key=state.next_key,

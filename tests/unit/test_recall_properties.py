@@ -35,16 +35,12 @@ from hypothesis import strategies as st
 from engram_contract.embedders import HashNgramEmbedder
 from engram_contract.messages import LinkSettings, RecallMode, RecallResult, SpaceRecord
 from engram_worker.core.activation import SpreadParams
+from engram_worker.core.events import Activated, Consolidated, Forgotten, Stored
 from engram_worker.core.index import VectorIndex
+from engram_worker.core.persistence import capture, restore
+from engram_worker.core.recall import RecallQuery, memory_retention
 from engram_worker.core.snapshot import SnapshotHeader, decode, encode
-from engram_worker.core.state import (
-    Activated,
-    Consolidated,
-    Forgotten,
-    RecallQuery,
-    SpaceState,
-    Stored,
-)
+from engram_worker.core.state import SpaceState
 from tests.helpers import EPOCH, live_records
 
 DIM = 6
@@ -258,7 +254,7 @@ def snapshot_and_restore(state: SpaceState) -> SpaceState:
     """A fresh state restored from a snapshot of ``state``, written and read the way
     the host does (capture, serialise, checksum, decode, restore)."""
     state.flush()
-    records = state.capture()
+    records = capture(state)
     header = SnapshotHeader(
         space=state.space,
         space_created_at=EPOCH,
@@ -275,7 +271,8 @@ def snapshot_and_restore(state: SpaceState) -> SpaceState:
     )
     snap = decode(b"".join(encode(header, records, state.index.to_bytes())))
     restored = fresh(state.space)
-    restored.restore(
+    restore(
+        restored,
         snap.records,
         VectorIndex.from_bytes(snap.index, DIM, state.metric),
         applied_seq=snap.header.applied_seq,
@@ -519,13 +516,15 @@ def test_a_reinforce_never_lowers_retention(history: History) -> None:
     reinforced = 0
     for msg in render(history, "a"):
         at = msg.at.timestamp()
-        before = {r.id: [state.retention(r, at + p) for p in probes] for r in live_records(state)}
+        before = {
+            r.id: [memory_retention(state, r, at + p) for p in probes] for r in live_records(state)
+        }
         event = state.apply_message(msg.verb, msg.data, msg.seq, msg.at)
         if not isinstance(event, Activated):
             continue
         reinforced += len(event.memory_ids)
         for rec in live_records(state):
-            now = [state.retention(rec, at + p) for p in probes]
+            now = [memory_retention(state, rec, at + p) for p in probes]
             assert all(0.0 <= x <= 1.0 for x in now)
             if rec.id in event.memory_ids:
                 assert all(x >= y for x, y in zip(now, before[rec.id], strict=True))

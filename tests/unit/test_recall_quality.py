@@ -56,7 +56,7 @@ def test_the_data_set_hides_the_answers_from_the_cue(
     graph = state.graph
     # exact similarities (the HNSW index is approximate, and built in parallel)
     records = live_records(state)
-    vectors = np.stack([state.vector_of(r) for r in records])  # type: ignore[misc]
+    vectors = np.stack([state.indexing.vector(r.key) for r in records])  # type: ignore[misc]
     for question in ds.questions:
         sims = state.index.similarities(question.cue, vectors)
         assert records[int(np.argmax(sims))].id == question.bridge

@@ -18,20 +18,13 @@ MAX_METHODS = 15
 #: a file (path from the repository root) or a class (module.Class) allowed to be too
 #: big for now, and why
 TOO_BIG: dict[str, str] = {
-    "services/worker/engram_worker/core/state.py": "the fold, the index and recall in one "
-    "module; being split by the core restructuring",
-    "services/worker/engram_worker/worker.py": "consumers, hosting and queries in one "
-    "module; being split by the worker restructuring",
-    "services/worker/engram_worker/host.py": "hosting, snapshots and consolidation of a "
-    "space in one module; being split by the worker restructuring",
-    "engram_worker.core.state.SpaceState": "the fold, recall, paging and snapshots of a "
-    "space; being split by the core restructuring",
-    "engram_worker.worker.Worker": "the worker's consumers, hosting and query handlers; "
-    "being split by the worker restructuring",
-    "engram_worker.host.SpaceHost": "a hosted space's fold loop, snapshots, erasure and "
-    "consolidation; being split by the worker restructuring",
-    "engram_worker.core.index.VectorIndex": "the usearch index with its key bookkeeping "
-    "and scrubbing; being reviewed by the core restructuring",
+    "engram_worker.core.state.SpaceState": "the fold's one entry point per concern "
+    "(apply, recall, page, stats) over the parts it composes (records, indexing, links, "
+    "graph); 11 methods plus __init__, __len__ and four read-only properties",
+    "engram_worker.worker.Worker": "the composition root: start/stop, the query "
+    "subscription, hosting spaces as the registry changes, the probes' answers",
+    "engram_worker.core.index.VectorIndex": "the usearch index with its key bookkeeping, "
+    "scrubbing and the metric's similarity functions",
     "engram_client.http_transport.HttpTransport": "the SDK's public surface over HTTP: "
     "one method per verb (remember, recall, get, list, forget, link, events, spaces…) plus "
     "open and close; splitting it would split the interface agents call",

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engram_worker.core.index import VectorIndex
+from engram_worker.core.persistence import capture, restore
 from engram_worker.core.snapshot import (
     FORMAT,
     MAGIC,
@@ -116,7 +117,7 @@ def header_of(state: SpaceState, **changes: Any) -> SnapshotHeader:
 def write(state: SpaceState, **header_changes: Any) -> bytes:
     """A snapshot of ``state`` as the host writes one (this scrubs ``state``'s index)."""
     state.flush()
-    records = state.capture()
+    records = capture(state)
     state.index.scrub()
     index = state.index.to_bytes()
     return b"".join(encode(header_of(state, **header_changes), records, index))
@@ -127,7 +128,8 @@ def load(data: bytes) -> SpaceState:
     snap = decode(data)
     state = empty_state(DIM)
     index = VectorIndex.from_bytes(snap.index, state.dim, state.metric)
-    state.restore(
+    restore(
+        state,
         snap.records,
         index,
         applied_seq=snap.header.applied_seq,
@@ -418,7 +420,8 @@ def test_restore_refuses_a_state_that_is_not_fresh() -> None:
     snap = decode(data)
     used = replay([("remember", remember_body("already here", memory_id="x"), 1)])
     with pytest.raises(AssertionError, match="fresh"):
-        used.restore(
+        restore(
+            used,
             snap.records,
             VectorIndex.from_bytes(snap.index, DIM, "cos"),
             applied_seq=snap.header.applied_seq,
@@ -770,7 +773,8 @@ def test_a_refused_snapshot_leaves_the_fresh_state_untouched(snapshot: bytes) ->
     state = empty_state(DIM)
     snap = decode(reencode(header, records, index))
     with pytest.raises(SnapshotInvalid):
-        state.restore(
+        restore(
+            state,
             snap.records,
             VectorIndex.from_bytes(snap.index, DIM, "cos"),
             applied_seq=snap.header.applied_seq,
@@ -831,7 +835,7 @@ def test_forgotten_and_replaced_vectors_leave_no_trace_in_the_index_bytes() -> N
         assert top.similarity == pytest.approx(1.0)
         rec = state.get(memory_id)
         assert rec is not None
-        vec = state.vector_of(rec)
+        vec = state.indexing.vector(rec.key)
         assert vec is not None and np.array_equal(vec, marked(kept))
     for gone in (1, 4):
         assert f"m{gone}" not in recall_all(state, marked(gone))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engram_contract.messages import MemoryStored, encode_embedding
-from engram_worker.core.state import Forgotten, Rejected, SpaceState, Stored
+from engram_worker.core.events import Forgotten, Rejected, Stored
+from engram_worker.core.state import SpaceState
 from tests.helpers import (
     EPOCH,
     SPACE,
@@ -202,11 +203,11 @@ def test_replacing_after_the_old_version_was_indexed(state: SpaceState) -> None:
 def test_replacing_while_a_flush_batch_is_in_flight(state: SpaceState) -> None:
     stored(state, remember_body("old", memory_id="m1", embedding=basis_array(DIM, 0)), 1)
     stored(state, remember_body("other", memory_id="m2", embedding=basis_array(DIM, 4)), 2)
-    batch = state.take_flush()
+    batch = state.indexing.take()
     assert batch is not None
     # The fold goes on while the batch is being inserted (in a thread, in the worker).
     stored(state, remember_body("new", memory_id="m1", embedding=basis_array(DIM, 1)), 3)
-    state.run_flush(batch)
+    state.indexing.run(batch)
 
     results = state.recall(basis_array(DIM, 0), 10)
     assert sorted(r.memory.id for r in results) == ["m1", "m2"]
@@ -221,11 +222,11 @@ def test_replacing_while_a_flush_batch_is_in_flight(state: SpaceState) -> None:
 
 def test_replacing_twice_while_in_flight_keeps_only_the_last(state: SpaceState) -> None:
     stored(state, remember_body("v1", memory_id="m1", embedding=basis_array(DIM, 0)), 1)
-    batch = state.take_flush()
+    batch = state.indexing.take()
     assert batch is not None
     stored(state, remember_body("v2", memory_id="m1", embedding=basis_array(DIM, 1)), 2)
     stored(state, remember_body("v3", memory_id="m1", embedding=basis_array(DIM, 2)), 3)
-    state.run_flush(batch)
+    state.indexing.run(batch)
     for axis in range(3):
         results = state.recall(basis_array(DIM, axis), 10)
         assert [(r.memory.id, r.memory.content) for r in results] == [("m1", "v3")]
@@ -235,20 +236,20 @@ def test_replacing_twice_while_in_flight_keeps_only_the_last(state: SpaceState) 
 def test_embedding_is_visible_while_its_batch_is_in_flight(state: SpaceState) -> None:
     vec = np.arange(DIM, dtype=np.float32)
     stored(state, remember_body("x", memory_id="m1", embedding=vec), 1)
-    batch = state.take_flush()
+    batch = state.indexing.take()
     assert batch is not None
     rec = state.get("m1")
     assert rec is not None
     np.testing.assert_array_equal(state.to_memory(rec, include_embedding=True).embedding, vec)
-    state.run_flush(batch)
+    state.indexing.run(batch)
 
 
 def test_memory_stored_while_a_batch_is_in_flight_is_recalled(state: SpaceState) -> None:
     stored(state, remember_body("first", memory_id="m1", embedding=basis_array(DIM, 0)), 1)
-    batch = state.take_flush()
+    batch = state.indexing.take()
     assert batch is not None
     stored(state, remember_body("second", memory_id="m2", embedding=basis_array(DIM, 1)), 2)
-    state.run_flush(batch)
+    state.indexing.run(batch)
     assert recall_ids(state, basis_array(DIM, 1), 1) == ["m2"]
     assert recall_ids(state, basis_array(DIM, 0), 1) == ["m1"]
 

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engram_contract.messages import encode_embedding
-from engram_worker.core.state import Rejected, SpaceState, Stored
+from engram_worker.core.events import Rejected, Stored
+from engram_worker.core.state import SpaceState
 from tests.helpers import broker_time, empty_state, live_ids, live_records
 
 DIM = 8
@@ -211,12 +212,12 @@ def test_replacements_during_in_flight_flushes_never_resurface(
     for msg in log:
         state.apply_message(msg.verb, msg.data, msg.seq, broker_time(msg.seq))
         if batch is None and data.draw(st.booleans(), label="take"):
-            batch = state.take_flush()
+            batch = state.indexing.take()
         elif batch is not None and data.draw(st.booleans(), label="run"):
-            state.run_flush(batch)
+            state.indexing.run(batch)
             batch = None
     if batch is not None:
-        state.run_flush(batch)
+        state.indexing.run(batch)
     reference = replay(log)
     assert snapshot(state) == snapshot(reference)
     newest = {rec.id: rec.seq for rec in live_records(reference)}

@@ -32,9 +32,8 @@ from engram_worker.core.wal import (
     decode_command,
     fast_decode,
     from_model,
-    position,
-    stored_at,
 )
+from engram_worker.positions import position, stored_at
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -53,6 +53,7 @@ _REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"embedding:|centroid cannot be stored"), "bad_vector"),
     (re.compile(r"does not exist in space|members exist in space"), "unknown_memory"),
     (re.compile(r"^invalid message"), "invalid"),
+    (re.compile(r"^internal error"), "internal"),  # a bug in the fold, not the message
 )
 
 

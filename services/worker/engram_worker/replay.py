@@ -29,10 +29,11 @@ from engram_contract.subjects import RELOAD_SUBJECT, command_verb, stream_name, 
 from engram_nats.connection import gather
 from engram_nats.consumers import close_consumer, delete_msg
 from engram_nats.registry import SpaceRegistry
-from engram_worker.core.state import Consolidated, Forgotten, SpaceState, Stored
-from engram_worker.core.wal import position, stored_at
-from engram_worker.host import snapshot_header, write_snapshot
+from engram_worker.core.persistence import capture
+from engram_worker.core.state import SpaceState
+from engram_worker.positions import position, stored_at
 from engram_worker.snapshots import SnapshotStore
+from engram_worker.snapshotter import snapshot_header, write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,8 @@ async def fold_stream(
             return
         verb = command_verb(msg.subject)
         event = state.apply_message(verb, msg.data, seq, stored_at(stamp))
-        if to_erase is not None:
-            if isinstance(event, Stored | Consolidated) and event.replaced_seq is not None:
-                to_erase.append(event.replaced_seq)
-            elif isinstance(event, Forgotten) and event.erased_seq is not None:
-                to_erase.append(event.erased_seq)
+        if to_erase is not None and event is not None and event.erases is not None:
+            to_erase.append(event.erases)
         folded += 1
         if progress is not None and folded % 1000 == 0:
             progress("fold", seq - first + 1, total)
@@ -155,10 +153,10 @@ async def build_index(state: SpaceState, batch_size: int, progress: Progress | N
     total = state.pending
     done = 0
     while True:
-        batch = state.take_flush(batch_size)
+        batch = state.indexing.take(batch_size)
         if batch is None:
             break
-        await asyncio.to_thread(state.run_flush, batch)
+        await asyncio.to_thread(state.indexing.run, batch)
         done += len(batch.keys)
         if progress is not None:
             progress("index", done, total)
@@ -221,7 +219,7 @@ async def replay(
     if not dry_run:
         t0 = time.perf_counter()
         state.flush()
-        records = state.capture()
+        records = capture(state)
         await asyncio.to_thread(state.index.scrub)
         index_bytes = await asyncio.to_thread(state.index.to_bytes)
         # a forget the hosting worker has not folded yet would otherwise never be

@@ -72,14 +72,16 @@ class VectorIndex:
         usearch's ``remove`` only unmaps a key: the vector stays in its slot (and in
         ``save()``'s bytes) until an insert reuses the slot. Inserting random scratch
         vectors into every free slot and removing them again leaves no forgotten
-        vector in memory or in a snapshot.
+        vector in memory or in a snapshot. The scratch vectors are seeded (by how
+        many there are): the same state scrubs to the same bytes, replicas and
+        replays alike.
         """
         if not self._dirty:
             return 0
         free = int(self._index.stats.nodes) - len(self._index)
         if free > 0:
             keys = np.arange(_SCRUB_KEYS, _SCRUB_KEYS + free, dtype=np.uint64)
-            noise = np.random.default_rng().standard_normal((free, self.dim)).astype(np.float32)
+            noise = np.random.default_rng(free).standard_normal((free, self.dim)).astype(np.float32)
             self._index.add(keys, noise, threads=0)
             self._index.remove(keys)
         self._dirty = False

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Final, Literal, cast
 
 import msgspec
 import numpy as np
 from msgspec import Meta
-from nats.errors import NotJSMessageError
 from pydantic import ValidationError
 
 from engram_contract.ids import MEMORY_ID_PATTERN
@@ -46,6 +47,8 @@ from engram_contract.messages import (
     ReinforceCommand,
     RememberCommand,
 )
+from engram_contract.subjects import CommandVerb
+from engram_contract.verbs import COMMANDS, CommandSpec
 
 
 class CommandRejected(ValueError):
@@ -61,6 +64,7 @@ class Remember(msgspec.Struct, gc=False):
     """A decoded ``remember`` command, as the fold uses it. (A msgspec struct: made
     once per WAL message, it costs a fifth of a dataclass and is not GC-tracked.)"""
 
+    verb: ClassVar[CommandVerb] = "remember"
     command_id: str
     memory_id: str | None
     content: str
@@ -74,11 +78,13 @@ class Remember(msgspec.Struct, gc=False):
 
 
 class Forget(msgspec.Struct, gc=False):
+    verb: ClassVar[CommandVerb] = "forget"
     command_id: str
     memory_id: str
 
 
 class Link(msgspec.Struct, gc=False):
+    verb: ClassVar[CommandVerb] = "link"
     command_id: str
     source: str
     target: str
@@ -87,11 +93,13 @@ class Link(msgspec.Struct, gc=False):
 
 
 class Reinforce(msgspec.Struct, gc=False):
+    verb: ClassVar[CommandVerb] = "reinforce"
     command_id: str
     memory_ids: list[str]
 
 
 class Consolidate(msgspec.Struct, gc=False):
+    verb: ClassVar[CommandVerb] = "consolidate"
     command_id: str
     memory_id: str
     members: list[str]
@@ -112,20 +120,9 @@ def _validation_reason(exc: ValidationError) -> str:
     return "invalid message: " + "; ".join(parts)
 
 
-_COMMANDS: dict[
-    str,
-    type[RememberCommand]
-    | type[ForgetCommand]
-    | type[LinkCommand]
-    | type[ReinforceCommand]
-    | type[ConsolidateCommand],
-] = {
-    "remember": RememberCommand,
-    "forget": ForgetCommand,
-    "link": LinkCommand,
-    "reinforce": ReinforceCommand,
-    "consolidate": ConsolidateCommand,
-}
+_SPECS: dict[str, CommandSpec] = {
+    str(v): s for v, s in COMMANDS.items()
+}  # looked up by a subject's token
 
 
 def wrong_space(memory_space_id: str | None, space: str) -> str | None:
@@ -140,11 +137,12 @@ def decode_command(verb: str, data: bytes, space: str | None = None) -> Command:
     """Decode one WAL message with the contract's models; raises
     :class:`CommandRejected` with a readable reason. ``space``: the space whose
     subject the message came on (``None``: not checked, for tools outside a space)."""
-    model = _COMMANDS.get(verb)
-    if model is None:
+    spec = _SPECS.get(verb)
+    if spec is None:
         raise CommandRejected(
-            f"unknown command {verb!r}; known commands: {', '.join(sorted(_COMMANDS))}"
+            f"unknown command {verb!r}; known commands: {', '.join(sorted(COMMANDS))}"
         )
+    model = spec.model
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, Unicode, huge ints, nesting
@@ -158,7 +156,7 @@ def decode_command(verb: str, data: bytes, space: str | None = None) -> Command:
             f"unsupported schema_version {doc.get('schema_version')!r}; expected 1", cid
         )
     try:
-        command = model.model_validate(doc)
+        command = cast(Command, model.model_validate(doc))
     except ValidationError as exc:
         raise CommandRejected(_validation_reason(exc), cid) from None
     except (ValueError, RecursionError) as exc:
@@ -168,26 +166,7 @@ def decode_command(verb: str, data: bytes, space: str | None = None) -> Command:
     return command
 
 
-def from_model(command: Command) -> Decoded:
-    if isinstance(command, ReinforceCommand):
-        return Reinforce(command_id=command.command_id, memory_ids=list(command.memory_ids))
-    if isinstance(command, ConsolidateCommand):
-        return Consolidate(
-            command_id=command.command_id,
-            memory_id=command.memory_id,
-            members=list(command.members),
-            history=command.history,
-        )
-    if isinstance(command, ForgetCommand):
-        return Forget(command_id=command.command_id, memory_id=command.memory_id)
-    if isinstance(command, LinkCommand):
-        return Link(
-            command_id=command.command_id,
-            source=command.source,
-            target=command.target,
-            weight=command.weight,
-            kind=command.kind,
-        )
+def _remember_of(command: RememberCommand) -> Remember:
     mem = command.memory
     return Remember(
         command_id=command.command_id,
@@ -198,6 +177,33 @@ def from_model(command: Command) -> Decoded:
         metadata=dict(mem.metadata),
         occurred_at=mem.occurred_at,
         vector=mem.vector(),
+        history=command.history,
+    )
+
+
+def _forget_of(command: ForgetCommand) -> Forget:
+    return Forget(command_id=command.command_id, memory_id=command.memory_id)
+
+
+def _link_of(command: LinkCommand) -> Link:
+    return Link(
+        command_id=command.command_id,
+        source=command.source,
+        target=command.target,
+        weight=command.weight,
+        kind=command.kind,
+    )
+
+
+def _reinforce_of(command: ReinforceCommand) -> Reinforce:
+    return Reinforce(command_id=command.command_id, memory_ids=list(command.memory_ids))
+
+
+def _consolidate_of(command: ConsolidateCommand) -> Consolidate:
+    return Consolidate(
+        command_id=command.command_id,
+        memory_id=command.memory_id,
+        members=list(command.members),
         history=command.history,
     )
 
@@ -324,55 +330,58 @@ def _fast_forget(data: bytes, space: str | None) -> Forget | None:
     return Forget(command_id=cmd.command_id, memory_id=cmd.memory_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Decoder:
+    """How one verb's WAL messages are decoded: ``fast`` (may only accept, see the
+    module doc; ``None``: no fast path) and ``of_model``, from the referee's model."""
+
+    of_model: Callable[[Any], Decoded]
+    fast: Callable[[bytes, str | None], Remember | Forget | None] | None = None
+
+
+#: the decoders' verbs table (the models come from :data:`engram_contract.verbs.COMMANDS`)
+DECODERS: Final[dict[CommandVerb, Decoder]] = {
+    "remember": Decoder(_remember_of, _fast_remember),
+    "forget": Decoder(_forget_of, _fast_forget),
+    "link": Decoder(_link_of),
+    "reinforce": Decoder(_reinforce_of),
+    "consolidate": Decoder(_consolidate_of),
+}
+
+
+_BY_NAME: dict[str, Decoder] = {
+    str(v): d for v, d in DECODERS.items()
+}  # looked up by a subject's token
+
+
+def from_model(command: Command) -> Decoded:
+    """The fold's form of a command the referee accepted."""
+    return DECODERS[command_verb_of(command)].of_model(command)
+
+
+def command_verb_of(command: Command) -> CommandVerb:
+    """The verb whose model ``command`` is."""
+    for verb, spec in COMMANDS.items():
+        if type(command) is spec.model:
+            return verb
+    raise TypeError(f"not a command model: {type(command).__name__}")
+
+
 def fast_decode(verb: str, data: bytes, space: str | None = None) -> Decoded | None:
     """The command if the fast path can vouch for it, else ``None``."""
-    if verb == "remember":
-        return _fast_remember(data, space)
-    if verb == "forget":
-        return _fast_forget(data, space)
-    return None
+    decoder = _BY_NAME.get(verb)
+    if decoder is None or decoder.fast is None:
+        return None
+    return decoder.fast(data, space)
 
 
 def decode(verb: str, data: bytes, space: str | None = None) -> Decoded:
     """Decode one WAL message of space ``space``'s subject; raises
     :class:`CommandRejected` with a readable reason, also when the message's
     ``memory_space_id`` names another space. (``space=None``: not checked, for
-    tools that decode outside a space.)"""
-    command: Decoded | None = (
-        _fast_remember(data, space)
-        if verb == "remember"
-        else _fast_forget(data, space)
-        if verb == "forget"
-        else None
-    )
+    tools that decode outside a space.) The fast path first, then the referee."""
+    command = fast_decode(verb, data, space)
     if command is None:
-        command = from_model(decode_command(verb, data, space))
+        model = decode_command(verb, data, space)
+        command = _BY_NAME[verb].of_model(model)
     return command
-
-
-# -- where a message sits in its stream -------------------------------------------
-
-
-def stored_at(timestamp_ns: int) -> datetime:
-    """A message's server timestamp (ns since the epoch) as a UTC datetime."""
-    return datetime.fromtimestamp(timestamp_ns / 1e9, UTC)
-
-
-def position(reply: str | None) -> tuple[int, int, int]:
-    """``(stream seq, timestamp in ns, messages pending after it)`` of a JetStream
-    message, from its reply subject: what ``msg.metadata`` gives, at a fifth of
-    the cost (the fold reads it for every message; a plain tuple, as even a
-    NamedTuple costs a third more).
-
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>``, or the
-    newer form with domain and account hash after ``ACK`` (and a token at the end).
-    """
-    tokens = reply.split(".") if reply else []
-    n = len(tokens)
-    if n < 9 or tokens[0] != "$JS" or tokens[1] != "ACK":
-        raise NotJSMessageError
-    if n == 9:
-        return int(tokens[5]), int(tokens[7]), int(tokens[8])
-    if n >= 11:
-        return int(tokens[7]), int(tokens[9]), int(tokens[10])
-    raise NotJSMessageError

@@ -1,0 +1,277 @@
+"""The worker's answers to a space's queries (``spaces.<id>.q.<name>``): one
+handler per :data:`~engram_contract.subjects.QueryName`, in :data:`QUERY_HANDLERS`.
+A handler gets the raw request and answers with the reply's bytes; a failure is
+an ``{"error": …}`` reply (:func:`answer`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Final, Protocol, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from engram_contract.messages import (
+    ConsolidateRequest,
+    ConsolidateResponse,
+    ExportRequest,
+    GetRequest,
+    GetResponse,
+    ListRequest,
+    ListResponse,
+    Memory,
+    RecallRequest,
+    RecallResponse,
+    StatsRequest,
+    StatsResponse,
+    error_reply,
+)
+from engram_contract.settings import WorkerSettings
+from engram_contract.subjects import QueryName
+from engram_worker.core.export import export_page, exported_json
+from engram_worker.core.recall import RecallQuery
+from engram_worker.core.records import StoredMemory
+from engram_worker.core.state import SpaceState
+from engram_worker.core.wal import wrong_space
+from engram_worker.host import SpaceHost
+from engram_worker.metrics import WorkerMetrics
+from engram_worker.wal_consumer import NotCaughtUp
+
+log = logging.getLogger(__name__)
+
+
+class Answering(Protocol):
+    """What a query handler needs of the worker."""
+
+    @property
+    def settings(self) -> WorkerSettings: ...
+
+    @property
+    def metrics(self) -> WorkerMetrics: ...
+
+    @property
+    def reply_budget(self) -> int:
+        """The largest reply body that fits in one NATS message."""
+        ...
+
+
+class QueryFailed(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _invalid(exc: ValidationError) -> QueryFailed:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return QueryFailed(400, "Invalid query", "; ".join(parts))
+
+
+async def answer(w: Answering, host: SpaceHost, name: QueryName, data: bytes) -> bytes:
+    """Answer one query of ``host``'s space; every failure becomes an
+    ``{"error": …}`` reply."""
+    try:
+        return await QUERY_HANDLERS[name](w, host, data or b"{}")
+    except QueryFailed as exc:
+        return json.dumps(error_reply(exc.status, exc.title, exc.detail)).encode()
+    except NotCaughtUp as exc:
+        return json.dumps(error_reply(504, "Not caught up", str(exc))).encode()
+    except Exception as exc:
+        log.exception("space %s: query %s failed", host.space, name)
+        return json.dumps(error_reply(500, "Query failed", repr(exc))).encode()
+
+
+async def _wait(w: Answering, host: SpaceHost, min_seq: int | None) -> None:
+    if min_seq:
+        await host.wait_applied(min_seq, w.settings.apply_wait_timeout)
+
+
+async def recall(w: Answering, host: SpaceHost, data: bytes) -> bytes:
+    req = _parse(RecallRequest, data, host.space)
+    started = time.perf_counter()
+    try:
+        return await _recall_parsed(w, host, req)
+    finally:
+        if not host.retired:  # a deleted space's series stay removed
+            w.metrics.recall(host.space, req.mode, time.perf_counter() - started)
+
+
+async def _recall_parsed(w: Answering, host: SpaceHost, req: RecallRequest) -> bytes:
+    state = host.state
+    min_seq = req.min_seq
+    if req.consistency == "strong":
+        min_seq = max(min_seq or 0, await host.stream_last_seq())
+    elif req.consistency == "eventual":
+        min_seq = None
+    await _wait(w, host, min_seq)
+    if req.embedding is not None:
+        cue = np.asarray(req.embedding, dtype=np.float32)
+        if cue.shape != (state.dim,):
+            raise QueryFailed(
+                400,
+                "Invalid query",
+                f"embedding: expected {state.dim} values (the space's dim), got {cue.shape[0]}",
+            )
+    else:
+        assert req.query is not None
+        cue = state.embed_query(req.query)
+    query, now = RecallQuery.of(req), time.time()
+    results = await host.with_index(lambda st: st.recall(cue, req.k, query, now))
+    if req.reinforce:
+        host.writeback.reinforce([r.memory.id for r in results])
+    return _dump(RecallResponse(space=host.space, applied_seq=state.applied_seq, results=results))
+
+
+async def consolidate(w: Answering, host: SpaceHost, data: bytes) -> bytes:
+    req = _parse(ConsolidateRequest, data, host.space)
+    await _wait(w, host, req.min_seq)
+    groups, seq = await host.writeback.consolidate(dry_run=req.dry_run)
+    return _dump(
+        ConsolidateResponse(
+            space=host.space, applied_seq=host.state.applied_seq, groups=groups, seq=seq
+        )
+    )
+
+
+async def get(w: Answering, host: SpaceHost, data: bytes) -> bytes:
+    req = _parse(GetRequest, data, host.space)
+    await _wait(w, host, req.min_seq)
+    rec = host.state.get(req.memory_id)
+    if rec is None:
+        raise QueryFailed(
+            404,
+            "Memory not found",
+            f"memory {req.memory_id!r} does not exist in space {host.space!r}",
+        )
+    memory = await host.with_index(lambda st: st.to_memory(rec, req.include_embedding))
+    return _dump(GetResponse(space=host.space, applied_seq=host.state.applied_seq, memory=memory))
+
+
+async def list_(w: Answering, host: SpaceHost, data: bytes) -> bytes:
+    req = _parse(ListRequest, data, host.space)
+    await _wait(w, host, req.min_seq)
+    try:
+        after = int(req.cursor) if req.cursor else 0
+    except ValueError:
+        raise QueryFailed(
+            400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
+        ) from None
+
+    def page(st: SpaceState) -> tuple[list[StoredMemory], int | None, list[Memory], int]:
+        recs, nxt = st.page(after, req.limit)
+        memories = [st.to_memory(r, req.include_embedding) for r in recs]
+        return recs, nxt, memories, st.applied_seq
+
+    recs, nxt, memories, applied = await host.with_index(page)
+    # a reply must fit in one NATS message: a page too big is cut short, and its
+    # cursor continues right after the last memory it holds
+    while True:
+        body = _dump(
+            ListResponse(
+                space=host.space,
+                applied_seq=applied,
+                memories=memories,
+                next_cursor=None if nxt is None else str(nxt),
+            )
+        )
+        if len(body) <= w.reply_budget or len(memories) <= 1:
+            return body
+        keep = max(1, min(len(memories) - 1, len(memories) * w.reply_budget // len(body)))
+        memories, nxt = memories[:keep], recs[keep - 1].seq
+
+
+async def export(w: Answering, host: SpaceHost, data: bytes) -> bytes:
+    """A page of the space's memories as an export carries them (stream order),
+    cut short to fit in one NATS message; ``next_cursor`` continues after it."""
+    req = _parse(ExportRequest, data, host.space)
+    await _wait(w, host, req.min_seq)
+    try:
+        after = int(req.cursor) if req.cursor else 0
+    except ValueError:
+        raise QueryFailed(
+            400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
+        ) from None
+
+    def page(st: SpaceState) -> tuple[list[tuple[int, bytes]], int | None, int]:
+        items, nxt = export_page(st, after, req.limit, req.tags)
+        return [(it.record.seq, exported_json(st, it)) for it in items], nxt, st.applied_seq
+
+    lines, nxt, applied = await host.with_index(page)
+    # the reply must fit in one NATS message: stop before the memory that would
+    # not fit (always at least one), and continue right after the last one kept
+    head = b'{"space":%s,"applied_seq":%d,"memories":[' % (
+        json.dumps(host.space).encode(),
+        applied,
+    )
+    size, kept = len(head) + 64, 0
+    for _, line in lines:
+        if kept and size + len(line) + 1 > w.reply_budget:
+            nxt = lines[kept - 1][0]
+            break
+        size += len(line) + 1
+        kept += 1
+    cursor = b"null" if nxt is None else json.dumps(str(nxt)).encode()
+    return head + b",".join(line for _, line in lines[:kept]) + b'],"next_cursor":' + cursor + b"}"
+
+
+async def stats(w: Answering, host: SpaceHost, data: bytes) -> bytes:
+    req = _parse(StatsRequest, data, host.space)
+    await _wait(w, host, req.min_seq)
+    state = host.state
+    return _dump(
+        StatsResponse(
+            space=host.space,
+            memories=len(state),
+            applied_seq=state.applied_seq,
+            rejected=state.rejected,
+            snapshot_seq=host.snapshotter.snapshot_seq,
+            snapshot_at=(
+                None
+                if host.snapshotter.snapshot_at is None
+                else datetime.fromtimestamp(host.snapshotter.snapshot_at, UTC)
+            ),
+            recovery=host.snapshotter.recovery,
+            worker=w.settings.worker_id,
+        )
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: bytes, space: str) -> M:
+    """A query request for ``space`` (its subject's); a request whose
+    ``memory_space_id`` names another space is refused."""
+    try:
+        req = model.model_validate_json(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    why = wrong_space(getattr(req, "memory_space_id", None), space)
+    if why is not None:
+        raise QueryFailed(400, "Wrong memory space", why)
+    return req
+
+
+def _dump(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+#: a query handler: (the worker, the space's host, the request bytes) → the reply bytes
+QueryHandler = Callable[[Answering, SpaceHost, bytes], Awaitable[bytes]]
+
+#: the worker's query dispatch: one handler per query name
+#: (:data:`engram_contract.verbs.QUERIES`)
+QUERY_HANDLERS: Final[dict[QueryName, QueryHandler]] = {
+    "recall": recall,
+    "get": get,
+    "list": list_,
+    "stats": stats,
+    "consolidate": consolidate,
+    "export": export,
+}
