@@ -15,6 +15,7 @@ from typing import Final, Protocol, TypeVar
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from engram_contract.errors import validation_message
 from engram_contract.messages import (
     ConsolidateRequest,
     ConsolidateResponse,
@@ -66,11 +67,17 @@ class QueryFailed(Exception):
 
 
 def _invalid(exc: ValidationError) -> QueryFailed:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return QueryFailed(400, "Invalid query", "; ".join(parts))
+    return QueryFailed(400, "Invalid query", validation_message(exc))
+
+
+def _cursor(cursor: str | None) -> int:
+    """The seq a page continues after (a cursor this API handed out), 0 for the first."""
+    try:
+        return int(cursor) if cursor else 0
+    except ValueError:
+        raise QueryFailed(
+            400, "Invalid query", f"cursor: {cursor!r} is not a cursor from this API"
+        ) from None
 
 
 async def answer(w: Answering, host: SpaceHost, name: QueryName, data: bytes) -> bytes:
@@ -156,12 +163,7 @@ async def get(w: Answering, host: SpaceHost, data: bytes) -> bytes:
 async def list_(w: Answering, host: SpaceHost, data: bytes) -> bytes:
     req = _parse(ListRequest, data, host.space)
     await _wait(w, host, req.min_seq)
-    try:
-        after = int(req.cursor) if req.cursor else 0
-    except ValueError:
-        raise QueryFailed(
-            400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
-        ) from None
+    after = _cursor(req.cursor)
 
     def page(st: SpaceState) -> tuple[list[StoredMemory], int | None, list[Memory], int]:
         recs, nxt = st.page(after, req.limit)
@@ -191,12 +193,7 @@ async def export(w: Answering, host: SpaceHost, data: bytes) -> bytes:
     cut short to fit in one NATS message; ``next_cursor`` continues after it."""
     req = _parse(ExportRequest, data, host.space)
     await _wait(w, host, req.min_seq)
-    try:
-        after = int(req.cursor) if req.cursor else 0
-    except ValueError:
-        raise QueryFailed(
-            400, "Invalid query", f"cursor: {req.cursor!r} is not a cursor from this API"
-        ) from None
+    after = _cursor(req.cursor)
 
     def page(st: SpaceState) -> tuple[list[tuple[int, bytes]], int | None, int]:
         items, nxt = export_page(st, after, req.limit, req.tags)

@@ -29,6 +29,7 @@ import numpy as np
 from msgspec import Meta
 from pydantic import ValidationError
 
+from engram_contract.errors import validation_message
 from engram_contract.ids import MEMORY_ID_PATTERN
 from engram_contract.messages import (
     DEFAULT_CONFIDENCE,
@@ -113,11 +114,7 @@ Decoded = Remember | Forget | Link | Reinforce | Consolidate
 
 
 def _validation_reason(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid message: " + "; ".join(parts)
+    return "invalid message: " + validation_message(exc)
 
 
 _SPECS: dict[str, CommandSpec] = {
