@@ -28,6 +28,13 @@ throw-away data directory, then measures, with the same random unit vectors:
 It prints a table and writes the same figures to ``ops/bench/results/latest.json``.
 It measures only: nothing here fails on a slow figure. Everything it starts is
 stopped and its temporary directory removed on exit, error or Ctrl-C.
+
+This file holds the entry point and the order of the phases; the phases live
+beside it (imported as top-level modules, this directory being on ``sys.path``):
+``measure`` (configuration, figures, data set, labels), ``stack`` (the processes),
+``wire`` (requests, replays, waits), ``raw`` (the baselines), ``ingest``,
+``recall_paths`` (NATS, HTTP and in-worker recall), ``fold_recovery`` (WAL fold,
+replay, snapshot restore) and ``report`` (ratios, targets, tables, JSON).
 """
 
 from __future__ import annotations
