@@ -25,7 +25,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import NATS_SPACE, make_dataset, parse_args, remember_messages
+from bench import parse_args
+from ingest import remember_messages
+from measure import NATS_SPACE, make_dataset
 from nats.aio.msg import Msg
 
 from engram_contract.embedders import get_embedder

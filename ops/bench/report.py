@@ -1,0 +1,322 @@
+"""The report: ratios and targets from the figures, the recall summary by mode, the
+printed tables and the JSON results file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from measure import RECALL_HOPS, RECALL_MODES, Config, Results, Target, latency_cell, size_label
+from recall_paths import IN_WORKER_CALLS
+from wire import recall_name
+
+INGEST_TARGET = 0.70  # Engram ingest ≥ 70 % of raw usearch add
+RECALL_TARGET_MS = 5.0  # HTTP recall p50 ≤ 5 ms at 100k
+RECALL_TARGET_SIZE = 100_000
+SPREAD_RATIO_TARGET = 5.0  # in-worker spreading recall p50 ≤ 5× raw usearch search p50
+SPREAD_P99_TARGET_MS = 10.0  # HTTP spreading recall p99 ≤ 10 ms at 100k
+RESTORE_TARGET = 0.05  # snapshot restore ≤ 5 % of a full replay
+FOLD_TARGET = 0.5  # WAL fold ≥ 50 % of raw ordered-consumer replay
+
+
+def compute_ratios(cfg: Config, res: Results) -> None:
+    add = res.rate("raw usearch add").per_s
+    res.ratios["nats ingest / raw usearch add"] = res.rate("engram nats ingest").per_s / add
+    res.ratios["http ingest / raw usearch add"] = res.rate("engram http ingest").per_s / add
+    res.ratios["engram nats publish / raw jetstream publish"] = (
+        res.rate("engram nats publish (acked)").per_s / res.rate("raw jetstream publish").per_s
+    )
+    for raw_stage, stage in zip(
+        res.stages("raw usearch add"), res.stages("engram nats ingest"), strict=True
+    ):
+        res.ratios[f"nats ingest / raw usearch add, {stage.name}"] = stage.per_s / raw_stage.per_s
+    raw_cpu = res.rate("raw usearch add").cpu_ms_per_1k().get("total")
+    for path in ("nats", "http"):
+        cpu = res.rate(f"engram {path} ingest").cpu_ms_per_1k()
+        if raw_cpu and "worker" in cpu:
+            res.ratios[f"{path} ingest worker cpu / raw usearch add cpu"] = cpu["worker"] / raw_cpu
+            res.ratios[f"{path} ingest all-process cpu / raw usearch add cpu"] = (
+                cpu["total"] / raw_cpu
+            )
+    for size in cfg.checkpoints:
+        raw = res.latency(f"raw usearch search k={cfg.k}", size).p50_ms
+        for path in ("nats", "http"):
+            p50 = res.latency(f"engram {path} recall", size).p50_ms
+            res.ratios[f"{path} recall p50 / raw search p50 @{size_label(size)}"] = p50 / raw
+    # the in-worker calls against the raw search timed just before them
+    raw = res.latency(IN_WORKER_CALLS["raw_search"].format(k=cfg.k), cfg.n).p50_ms
+    for mode in RECALL_MODES:
+        p50 = res.latency(recall_name("in-worker", mode), cfg.n).p50_ms
+        res.ratios[f"in-worker {mode} recall p50 / raw search p50 @{size_label(cfg.n)}"] = p50 / raw
+    # the space's (restored) index against the raw one, timed the same way
+    p50 = res.latency(IN_WORKER_CALLS["index_search_loop"].format(k=cfg.k), cfg.n).p50_ms
+    res.ratios[f"in-worker index search p50 / raw search p50 @{size_label(cfg.n)}"] = p50 / raw
+    res.ratios["wal fold / raw wal replay"] = (
+        res.rate("wal fold (apply_message, no index)").per_s
+        / res.rate("raw wal replay (count only)").per_s
+    )
+    rec = res.recovery
+    res.ratios["snapshot restore / full replay"] = (
+        rec["snapshot_restore"]["seconds"] / rec["full_replay"]["seconds"]
+    )
+    res.ratios = {k: round(v, 4 if "restore" in k else 3) for k, v in res.ratios.items()}
+
+
+def compute_targets(cfg: Config, res: Results) -> None:
+    for path in ("nats", "http"):
+        ratio = res.ratios[f"{path} ingest / raw usearch add"]
+        res.targets.append(
+            Target(
+                f"{path} ingest ≥ 70 % of raw usearch add",
+                float(ratio),
+                INGEST_TARGET,
+                bool(ratio >= INGEST_TARGET),
+            )
+        )
+    p50 = res.latency("engram http recall", cfg.n).p50_ms
+    at = (
+        ""
+        if cfg.n == RECALL_TARGET_SIZE
+        else f"; measured at {size_label(cfg.n)}, target is at 100k"
+    )
+    res.targets.append(
+        Target(
+            f"http recall p50 ≤ {RECALL_TARGET_MS:g} ms at 100k",
+            p50,
+            RECALL_TARGET_MS,
+            bool(p50 <= RECALL_TARGET_MS),
+            f"similarity mode{at}",
+        )
+    )
+    ratio = res.ratios[f"in-worker spreading recall p50 / raw search p50 @{size_label(cfg.n)}"]
+    p50 = res.latency(recall_name("in-worker", "spreading"), cfg.n).p50_ms
+    raw = res.latency(IN_WORKER_CALLS["raw_search"].format(k=cfg.k), cfg.n).p50_ms
+    res.targets.append(
+        Target(
+            f"in-worker spreading recall p50 ≤ {SPREAD_RATIO_TARGET:g}× raw search p50 at 100k",
+            ratio,
+            SPREAD_RATIO_TARGET,
+            bool(ratio <= SPREAD_RATIO_TARGET),
+            f"{p50:.3f} ms vs {raw:.3f} ms, {RECALL_HOPS} hops{at}",
+        )
+    )
+    spreading = res.latency(recall_name("http", "spreading"), cfg.n)
+    res.targets.append(
+        Target(
+            f"http spreading recall p99 ≤ {SPREAD_P99_TARGET_MS:g} ms at 100k",
+            spreading.p99_ms,
+            SPREAD_P99_TARGET_MS,
+            bool(spreading.p99_ms <= SPREAD_P99_TARGET_MS),
+            f"p50 {spreading.p50_ms:.3f} ms, {spreading.samples} samples{at}",
+        )
+    )
+    restore = res.ratios["snapshot restore / full replay"]
+    res.targets.append(
+        Target(
+            f"snapshot restore ≤ {RESTORE_TARGET:.0%} of full replay",
+            restore,
+            RESTORE_TARGET,
+            bool(restore <= RESTORE_TARGET),
+            f"{res.recovery['snapshot_restore']['seconds']:.2f} s vs "
+            f"{res.recovery['full_replay']['seconds']:.2f} s at {size_label(cfg.n)}",
+        )
+    )
+    fold = res.ratios["wal fold / raw wal replay"]
+    res.targets.append(
+        Target(
+            f"wal fold ≥ {FOLD_TARGET:.0%} of raw ordered-consumer replay",
+            fold,
+            FOLD_TARGET,
+            bool(fold >= FOLD_TARGET),
+        )
+    )
+
+
+def summarize_recall(cfg: Config, res: Results) -> None:
+    """``recall.<nats|http|in_worker>.<mode>.<size>``: the recall latencies by mode,
+    next to the raw search they compare with (and what the in-worker run found).
+    ``raw_search_p50_ms``: the raw search of the start of the run, at each size;
+    the in-worker ratios divide by ``in_worker.raw_search`` (the same index and
+    method, timed again just before the in-worker calls)."""
+
+    def cell(name: str, size: int) -> dict[str, float]:
+        return latency_cell(res.latency(name, size))
+
+    raw = {
+        size: res.latency(f"raw usearch search k={cfg.k}", size).p50_ms for size in cfg.checkpoints
+    }
+    out: dict[str, Any] = {
+        "k": cfg.k,
+        "max_hops": RECALL_HOPS,
+        "reinforce": True,
+        "modes": list(RECALL_MODES),
+        "raw_search_p50_ms": {str(size): p50 for size, p50 in raw.items()},
+    }
+    for path in ("nats", "http"):
+        out[path] = {
+            mode: {str(size): cell(recall_name(path, mode), size) for size in cfg.checkpoints}
+            for mode in RECALL_MODES
+        }
+    names = {m: recall_name("in-worker", m) for m in RECALL_MODES} | {
+        key: name.format(k=cfg.k) for key, name in IN_WORKER_CALLS.items()
+    }
+    rerun_raw = res.latency(names["raw_search"], cfg.n).p50_ms
+    in_worker: dict[str, Any] = {}
+    for key, name in names.items():
+        row = cell(name, cfg.n)
+        ratio = round(row["p50_ms"] / rerun_raw, 3)
+        in_worker[key] = {str(cfg.n): row | {"p50_over_raw_search_p50": ratio}}
+    out["in_worker"] = in_worker
+    res.recall = out | res.recall
+
+
+# ---------------------------------------------------------------------------
+# output
+
+
+def render(res: Results) -> str:
+    lines = ["", "THROUGHPUT", f"  {'measurement':<40} {'count':>8} {'seconds':>9} {'per s':>11}"]
+    lines += [
+        f"  {r.label:<40} {r.count:>8} {r.seconds:>9.2f} {r.per_s:>11,.0f}  {r.note}"
+        for r in res.rates
+    ]
+    lines += ["", "CPU ms per 1000 memories (all threads; steadier than wall time on a busy box)"]
+    cols = ["worker", "gateway", "nats-server", "bench", "total"]
+    lines.append(f"  {'measurement':<40}" + "".join(f"{c:>12}" for c in cols))
+    for r in res.rates:
+        per = r.cpu_ms_per_1k()
+        if per:
+            cells = (f"{per[c]:>12,.0f}" if c in per else f"{'-':>12}" for c in cols)
+            lines.append(f"  {r.label:<40}" + "".join(cells))
+    lines += ["", "LATENCY", f"  {'measurement':<40} {'size':>8} {'p50 ms':>9} {'p99 ms':>9}"]
+    lines += [
+        f"  {x.name:<40} {size_label(x.size):>8} {x.p50_ms:>9.3f} {x.p99_ms:>9.3f}  (n={x.samples})"
+        for x in res.latencies
+    ]
+    lines += render_recall(res.recall)
+    lines += render_recovery(res.recovery)
+    lines += ["", "RATIOS"]
+    lines += [f"  {name:<52} {value:>8.3f}" for name, value in res.ratios.items()]
+    lines += ["", "TARGETS"]
+    for t in res.targets:
+        verdict = "MET    " if t.met else "NOT MET"
+        note = f"  ({t.note})" if t.note else ""
+        lines.append(f"  {verdict} {t.name}: {t.value:.3f} vs {t.limit:g}{note}")
+    lines.append(f"\ntotal {res.elapsed_s:.0f} s")
+    load, cpus = res.environment.get("loadavg_start") or [0.0], res.environment.get("cpus") or 1
+    if load[0] > 0.5 * cpus:
+        lines.append(
+            f"WARNING: load average {load[0]} on {cpus} CPUs when the run started: other work "
+            "shared the machine, wall-clock figures and ratios are noisy (compare the CPU table)."
+        )
+    return "\n".join(lines)
+
+
+def render_recall(rec: dict[str, Any]) -> list[str]:
+    if not rec:
+        return []
+    modes = rec["modes"]
+
+    def cell(x: dict[str, float]) -> str:
+        ratio = x.get("p50_over_raw_search_p50")
+        extra = "" if ratio is None else f" ×{ratio:.1f}"
+        return f"{x['p50_ms']:.3f} / {x['p99_ms']:.3f}{extra}"
+
+    rows: list[tuple[int, int, str, list[str]]] = []
+    for order, path in enumerate(("nats", "http", "in_worker")):
+        for size in rec[path][modes[0]]:
+            cells = [cell(rec[path][m][size]) for m in modes]
+            rows.append((int(size), order, path.replace("_", "-"), cells))
+    raw = ", ".join(
+        f"{p50:.3f} ms @{size_label(int(s))}" for s, p50 in rec["raw_search_p50_ms"].items()
+    )
+    search = next(iter(rec["in_worker"]["index_search"].values()))
+    rerun = next(iter(rec["in_worker"]["raw_search"].values()))
+    loop = next(iter(rec["in_worker"]["index_search_loop"].values()))
+    lines = [
+        "",
+        f"RECALL BY MODE (k={rec['k']}, {rec['max_hops']} hops, reinforce on; p50 / p99 ms; "
+        "in-worker: SpaceState.recall, × raw search p50)",
+        f"  {'path':<10} {'size':>6}" + "".join(f"{m:>26}" for m in modes),
+    ]
+    lines += [
+        f"  {path:<10} {size_label(size):>6}" + "".join(f"{c:>26}" for c in cells)
+        for size, _, path, cells in sorted(rows)
+    ]
+    lines += [
+        f"  search k={rec['k']} p50, raw usearch: {raw} at the start; "
+        f"{rerun['p50_ms']:.3f} ms rerun just before the in-worker calls (the × base)",
+        f"  search k={rec['k']} p50, the space's index: {loop['p50_ms']:.3f} ms the same way "
+        f"(×{loop['p50_over_raw_search_p50']:.2f}); {search['p50_ms']:.3f} ms in the "
+        f"rotation with the recalls (×{search['p50_over_raw_search_p50']:.2f})",
+    ]
+    graph, reach = rec.get("graph"), rec.get("spreading_reach")
+    if graph:
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in graph["edges_by_kind"].items())
+        lines.append(
+            f"  association graph: {graph['edges']:,} edges ({kinds or 'none'}) over "
+            f"{graph['memories']:,} memories, mean degree {graph['mean_degree']:.2f}"
+        )
+    if reach:
+        hops = ", ".join(f"hop {h}: {n:g}" for h, n in reach["mean_by_hop"].items())
+        lines.append(
+            f"  spreading reaches {reach['mean']:g} memories on average (p50 {reach['p50']:g}, "
+            f"max {reach['max']}; {hops}) from {reach['seeds']} seeds, fanout "
+            f"{reach['max_fanout']}"
+        )
+    first = rec.get("in_worker_first_pass")
+    if first:
+        firsts = ", ".join(
+            f"{name.replace('_', ' ')} {next(iter(by_size.values()))['p50_ms']:.3f}"
+            for name, by_size in first.items()
+        )
+        lines.append(f"  in-worker first pass over the distinct cues, p50 ms: {firsts}")
+    return lines
+
+
+def render_recovery(rec: dict[str, Any]) -> list[str]:
+    if not rec:
+        return []
+    replay, restore, parts = rec["full_replay"], rec["snapshot_restore"], rec["restore_breakdown"]
+    size = rec["snapshot_bytes"] or float("nan")
+    rounds = ", ".join(f"{s:.2f}" for s in restore["rounds_s"])
+
+    def row(name: str, seconds: float, note: str = "") -> str:
+        return f"  {name:<40} {seconds:>9.2f} s  {note}".rstrip()
+
+    return [
+        "",
+        f"RECOVERY (space {rec['space']}, stream last seq {rec['stream_last_seq']}; "
+        "seconds from start() until a recall at that seq answers)",
+        row("full replay (fold + index)", replay["seconds"], f"cpu {replay['cpu_s']:.1f} s"),
+        row(
+            "snapshot restore",
+            restore["seconds"],
+            f"median of {rounds}; cpu {restore['cpu_s']:.1f} s",
+        ),
+        row(
+            "  object store load",
+            parts["object_store_load_s"],
+            f"raw chunk read (next_msg): {parts['raw_chunk_read_s']:.2f} s",
+        ),
+        row("  decode (checksums, records JSON)", parts["decode_s"]),
+        row("  usearch Index.restore", parts["index_from_bytes_s"]),
+        row("  SpaceState.restore", parts["state_restore_s"]),
+        row(
+            "snapshot write (host.snapshotter.snapshot())",
+            rec["snapshot_write_s"],
+            f"{size / 1e6:,.1f} MB, seq {rec['snapshot_seq']}, {rec['snapshot_memories']} memories",
+        ),
+        row(
+            "worker graceful stop (SIGTERM → exit)",
+            rec["worker_graceful_stop_s"],
+            f"its snapshot of {rec['space']} at seq {rec['worker_snapshot_seq']}",
+        ),
+    ]
+
+
+def write_json(res: Results, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(res), indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,155 @@
+"""The stack the bench measures: nats-server, worker and gateway on free loopback ports
+with a throw-away data directory, and the CPU time of each process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from measure import Cpu
+
+from engram_cli.devstack import start_nats_server
+
+# ---------------------------------------------------------------------------
+# the stack: nats-server, worker, gateway
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    nats_url: str
+    http_url: str
+    procs: list[tuple[str, subprocess.Popen[bytes]]]
+    stopped: list[str] = field(default_factory=list)  # stopped on purpose during the run
+
+    def log(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def stop_gracefully(self, name: str, timeout: float) -> float:
+        """SIGTERM one process and wait until it exits; returns the seconds it took."""
+        proc = dict(self.procs)[name]
+        t0 = time.perf_counter()
+        proc.terminate()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            raise RuntimeError(f"{name} did not stop within {timeout:g} s") from None
+        seconds = time.perf_counter() - t0
+        self.procs.remove((name, proc))
+        self.stopped.append(name)
+        if code != 0:
+            raise RuntimeError(f"{name} exited with {code} on SIGTERM")
+        return seconds
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}")
+
+    def cpu(self) -> Cpu:
+        """CPU seconds so far of every process of the stack and of this one."""
+        used = {name: process_cpu_s(proc.pid) for name, proc in self.procs}
+        return {k: v for k, v in used.items() if v == v} | {"bench": time.process_time()}
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads); NaN without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_since(before: Cpu, after: Cpu) -> Cpu:
+    return {k: after[k] - before[k] for k in after if k in before}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(stack: Stack, role: str, env: dict[str, str]) -> None:
+    with open(stack.log(role), "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engram_cli", role],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
+        )
+    stack.procs.append((role, proc))
+
+
+def _stop(name: str, proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        print(f"{name} did not stop in 10 s; killing it", file=sys.stderr)
+        proc.kill()
+        proc.wait(5)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_ready(stack: Stack, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{stack.http_url}/ready", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"gateway not ready after {timeout:g} s")
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    """nats-server + worker + gateway on loopback; all stopped and removed on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
+    nats_port, http_port = free_port(), free_port()
+    stack = Stack(workdir, f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{http_port}", [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
+    env |= {
+        "ENGRAM_NATS_URL": stack.nats_url,
+        "ENGRAM_HTTP_HOST": "127.0.0.1",
+        "ENGRAM_HTTP_PORT": str(http_port),
+        "ENGRAM_DATA_DIR": str(workdir / "data"),
+    }
+    try:
+        server = start_nats_server(workdir / "nats", nats_port, log_file=stack.log("nats-server"))
+        stack.procs.append(("nats-server", server))
+        _spawn(stack, "worker", env)
+        _spawn(stack, "gateway", env)
+        _wait_ready(stack)
+        yield stack
+    except Exception:
+        for name in [n for n, _ in stack.procs] + stack.stopped:
+            print(f"--- last lines of {name}.log ---\n{_tail(stack.log(name))}", file=sys.stderr)
+        raise
+    finally:
+        for name, proc in reversed(stack.procs):
+            _stop(name, proc)
+        shutil.rmtree(workdir, ignore_errors=True)
