@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	MYPYPATH=ops/bench $(BIN)/mypy -m bench -m profile_fold -m quality
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
