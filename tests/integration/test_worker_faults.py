@@ -17,8 +17,13 @@ from engram_worker.core import state as fold
 from engram_worker.core.state import SpaceState
 from engram_worker.metrics import rejection_category
 from engram_worker.worker import Worker
-from tests.integration.test_links import basis, create_space, store
-from tests.integration.test_nats_direct import Events, request
+from tests.helpers import (
+    EventRecorder,
+    basis,
+    create_space_over_http,
+    query_over_nats,
+    store_vectors,
+)
 
 
 async def link(nc: Nats, space: str, source: str, target: str, weight: float) -> str:
@@ -34,7 +39,7 @@ async def link(nc: Nats, space: str, source: str, target: str, weight: float) ->
 
 
 def _sample(worker: Worker, name: str, space: str, **labels: str) -> float:
-    worker.refresh_gauges()  # adds what the hosts counted to the counters
+    worker.probes.refresh_gauges()  # adds what the hosts counted to the counters
     # the space's label: past the label cap (a long test session) it is __other__
     labels["memory_space"] = worker.metrics.spaces.label(space)
     return worker.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -47,10 +52,10 @@ async def test_an_exception_in_the_fold_is_an_internal_rejection(
     space_id: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await create_space(client, space_id)
-    stored = await store(client, space_id, {"a": basis(0), "b": basis(1)})
-    await request(nc, space_id, "stats", {"min_seq": stored})  # their events are out
-    events = Events()
+    await create_space_over_http(client, space_id)
+    stored = await store_vectors(client, space_id, {"a": basis(0), "b": basis(1)})
+    await query_over_nats(nc, space_id, "stats", {"min_seq": stored})  # their events are out
+    events = EventRecorder()
     await nc.subscribe(f"spaces.{space_id}.evt.>", cb=events.handle)
     await nc.flush()
 
@@ -81,10 +86,10 @@ async def test_an_exception_in_the_fold_is_an_internal_rejection(
 
     # the fold moved on: the next command folds
     monkeypatch.undo()
-    seq = await store(client, space_id, {"c": basis(2)})
+    seq = await store_vectors(client, space_id, {"c": basis(2)})
     await events.wait_for(2)
     assert events.items[1][0] == f"spaces.{space_id}.evt.stored"
-    got = await request(nc, space_id, "get", {"memory_id": "c", "min_seq": seq})
+    got = await query_over_nats(nc, space_id, "get", {"memory_id": "c", "min_seq": seq})
     assert got["memory"]["id"] == "c"
-    stats = await request(nc, space_id, "stats", {"min_seq": seq})
+    stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert stats["rejected"] == 1
