@@ -46,7 +46,7 @@ async def fill_and_forget(client: httpx.AsyncClient, space: str, create: bool = 
 
 
 def erase_pending(worker: Worker, space: str) -> float | None:
-    worker.refresh_gauges()
+    worker.probes.refresh_gauges()
     return worker.metrics.registry.get_sample_value("engram_erase_pending", {"memory_space": space})
 
 
@@ -85,7 +85,7 @@ async def test_erases_left_at_stop_are_done_by_the_next_worker(
     async with running_gateway(gateway_settings(nats_server.url)) as client:
         r = await client.post("/api/v1/spaces", json={"id": space_id, "dim": DIM})
         assert r.status_code == 201, r.text
-        host = await first.ensure_host(space_id)
+        host = await first.hosting.ensure_host(space_id)
 
         async def stalled(seq: int) -> bool:  # NATS too slow for this worker's erases
             await asyncio.Event().wait()
@@ -102,7 +102,7 @@ async def test_erases_left_at_stop_are_done_by_the_next_worker(
     assert await stored_messages(nc, space_id) == 2 * N  # nothing erased yet
 
     second = await workers()
-    await second.ensure_host(space_id)  # from the snapshot: it erases what it lists
+    await second.hosting.ensure_host(space_id)  # from the snapshot: it erases what it lists
     for _ in range(600):
         if await stored_messages(nc, space_id) == N:
             break

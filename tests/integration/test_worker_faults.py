@@ -39,7 +39,7 @@ async def link(nc: Nats, space: str, source: str, target: str, weight: float) ->
 
 
 def _sample(worker: Worker, name: str, space: str, **labels: str) -> float:
-    worker.refresh_gauges()  # adds what the hosts counted to the counters
+    worker.probes.refresh_gauges()  # adds what the hosts counted to the counters
     # the space's label: past the label cap (a long test session) it is __other__
     labels["memory_space"] = worker.metrics.spaces.label(space)
     return worker.metrics.registry.get_sample_value(name, labels) or 0.0

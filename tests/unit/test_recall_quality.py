@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engram_worker.core.similarity import similarities
 from engram_worker.core.state import SpaceState
 from ops.bench.recall_dataset import LAYOUTS, MODES, Dataset, build, diagnose, load, measure
 from tests.helpers import live_records
@@ -58,7 +59,7 @@ def test_the_data_set_hides_the_answers_from_the_cue(
     records = live_records(state)
     vectors = np.stack([state.indexing.vector(r.key) for r in records])  # type: ignore[misc]
     for question in ds.questions:
-        sims = state.index.similarities(question.cue, vectors)
+        sims = similarities(state.index.metric, question.cue, vectors)
         assert records[int(np.argmax(sims))].id == question.bridge
         bridge = state.get(question.bridge)
         assert bridge is not None

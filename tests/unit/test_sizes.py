@@ -21,10 +21,6 @@ TOO_BIG: dict[str, str] = {
     "engram_worker.core.state.SpaceState": "the fold's one entry point per concern "
     "(apply, recall, page, stats) over the parts it composes (records, indexing, links, "
     "graph); 11 methods plus __init__, __len__ and four read-only properties",
-    "engram_worker.worker.Worker": "the composition root: start/stop, the query "
-    "subscription, hosting spaces as the registry changes, the probes' answers",
-    "engram_worker.core.index.VectorIndex": "the usearch index with its key bookkeeping, "
-    "scrubbing and the metric's similarity functions",
     "engram_client.http_transport.HttpTransport": "the SDK's public surface over HTTP: "
     "one method per verb (remember, recall, get, list, forget, link, events, spaces…) plus "
     "open and close; splitting it would split the interface agents call",

@@ -45,12 +45,12 @@ def status(worker: Worker, space: str | None = None) -> WorkerStatus:
             else datetime.fromtimestamp(host.snapshotter.snapshot_at, UTC),
             recovery=host.snapshotter.recovery,
         )
-        for sid, host in sorted(worker.hosts.items())
+        for sid, host in sorted(worker.hosting.hosts.items())
         if space is None or sid == space
     ]
     failed = [
         FailedSpace(id=sid, reason=reason)
-        for sid, reason in sorted(worker.failed.items())
+        for sid, reason in sorted(worker.hosting.failed.items())
         if space is None or sid == space
     ]
     return WorkerStatus(worker=worker.settings.worker_id, spaces=hosted, failed=failed)
@@ -75,7 +75,7 @@ async def on_reload(worker: Worker, msg: Msg) -> None:
         req = ReloadRequest.model_validate_json(msg.data)
     except ValidationError:
         return
-    old = worker.hosts.get(req.space)
+    old = worker.hosting.hosts.get(req.space)
     if old is None:  # whoever loads it next reads the new snapshot
         if msg.reply:
             absent = ReloadReply(worker=worker.settings.worker_id, space=req.space, hosted=False)
@@ -83,7 +83,7 @@ async def on_reload(worker: Worker, msg: Msg) -> None:
                 await msg.respond(absent.model_dump_json().encode())
         return
     try:
-        host = await worker.start_host(old.record)
+        host = await worker.hosting.start_host(old.record)
         # serve the new state once it has caught up with the old (bounded)
         with contextlib.suppress(NotCaughtUp):
             await host.wait_applied(old.state.applied_seq, worker.settings.apply_wait_timeout)
@@ -91,8 +91,8 @@ async def on_reload(worker: Worker, msg: Msg) -> None:
         log.exception("space %s: reload failed; keeping the current state", req.space)
         reply = error_reply(500, "Reload failed", repr(exc))
     else:
-        if worker.hosts.get(req.space) is old:
-            worker.hosts[req.space] = host
+        if worker.hosting.hosts.get(req.space) is old:
+            worker.hosting.hosts[req.space] = host
             old.retired = True  # the new state's snapshots win
             await old.stop()
         else:  # deleted or replaced meanwhile

@@ -1,4 +1,5 @@
-"""A thin wrapper over a usearch HNSW index with integer keys."""
+"""A thin wrapper over a usearch HNSW index with integer keys (its scores are the
+metric's similarities, :mod:`engram_worker.core.similarity`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 from usearch.index import Index
 
 from engram_contract.messages import Metric
+from engram_worker.core.similarity import from_distances
 
 # Keys at or above this are scratch keys used by :meth:`VectorIndex.scrub`; the
 # fold hands out keys from 1 upwards and never gets near it.
@@ -101,7 +103,7 @@ class VectorIndex:
         # ranking after a restart rebuilt the HNSW graph in other batches
         size = len(self._index)
         matches = self._index.search(vector, min(count, size), exact=size <= EXACT_SEARCH_BELOW)
-        return np.asarray(matches.keys), self.similarity(np.asarray(matches.distances))
+        return np.asarray(matches.keys), from_distances(self.metric, np.asarray(matches.distances))
 
     def search_many(
         self, vectors: np.ndarray, count: int, *, exact: bool = False, expansion: int = 0
@@ -125,64 +127,10 @@ class VectorIndex:
         finally:
             self._index.expansion_search = default  # type: ignore[misc]
         keys = np.asarray(found.keys, dtype=np.uint64).reshape(rows, -1)
-        sims = self.similarity(np.asarray(found.distances).reshape(rows, -1))
+        sims = from_distances(self.metric, np.asarray(found.distances).reshape(rows, -1))
         counts = np.asarray(getattr(found, "counts", [keys.shape[1]])).reshape(rows)
         sims[np.arange(sims.shape[1])[None, :] >= counts[:, None]] = -np.inf
         return keys, sims
-
-    def pairwise(self, vectors: np.ndarray) -> np.ndarray:
-        """Similarities between every two rows of ``vectors`` (as :meth:`search` scores)."""
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-            return self._pairwise(np.asarray(vectors, dtype=np.float64))
-
-    def _pairwise(self, v: np.ndarray) -> np.ndarray:
-        out: np.ndarray
-        if self.metric == "cos":
-            norms = np.linalg.norm(v, axis=1)
-            unit = v / np.where(norms == 0, 1.0, norms)[:, None]
-            out = unit @ unit.T
-        elif self.metric == "ip":
-            out = v @ v.T
-        else:
-            sq = np.sum(v * v, axis=1)
-            out = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2.0 * (v @ v.T), 0.0))
-        return out.astype(np.float32)
-
-    def similarities(self, cue: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """Similarity of each row of ``vectors`` to ``cue`` (as :meth:`search` scores)."""
-        c = np.asarray(cue, dtype=np.float64)
-        v = np.asarray(vectors, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-            if self.metric == "cos":
-                norms = np.linalg.norm(v, axis=1) * np.linalg.norm(c)
-                out = (v @ c) / np.where(norms == 0, 1.0, norms)
-            elif self.metric == "ip":
-                out = v @ c
-            else:
-                out = 1.0 / (1.0 + np.sum((v - c) ** 2, axis=1))
-        return np.asarray(out, dtype=np.float32)
-
-    def row_similarities(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Similarity of each row of ``a`` to the same row of ``b``, in float64 from
-        the float32 vectors (deterministic: the same two vectors always give the
-        same number)."""
-        x = np.asarray(a, dtype=np.float64)
-        y = np.asarray(b, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-            if self.metric == "cos":
-                norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-                out = np.einsum("ij,ij->i", x, y) / np.where(norms == 0, 1.0, norms)
-            elif self.metric == "ip":
-                out = np.einsum("ij,ij->i", x, y)
-            else:
-                out = 1.0 / (1.0 + np.sum((x - y) ** 2, axis=1))
-        return np.asarray(out, dtype=np.float64)
-
-    def similarity(self, distances: np.ndarray) -> np.ndarray:
-        if self.metric == "l2sq":
-            return (1.0 / (1.0 + distances)).astype(np.float32)
-        # usearch's cos and ip distances are 1 - cosine / 1 - dot product
-        return (1.0 - distances).astype(np.float32)
 
     def contains_all(self, keys: list[int]) -> bool:
         """Whether every key has a vector here."""

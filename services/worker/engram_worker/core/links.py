@@ -15,6 +15,7 @@ from engram_contract.messages import LinkSettings
 from engram_worker.core.graph import SEMANTIC, TEMPORAL
 from engram_worker.core.index import EXACT_SEARCH_BELOW, VectorIndex
 from engram_worker.core.records import StoredMemory
+from engram_worker.core.similarity import pairwise, row_similarities
 
 RECENT = 16  # memories remembered for temporal links (temporal_max ≤ 16)
 _MIN_WEIGHT = 0.01  # weaker derived links are not made
@@ -76,7 +77,7 @@ class LinkFinder:
         old_keys, old_sims = index.search_many(
             vectors, wanted, exact=exact, expansion=max(wanted, _LINK_EXPANSION)
         )
-        within = index.pairwise(vectors)
+        within = pairwise(index.metric, vectors)
         within[np.triu_indices(rows)] = -np.inf  # only earlier members of the batch
         take = min(wanted, rows)
         best = np.argpartition(-within, take - 1, axis=1)[:, :take]
@@ -117,7 +118,7 @@ def _exact_weights(
         stored[key] = vec
     a = vectors[[rows[x] for x, _, _, _ in links]]
     b = np.stack([vectors[rows[y]] if y in rows else stored[y] for _, y, _, _ in links])
-    weights = index.row_similarities(a, b).tolist()
+    weights = row_similarities(index.metric, a, b).tolist()
     return [
         (x, y, min(w, 1.0), kind)
         for (x, y, _, kind), w in zip(links, weights, strict=True)

@@ -16,6 +16,7 @@ from engram_worker.core.activation import Reached, SpreadParams, path, retention
 from engram_worker.core.export import to_memory
 from engram_worker.core.index import EXACT_SEARCH_BELOW
 from engram_worker.core.records import StoredMemory
+from engram_worker.core.similarity import similarities
 
 if TYPE_CHECKING:
     from engram_worker.core.state import SpaceState
@@ -196,7 +197,7 @@ def _vector_sims(state: SpaceState, cue: np.ndarray, keys: list[int]) -> list[fl
             for key, vec in zip(keys, indexed, strict=True)
         ]
     )
-    sims: list[float] = state.index.similarities(cue, vectors).tolist()
+    sims: list[float] = similarities(state.index.metric, cue, vectors).tolist()
     return sims
 
 

@@ -1,0 +1,159 @@
+"""The spaces a worker hosts: loaded at start, on a space's first query or as the
+registry says one was created, dropped (snapshot erased, events purged) when it
+says one was deleted, and the spaces that could not be loaded, with why."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from nats.aio.client import Client
+
+from engram_contract.messages import SpaceRecord
+from engram_contract.settings import WorkerSettings
+from engram_nats.registry import SpaceRegistry
+from engram_nats.streams import purge_events
+from engram_worker.host import SpaceHost
+from engram_worker.metrics import WorkerMetrics
+from engram_worker.queries import QueryFailed
+from engram_worker.snapshots import SnapshotStore
+
+log = logging.getLogger(__name__)
+#: spaces loaded (snapshot restored, WAL consumer created) at the same time
+MAX_LOADING = 16
+
+
+class Wiring(Protocol):
+    """What hosting needs of the worker (its connections once it has started)."""
+
+    @property
+    def settings(self) -> WorkerSettings: ...
+
+    @property
+    def metrics(self) -> WorkerMetrics: ...
+
+    @property
+    def nc(self) -> Client: ...
+
+    @property
+    def registry(self) -> SpaceRegistry: ...
+
+    @property
+    def snapshots(self) -> SnapshotStore: ...
+
+
+class Hosting:
+    """The hosted spaces (:attr:`hosts`), those being loaded (:attr:`loading`) and
+    those that failed to load (:attr:`failed`)."""
+
+    def __init__(self, worker: Wiring) -> None:
+        self._worker = worker
+        self.hosts: dict[str, SpaceHost] = {}
+        self.loading: dict[str, asyncio.Task[SpaceHost]] = {}
+        self.failed: dict[str, str] = {}  # spaces that could not be loaded, and why
+        self._start_slots = asyncio.Semaphore(MAX_LOADING)
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def host_registered(self) -> None:
+        """Host the registry's spaces: one space's broken snapshot or stream never
+        keeps the others from loading."""
+        await asyncio.gather(
+            *(self._host_quietly(rec.id) for rec in self._worker.registry.cached_all()),
+        )
+
+    async def stop(self) -> None:
+        """Every hosted space writes a snapshot if it changed."""
+        for task in list(self._background):
+            task.cancel()
+        hosts = list(self.hosts.values())
+        self.hosts.clear()
+        await asyncio.gather(*(h.stop(snapshot=True) for h in hosts), return_exceptions=True)
+
+    async def on_registry_change(self, space: str, rec: SpaceRecord | None) -> None:
+        w = self._worker
+        host = self.hosts.get(space)
+        if host is not None and (
+            rec is None or rec.status != "active" or rec.created_at != host.record.created_at
+        ):
+            # deleted, being deleted, or deleted and created again: drop the old state
+            del self.hosts[space]
+            host.retired = True
+            await host.stop()
+            host = None
+            w.metrics.spaces.forget(space)  # a new incarnation starts from zero
+        if rec is None or rec.status == "deleting":
+            self.failed.pop(space, None)
+            w.metrics.spaces.forget(space)
+            try:
+                await w.snapshots.erase(space)
+            except Exception:
+                log.exception("space %s: could not erase its snapshot", space)
+            try:
+                await purge_events(w.nc.jetstream(), space)
+            except Exception:
+                log.exception("space %s: could not purge its events", space)
+        wanted = rec is not None and rec.status == "active"
+        if wanted and host is None and space not in self.loading:
+            self._spawn(self._host_quietly(space))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _host_quietly(self, space: str) -> None:
+        with contextlib.suppress(QueryFailed):  # logged and kept in self.failed
+            await self.ensure_host(space)
+
+    async def ensure_host(self, space: str) -> SpaceHost:
+        """The host of ``space``, loading it first if needed (concurrent callers share
+        one load). Raises :class:`QueryFailed` (404) for unknown spaces."""
+        host = self.hosts.get(space)
+        if host is not None:
+            return host
+        task = self.loading.get(space)
+        if task is None:
+            task = asyncio.create_task(self._load(space))
+            self.loading[space] = task
+            task.add_done_callback(lambda _: self.loading.pop(space, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, space: str) -> SpaceHost:
+        registry = self._worker.registry
+        rec = registry.cached(space)
+        if rec is None or rec.status != "active":
+            # not known here, or a deleted space's record while the watcher has yet
+            # to deliver its re-creation: the KV is the authority
+            rec = await registry.get(space)
+        if rec is None or rec.status != "active":
+            raise QueryFailed(404, "Space not found", f"memory space {space!r} does not exist")
+        try:
+            host = await self.start_host(rec)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.failed[space] = reason
+            log.error("space %s: failed to load: %s", space, reason)
+            raise QueryFailed(
+                503, "Space unavailable", f"memory space {space!r} failed to load: {reason}"
+            ) from exc
+        self.failed.pop(space, None)
+        self.hosts[space] = host
+        return host
+
+    async def start_host(self, rec: SpaceRecord) -> SpaceHost:
+        """A started host of ``rec`` (not yet in :attr:`hosts`)."""
+        w = self._worker
+        host = SpaceHost(rec, w.nc, w.nc.jetstream(), w.settings, w.snapshots)
+        try:
+            # a bounded number at once: each load reads its snapshot through a
+            # consumer on the one snapshot stream, and a worker starting with
+            # hundreds of spaces hit JetStream's consumer limit there
+            async with self._start_slots:
+                await host.start()
+        except BaseException:
+            await host.stop()
+            raise
+        return host
