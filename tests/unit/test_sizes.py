@@ -1,4 +1,4 @@
-"""Small modules and classes: no source file under libs/, services/ or cli/ over
+"""Small modules and classes: no source file under libs/, services/, cli/ or ops/ over
 MAX_LINES lines, no class with more than MAX_METHODS methods, except the entries
 of TOO_BIG, each with the reason it is still allowed. An entry that no longer
 offends fails its own test, so the list only shrinks."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_DIRS = ("libs", "services", "cli")
+SOURCE_DIRS = ("libs", "services", "cli", "ops")
 MAX_LINES = 500
 MAX_METHODS = 15
 
