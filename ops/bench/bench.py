@@ -15,6 +15,9 @@ throw-away data directory, then measures, with the same random unit vectors:
 * Engram recall latency at 10k and at N memories, over NATS and over HTTP, in
   each recall mode (``similarity``, ``spreading`` and ``hybrid``, 2 hops, with
   reinforcement on as by default), compared with raw usearch ``search``;
+* recall throughput at N: similarity recalls back to back from 1 and then 8
+  concurrent clients (asyncio tasks) for a few seconds each, over NATS and HTTP:
+  the QPS, its scaling from 1 to 8 clients and the latency under that load;
 * the WAL fold (``SpaceState.apply_message``, no index inserts) on an ordered
   consumer, compared with the same consumer doing nothing but count;
 * recovery of the N-memory space, in this process with ``SpaceHost`` after the
@@ -33,8 +36,9 @@ This file holds the entry point and the order of the phases; the phases live
 beside it (imported as top-level modules, this directory being on ``sys.path``):
 ``measure`` (configuration, figures, data set, labels), ``stack`` (the processes),
 ``wire`` (requests, replays, waits), ``raw`` (the baselines), ``ingest``,
-``recall_paths`` (NATS, HTTP and in-worker recall), ``fold_recovery`` (WAL fold,
-replay, snapshot restore) and ``report`` (ratios, targets, tables, JSON).
+``recall_paths`` (NATS, HTTP and in-worker recall), ``throughput`` (recall QPS with
+concurrent clients), ``fold_recovery`` (WAL fold, replay, snapshot restore) and
+``report`` (ratios, targets, tables, JSON).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ from raw import bench_raw_jetstream, bench_raw_usearch
 from recall_paths import measure_floors, measure_recall
 from report import compute_ratios, compute_targets, render, summarize_recall, write_json
 from stack import Stack, running_stack
+from throughput import measure_throughput
 from usearch.index import Index
 from wire import create_space, wait_hosted
 
@@ -118,6 +123,7 @@ async def bench_nats_path(
         stack.check_alive()
         await measure_recall(cfg, nc, http, data, size, res)
     await measure_floors(cfg, nc, http, cfg.n, res)
+    await measure_throughput(cfg, stack, nc, data, res)
     total_s = sum(r.seconds for r in stages)
     note = f"{cfg.window} in flight, acked {acked_s:.2f} s"
     res.rates.append(Rate.of("engram nats ingest", cfg.n, total_s, note, dict(cpu)))
@@ -183,7 +189,7 @@ def run(cfg: Config) -> Results:
     raw = bench_raw_usearch(cfg, data, res)
     step("starting nats-server, worker, gateway")
     with running_stack() as stack:
-        step("raw jetstream, engram nats ingest + recall, engram http ingest, recovery")
+        step("raw jetstream, engram nats ingest + recall + throughput, http ingest, recovery")
         asyncio.run(bench_engram(cfg, stack, data, raw, res))
     del raw
     compute_ratios(cfg, res)

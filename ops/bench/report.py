@@ -10,6 +10,7 @@ from typing import Any
 
 from measure import RECALL_HOPS, RECALL_MODES, Config, Results, Target, latency_cell, size_label
 from recall_paths import IN_WORKER_CALLS
+from throughput import CLIENTS, qps, qps_ratio_name, throughput_name
 from wire import recall_name
 
 INGEST_TARGET = 0.70  # Engram ingest ≥ 70 % of raw usearch add
@@ -19,6 +20,7 @@ SPREAD_RATIO_TARGET = 5.0  # in-worker spreading recall p50 ≤ 5× raw usearch 
 SPREAD_P99_TARGET_MS = 10.0  # HTTP spreading recall p99 ≤ 10 ms at 100k
 RESTORE_TARGET = 0.05  # snapshot restore ≤ 5 % of a full replay
 FOLD_TARGET = 0.5  # WAL fold ≥ 50 % of raw ordered-consumer replay
+QPS_SCALING_TARGET = 3.0  # 8-client recall QPS ≥ 3× single-client QPS (on 2 cores)
 
 
 def compute_ratios(cfg: Config, res: Results) -> None:
@@ -57,6 +59,9 @@ def compute_ratios(cfg: Config, res: Results) -> None:
         res.rate("wal fold (apply_message, no index)").per_s
         / res.rate("raw wal replay (count only)").per_s
     )
+    one, many = CLIENTS[0], CLIENTS[-1]
+    for path in ("nats", "http"):
+        res.ratios[qps_ratio_name(path)] = qps(res, path, many) / qps(res, path, one)
     rec = res.recovery
     res.ratios["snapshot restore / full replay"] = (
         rec["snapshot_restore"]["seconds"] / rec["full_replay"]["seconds"]
@@ -123,6 +128,20 @@ def compute_targets(cfg: Config, res: Results) -> None:
             f"{res.recovery['full_replay']['seconds']:.2f} s at {size_label(cfg.n)}",
         )
     )
+    one, many = CLIENTS[0], CLIENTS[-1]
+    for path in ("nats", "http"):
+        ratio = res.ratios[qps_ratio_name(path)]
+        loaded = res.latency(throughput_name(path, many), cfg.n)
+        res.targets.append(
+            Target(
+                f"{path} recall QPS, {many} clients ≥ {QPS_SCALING_TARGET:g}× single-client QPS",
+                ratio,
+                QPS_SCALING_TARGET,
+                bool(ratio >= QPS_SCALING_TARGET),
+                f"{qps(res, path, many):,.0f} vs {qps(res, path, one):,.0f} QPS; p99 under "
+                f"load {loaded.p99_ms:.2f} ms; {res.environment.get('cpus')} CPUs",
+            )
+        )
     fold = res.ratios["wal fold / raw wal replay"]
     res.targets.append(
         Target(

@@ -1,0 +1,145 @@
+"""Recall throughput under concurrency: 1 client, then 8 concurrent clients, each
+sending similarity recalls (k=10) back to back for a fixed time, over NATS and over
+HTTP, on the space and at the size the recall phase measured last (N). Records the
+QPS (a rate, with the CPU each process spent) and the latency under that load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from measure import NATS_SPACE, Config, Dataset, Latency, Rate, Results, step
+from nats.aio.client import Client
+from stack import Stack, cpu_since
+from wire import recall_body
+
+CLIENTS = (1, 8)
+WARMUP_S = 0.5  # each client count, before its timed window
+DURATION_S = 3.0  # the timed window (2 paths × 2 client counts × 3.5 s ≈ 14 s)
+QUICK_DURATION_S = 1.5
+PATHS = ("nats", "http")
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+def throughput_name(path: str, clients: int) -> str:
+    """``engram nats recall, 8 clients``: the rate (QPS) and the latency under load."""
+    return f"engram {path} recall, {clients} client{'s' if clients > 1 else ''}"
+
+
+def qps_ratio_name(path: str) -> str:
+    return f"{path} recall QPS {CLIENTS[-1]} clients / {CLIENTS[0]} client"
+
+
+async def _client(send: Send, bodies: list[bytes], start: int, deadline: float) -> list[float]:
+    """One client: a recall, its answer, the next, until ``deadline``."""
+    times = []
+    i = start
+    while time.perf_counter() < deadline:
+        body = bodies[i % len(bodies)]
+        i += 1
+        t0 = time.perf_counter()
+        await send(body)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+async def run_clients(
+    send: Send, bodies: list[bytes], clients: int, seconds: float
+) -> tuple[list[float], float]:
+    """``clients`` tasks sending back to back for ``seconds``; each starts at its own
+    place in the cues (spread over them), so they do not ask the same thing at once.
+    Returns every request's latency and the wall time until the last one answered."""
+    stride = max(1, len(bodies) // clients)
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    per_client = await asyncio.gather(
+        *(_client(send, bodies, c * stride, deadline) for c in range(clients))
+    )
+    elapsed = time.perf_counter() - t0
+    return [t for times in per_client for t in times], elapsed
+
+
+async def measure_throughput(
+    cfg: Config, stack: Stack, nc: Client, data: Dataset, res: Results
+) -> None:
+    """QPS and latency under load with 1 and 8 concurrent clients, over NATS and HTTP.
+
+    Similarity mode, k=10, the data set's query vectors cycled, and reinforcement on
+    as in the recall phase (``recall_body``): every recall also reinforces what it
+    returns, so the worker writes ``reinforce`` commands to the WAL meanwhile.
+
+    NATS: the bench's one connection, shared by the tasks; their requests are in
+    flight together (nats-py multiplexes them over one inbox), as an async service
+    with one connection would send them. HTTP: one ``httpx.AsyncClient`` for all the
+    tasks with a pool of as many keep-alive connections as clients, so no request
+    waits for a connection (the phase's shared client allows fewer) and each task in
+    effect keeps its own; one client per task would open the same connections and
+    only add pools. The clients run in this process, on the same 2 cores as the
+    worker, gateway and nats-server: their CPU is in the CPU table too."""
+    size = len(data.vectors)
+    seconds = QUICK_DURATION_S if cfg.quick else DURATION_S
+    bodies = [recall_body(q, cfg.k, "similarity") for q in data.queries]
+    subject = f"spaces.{NATS_SPACE}.q.recall"
+    path = f"/api/v1/spaces/{NATS_SPACE}/recall"
+    out: dict[str, Any] = {
+        "mode": "similarity",
+        "k": cfg.k,
+        "reinforce": True,
+        "clients": list(CLIENTS),
+        "warmup_s": WARMUP_S,
+        "seconds": seconds,
+        "size": size,
+        "http": "one httpx.AsyncClient, max_connections = clients",
+        "nats": "one connection shared by the clients",
+    }
+
+    async def via_nats(body: bytes) -> None:
+        msg = await nc.request(subject, body, timeout=10.0)
+        if msg.data.startswith(b'{"error"'):
+            raise RuntimeError(f"{subject}: {msg.data[:300]!r}")
+
+    async with httpx.AsyncClient(
+        base_url=stack.http_url,
+        timeout=60.0,
+        headers={"content-type": "application/json"},
+        limits=httpx.Limits(max_connections=max(CLIENTS), max_keepalive_connections=max(CLIENTS)),
+    ) as http:
+
+        async def via_http(body: bytes) -> None:
+            r = await http.post(path, content=body)
+            if r.status_code != 200:
+                raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
+
+        sends: dict[str, Send] = {"nats": via_nats, "http": via_http}
+        for name in PATHS:
+            out[name] = {}
+            for clients in CLIENTS:
+                step(f"recall throughput: {name}, {clients} client(s), {seconds:g} s")
+                await run_clients(sends[name], bodies, clients, WARMUP_S)
+                cpu0 = stack.cpu()
+                times, elapsed = await run_clients(sends[name], bodies, clients, seconds)
+                cpu = cpu_since(cpu0, stack.cpu())
+                label = throughput_name(name, clients)
+                rate = Rate.of(label, len(times), elapsed, "similarity k=10, reinforce on", cpu)
+                latency = Latency.of(label, size, times)
+                res.rates.append(rate)
+                res.latencies.append(latency)
+                out[name][str(clients)] = {
+                    "qps": rate.per_s,
+                    "requests": rate.count,
+                    "seconds": rate.seconds,
+                    "p50_ms": latency.p50_ms,
+                    "p99_ms": latency.p99_ms,
+                    "mean_ms": latency.mean_ms,
+                    "cpu_s": rate.cpu_s,
+                }
+                stack.check_alive()
+    res.recall["throughput"] = out
+
+
+def qps(res: Results, path: str, clients: int) -> float:
+    return res.rate(throughput_name(path, clients)).per_s
