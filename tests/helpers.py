@@ -478,3 +478,16 @@ def live_records(state: SpaceState) -> list[StoredMemory]:
 
 def live_ids(state: SpaceState) -> list[str]:
     return [rec.id for rec in live_records(state)]
+
+
+def module_name(rel: Path) -> str:
+    """``services/worker/engram_worker/core/state.py`` → ``engram_worker.core.state``;
+    a file outside the engram packages keeps its path (``ops.bench.bench``)."""
+    parts = list(rel.with_suffix("").parts)
+    for i, part in enumerate(parts):
+        if part.startswith("engram_"):
+            parts = parts[i:]
+            break
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import module_name
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("libs", "services", "cli", "ops")
 
@@ -72,19 +74,6 @@ class Source:
     @property
     def package(self) -> str:
         return self.module.partition(".")[0]
-
-
-def module_name(rel: Path) -> str:
-    """``services/worker/engram_worker/core/state.py`` → ``engram_worker.core.state``;
-    a file outside the engram packages keeps its path (``ops.bench.bench``)."""
-    parts = list(rel.with_suffix("").parts)
-    for i, part in enumerate(parts):
-        if part.startswith("engram_"):
-            parts = parts[i:]
-            break
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
 
 
 def imports_of(rel: Path, module: str, tree: ast.AST) -> tuple[Import, ...]:

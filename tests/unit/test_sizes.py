@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import module_name
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("libs", "services", "cli", "ops")
 MAX_LINES = 500
@@ -29,17 +31,6 @@ TOO_BIG: dict[str, str] = {
     "engram_nats.service.MemoryService": "the application layer: one method per verb the "
     "gateway and the SDK both call (spaces, commands, queries) and nothing else",
 }
-
-
-def module_name(rel: Path) -> str:
-    parts = list(rel.with_suffix("").parts)
-    for i, part in enumerate(parts):
-        if part.startswith("engram_"):
-            parts = parts[i:]
-            break
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
 
 
 def measure() -> tuple[dict[str, int], dict[str, int]]:
