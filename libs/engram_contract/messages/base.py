@@ -70,6 +70,15 @@ def decode_embedding(b64: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
 
+def check_embedding_b64(b64: str) -> np.ndarray:
+    """The vector of an ``embedding_b64`` (remember and recall share these rules);
+    raises ``ValueError`` when it is not base64 of whole, finite float32 values."""
+    vec = decode_embedding(b64)
+    if not np.isfinite(vec).all():
+        raise ValueError("embedding_b64 holds NaN or infinite values")
+    return vec
+
+
 def _check_float32(values: list[float] | None) -> None:
     """Vectors are stored as float32: finite doubles beyond its range would become inf."""
     if values is None:

@@ -22,6 +22,7 @@ from engram_contract.messages.base import (
     Model,
     Tag,
     _check_float32,
+    check_embedding_b64,
     decode_embedding,
 )
 
@@ -57,9 +58,7 @@ class MemoryIn(Model):
             raise ValueError("give either embedding or embedding_b64, not both")
         _check_float32(self.embedding)
         if self.embedding_b64 is not None:
-            vec = decode_embedding(self.embedding_b64)
-            if not np.isfinite(vec).all():
-                raise ValueError("embedding_b64 holds NaN or infinite values")
+            check_embedding_b64(self.embedding_b64)
         return self
 
     def vector(self) -> np.ndarray | None:

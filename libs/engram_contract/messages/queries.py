@@ -19,6 +19,7 @@ from engram_contract.messages.base import (
     Tag,
     _check_float32,
     as_utc,
+    check_embedding_b64,
 )
 from engram_contract.messages.memories import Memory
 
@@ -30,6 +31,11 @@ class RecallRequest(Model):
 
     query: str | None = Field(default=None, min_length=1, max_length=MAX_CONTENT_BYTES)
     embedding: list[FiniteFloat] | None = None
+    embedding_b64: str | None = Field(
+        default=None,
+        description="Alternative to `embedding`: base64 of little-endian float32 "
+        "(smaller and faster to parse).",
+    )
     k: int = Field(default=10, ge=1, le=1000)
     mode: RecallMode = Field(
         default="spreading",
@@ -71,9 +77,15 @@ class RecallRequest(Model):
 
     @model_validator(mode="after")
     def _one_cue(self) -> RecallRequest:
-        if (self.query is None) == (self.embedding is None):
-            raise ValueError("give exactly one cue: query (text) or embedding (vector)")
+        if self.embedding is not None and self.embedding_b64 is not None:
+            raise ValueError("give either embedding or embedding_b64, not both")
+        if (self.query is None) == (self.embedding is None and self.embedding_b64 is None):
+            raise ValueError(
+                "give exactly one cue: query (text), or embedding or embedding_b64 (vector)"
+            )
         _check_float32(self.embedding)
+        if self.embedding_b64 is not None:
+            check_embedding_b64(self.embedding_b64)
         if (
             self.since is not None
             and self.until is not None
