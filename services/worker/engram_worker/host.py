@@ -4,6 +4,10 @@
   hands each message to :meth:`SpaceHost.fold`, in order;
 - :class:`~engram_worker.indexer.Indexer` holds the index lock and inserts
   vectors in batches, in a thread, while the fold goes on;
+- two reader/writer locks (:class:`~engram_worker.rwlock.RWLock`) keep queries
+  apart from changes: a query reads holding both (:meth:`SpaceHost.reading`),
+  so recalls overlap one another (each in a thread, searching while the GIL is
+  released); a fold step writes the state lock, an index insert the index lock.
 - :class:`~engram_worker.erase_queue.EraseQueue` erases the WAL messages of
   forgotten and replaced memories in the background;
 - :class:`~engram_worker.snapshotter.Snapshotter` restores the newest snapshot
@@ -17,9 +21,11 @@ stays quiet) on ``spaces.<id>.evt.<kind>``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from nats.aio.client import Client
@@ -32,8 +38,9 @@ from engram_contract.subjects import event_subject, stream_name
 from engram_worker.core.events import Activated, Event, Rejected
 from engram_worker.core.state import SpaceState
 from engram_worker.erase_queue import EraseQueue
-from engram_worker.indexer import Indexer
+from engram_worker.indexer import Indexer, caught_up
 from engram_worker.positions import stored_at
+from engram_worker.rwlock import RWLock
 from engram_worker.snapshots import SnapshotStore
 from engram_worker.snapshotter import Snapshotter
 from engram_worker.wal_consumer import WalConsumer
@@ -64,6 +71,8 @@ class SpaceHost:
         self.retired = False  # deleted (or re-created): write no more snapshots
         self.wal = WalConsumer(self, js, settings)
         self.indexer = Indexer(self.space, lambda: self.state, settings.index_batch)
+        #: the fold writes, queries read (with the indexer's lock: see :meth:`reading`)
+        self.state_lock = RWLock()
         self.erase_queue = EraseQueue(self.space, js)
         self.snapshotter = Snapshotter(self, snapshots)
         self.writeback = WriteBack(self)
@@ -128,11 +137,19 @@ class SpaceHost:
         """Fold one WAL message (``stamp``: its server time in ns; ``after``: messages
         pending after it), erase what it makes obsolete, announce it, and keep the
         index inserts going."""
-        if verb == "consolidate":  # reads the members' vectors: not during an insert
+        at = stored_at(stamp)
+        if verb == "consolidate":
+            # reads the members' vectors: not during an insert; holding the index
+            # lock for writing also waits out every reader
             async with self.indexer.lock:
-                event = self.state.apply_message(verb, data, seq, stored_at(stamp))
-        else:
-            event = self.state.apply_message(verb, data, seq, stored_at(stamp))
+                event = self.state.apply_message(verb, data, seq, at)
+        elif self.state_lock.idle:
+            # no reader and no waiter, and apply_message does not await: no query
+            # can start before it returns (the common case, without a lock's cost)
+            event = self.state.apply_message(verb, data, seq, at)
+        else:  # queries are reading: wait until they are done, keep new ones out
+            async with self.state_lock.write():
+                event = self.state.apply_message(verb, data, seq, at)
         if event is not None:
             self.wal.count(verb, event)
             snap = self.snapshotter
@@ -160,9 +177,40 @@ class SpaceHost:
         subject = event_subject(self.space, event.kind)
         await self._nc.publish(subject, event.message(self.space).model_dump_json().encode())
 
-    async def with_index(self, fn: Callable[[SpaceState], T]) -> T:
-        """Run ``fn(state)`` with every applied vector indexed, under the index lock."""
-        return await self.indexer.with_index(fn)
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[SpaceState]:
+        """The state with every applied vector indexed, shared with other readers:
+        no fold step and no index insert runs until the block ends, and the reader
+        changes nothing (so readers may run in threads, side by side)."""
+        index_lock, state_lock = self.indexer.lock, self.state_lock
+        while True:
+            await self.indexer.catch_up()
+            # both usually granted without suspending, right after the catch-up
+            await index_lock.acquire_read()
+            try:
+                await state_lock.acquire_read()
+            except BaseException:
+                index_lock.release_read()
+                raise
+            state = self.state
+            if caught_up(state):
+                break
+            # folded meanwhile (we waited for a lock): catch up again
+            state_lock.release_read()
+            index_lock.release_read()
+        try:
+            yield state
+        finally:
+            state_lock.release_read()
+            index_lock.release_read()
+
+    async def with_index(self, fn: Callable[[SpaceState], T], *, thread: bool = False) -> T:
+        """Run ``fn(state)`` as a reader (:meth:`reading`); with ``thread``, in a
+        thread, so the event loop goes on and other readers overlap it."""
+        async with self.reading() as state:
+            if thread:
+                return await _in_thread(fn, state)
+            return fn(state)
 
     async def wait_applied(self, seq: int, timeout: float) -> None:
         """Return once ``seq`` is applied (what it erases may still be queued for
@@ -176,3 +224,14 @@ class SpaceHost:
     def index_memory_bytes(self) -> int:
         """Memory held by the space's usearch index, as of its last insert."""
         return self.state.index.memory_bytes
+
+
+async def _in_thread(fn: Callable[[SpaceState], T], state: SpaceState) -> T:
+    """``fn(state)`` in a thread. Cancel-safe: the caller keeps its read locks
+    until the thread is done with the state."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, state))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise

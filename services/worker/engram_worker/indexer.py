@@ -1,9 +1,11 @@
 """The index lock of one hosted space and its background inserts.
 
-Vectors are inserted into the usearch index in batches, in a thread under the
-lock: when a batch is full or the consumer has nothing pending. Searches take the
-same lock (:meth:`Indexer.with_index`), so the index is only ever touched by one
-actor at a time.
+Vectors are inserted into the usearch index in batches, in a thread, holding the
+index lock (:class:`~engram_worker.rwlock.RWLock`) for writing: when a batch is
+full or the consumer has nothing pending. Queries hold it for reading
+(:meth:`~engram_worker.host.SpaceHost.reading`), so several searches run at once
+but never beside an insert. The fold does not take this lock (it only buffers
+vectors): it takes the space's state lock.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TypeVar
 
 from engram_worker.core.indexing import FlushBatch
 from engram_worker.core.state import SpaceState
+from engram_worker.rwlock import RWLock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,7 +31,7 @@ class Indexer:
         self.space = space
         self._state = state
         self._batch = batch
-        self.lock = asyncio.Lock()
+        self.lock = RWLock()
         self._task: asyncio.Task[None] | None = None
 
     def kick(self) -> None:
@@ -68,12 +71,24 @@ class Indexer:
             await insert
             raise
 
-    async def with_index(self, fn: Callable[[SpaceState], T]) -> T:
-        """Run ``fn(state)`` with every applied vector indexed, under the index lock."""
+    async def catch_up(self) -> None:
+        """Index every vector folded so far and absorb the links found meanwhile
+        (holding the lock for writing, only when there is something to do)."""
+        if caught_up(self._state()):
+            return
         async with self.lock:
             state = self._state()
             batch = state.indexing.take()
             if batch is not None:
                 await self.run(batch)
-            # messages folded while the thread ran are inserted inline by fn's flush
-            return fn(state)
+            # what was folded while the thread ran is inserted inline, and the
+            # links found are absorbed into the graph
+            state.flush()
+            _ = state.graph
+
+
+def caught_up(state: SpaceState) -> bool:
+    """Every applied vector is in the index and every link found is in the graph:
+    a reader changes nothing by reading (``state.graph`` has nothing to absorb)."""
+    ix = state.indexing
+    return not (ix.pending or ix.stale or ix.derived or ix.inflight)

@@ -96,7 +96,7 @@ class WriteBack:
         settings = self._host.record.consolidation
         # every memory is looked at each time: a group may become dense long after
         # its members were stored (links added later, a semantic memory forgotten)
-        groups, planned_at = await self._host.indexer.with_index(
+        groups, planned_at = await self._host.with_index(
             lambda st: (consolidation_groups(st, settings), st.applied_seq)
         )
         found = [ConsolidatedGroup(memory_id=mid, members=members) for mid, members in groups]

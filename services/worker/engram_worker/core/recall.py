@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engram_contract.messages import RecallMode, RecallRequest, RecallResult, TraceStep, as_utc
+from engram_contract.messages import (
+    RecallMode,
+    RecallRequest,
+    RecallResult,
+    RecallWire,
+    TraceStep,
+    as_utc,
+)
 from engram_worker.core.activation import Reached, SpreadParams, path, retention, spread
 from engram_worker.core.export import to_memory
 from engram_worker.core.index import EXACT_SEARCH_BELOW
@@ -37,7 +44,7 @@ class RecallQuery:
     trace: bool = False
 
     @classmethod
-    def of(cls, req: RecallRequest) -> RecallQuery:
+    def of(cls, req: RecallRequest | RecallWire) -> RecallQuery:
         return cls(
             k=req.k,
             mode=req.mode,

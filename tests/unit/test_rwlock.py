@@ -1,0 +1,91 @@
+"""The worker's reader/writer lock: readers share, a writer is alone, and a
+waiting writer is not starved by readers that come after it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engram_worker.rwlock import RWLock
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_readers_share_and_a_writer_waits_for_them() -> None:
+    lock = RWLock()
+    await lock.acquire_read()
+    await lock.acquire_read()
+    assert lock.readers == 2 and not lock.idle
+    writer = asyncio.create_task(lock.acquire_write())
+    await settle()
+    assert not writer.done()
+    lock.release_read()
+    await settle()
+    assert not writer.done()
+    lock.release_read()
+    await writer
+    assert lock.writing and lock.readers == 0
+    lock.release_write()
+    assert lock.idle
+
+
+async def test_a_waiting_writer_holds_back_later_readers() -> None:
+    lock = RWLock()
+    await lock.acquire_read()
+    writer = asyncio.create_task(lock.acquire_write())
+    await settle()
+    late_reader = asyncio.create_task(lock.acquire_read())
+    await settle()
+    assert not writer.done() and not late_reader.done()
+    lock.release_read()
+    await writer
+    await settle()
+    assert not late_reader.done()  # the writer goes first
+    lock.release_write()
+    await late_reader
+    assert lock.readers == 1
+    lock.release_read()
+    assert lock.idle
+
+
+async def test_readers_queued_behind_a_writer_go_together() -> None:
+    lock = RWLock()
+    await lock.acquire_write()
+    readers = [asyncio.create_task(lock.acquire_read()) for _ in range(3)]
+    await settle()
+    assert not any(r.done() for r in readers)
+    lock.release_write()
+    await asyncio.gather(*readers)
+    assert lock.readers == 3
+
+
+async def test_a_cancelled_waiter_leaves_no_trace() -> None:
+    lock = RWLock()
+    await lock.acquire_read()
+    writer = asyncio.create_task(lock.acquire_write())
+    await settle()
+    reader = asyncio.create_task(lock.acquire_read())  # behind the writer
+    await settle()
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    await reader  # the writer that gave up no longer holds it back
+    lock.release_read()
+    lock.release_read()
+    assert lock.idle
+
+
+async def test_async_with_takes_it_for_writing() -> None:
+    lock = RWLock()
+    async with lock:
+        assert lock.writing
+        reader = asyncio.create_task(lock.acquire_read())
+        await settle()
+        assert not reader.done()
+    await reader
+    lock.release_read()
+    assert lock.idle
