@@ -13,6 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, get_args
 
+import numpy as np
 from pydantic import ValidationError
 
 from engram_client.base import EventStream, SpaceInfo, Transport, Written
@@ -30,6 +31,7 @@ from engram_contract.messages import (
     RecallRequest,
     RecallResponse,
     SpaceRecord,
+    encode_embedding,
 )
 from engram_contract.subjects import EventKind
 
@@ -246,14 +248,15 @@ class Space:
 
     async def recall(
         self,
-        cue: str | builtins.list[float],
+        cue: str | builtins.list[float] | np.ndarray,
         *,
         k: int = 10,
         mode: RecallMode = "spreading",
         tags: builtins.list[str] | None = None,
         **options: Any,
     ) -> RecallResponse:
-        """Memories for a text cue (embedded with the space's embedder) or a vector,
+        """Memories for a text cue (embedded with the space's embedder) or a vector
+        (a numpy vector is sent as ``embedding_b64``, a list as ``embedding``),
         best first. ``mode``: ``similarity``, ``spreading`` (default) or
         ``hybrid``; more options (``seed_k``, ``max_hops``, ``hop_decay``,
         ``threshold``, ``max_fanout``, ``hybrid_weight``, ``since``, ``until``,
@@ -262,7 +265,13 @@ class Space:
         fields: dict[str, Any] = {"k": k, "mode": mode, **options}
         if tags:
             fields["tags"] = tags
-        fields["query" if isinstance(cue, str) else "embedding"] = cue
+        if isinstance(cue, str):
+            fields["query"] = cue
+        elif isinstance(cue, np.ndarray):
+            # base64 of float32: a third of the bytes, and parsed without a float list
+            fields["embedding_b64"] = encode_embedding(cue)
+        else:
+            fields["embedding"] = cue
         try:
             request = RecallRequest.model_validate(fields)
         except ValidationError as exc:

@@ -15,6 +15,7 @@ import builtins
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
 import numpy as np
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -32,9 +33,12 @@ from engram_contract.messages import (
     MemoryIn,
     Model,
     RecallRequest,
+    RecallWire,
     RememberCommand,
     SpaceRecord,
     StatsRequest,
+    encode_query,
+    with_min_seq,
 )
 from engram_contract.subjects import CommandVerb, QueryName
 from engram_nats import wire
@@ -144,7 +148,9 @@ class MemoryService:
         self.acked.note(space, seq)
         return seq
 
-    async def query(self, space: str, name: QueryName, body: Model | dict[str, Any]) -> bytes:
+    async def query(
+        self, space: str, name: QueryName, body: Model | dict[str, Any] | bytes
+    ) -> bytes:
         """The raw JSON answer of the worker hosting ``space`` (errors raised)."""
         return await wire.query(self.nc, space, name, body, timeout=self.query_timeout)
 
@@ -238,18 +244,30 @@ class MemoryService:
 
     # -- reads -----------------------------------------------------------------
 
-    async def recall(self, space: str, request: RecallRequest) -> bytes:
-        """The ``RecallResponse`` (read-your-writes unless asked otherwise)."""
+    async def recall(
+        self, space: str, request: RecallRequest | RecallWire, body: bytes | None = None
+    ) -> bytes:
+        """The ``RecallResponse`` (read-your-writes unless asked otherwise).
+        ``body``: the bytes ``request`` was parsed from (validated), forwarded as
+        they are, so a vector is not encoded again."""
         rec = await self.spaces.for_read(space)
-        if request.embedding is not None and len(request.embedding) != rec.dim:
+        wired = request if isinstance(request, RecallWire) else None
+        if wired is None:
+            assert isinstance(request, RecallRequest)
+            wired = msgspec.convert(request.model_dump(exclude_none=True), RecallWire)
+            body = None
+        dim = wired.cue_dim
+        if dim is not None and dim != rec.dim:
+            field = "embedding" if wired.embedding is not None else "embedding_b64"
             raise field_error(
-                "embedding",
-                f"expected {rec.dim} values (space {space!r} has dim {rec.dim}), "
-                f"got {len(request.embedding)}",
+                field,
+                f"expected {rec.dim} values (space {space!r} has dim {rec.dim}), got {dim}",
             )
-        if request.consistency == "read_your_writes" and request.min_seq is None:
-            request = request.model_copy(update={"min_seq": self.acked.get(space)})
-        return await self.query(space, "recall", request)
+        if wired.consistency == "read_your_writes" and wired.min_seq is None:
+            acked = self.acked.get(space)
+            if acked is not None:
+                wired, body = with_min_seq(wired, body or encode_query(wired), acked)
+        return await self.query(space, "recall", body or encode_query(wired))
 
     async def get(self, space: str, memory_id: str, include_embedding: bool = False) -> bytes:
         """The ``GetResponse`` of one memory (a 404 when the space lacks it)."""

@@ -49,8 +49,11 @@ WRITE_FAILURES: tuple[type[BaseException], ...] = (
 RETRY_AFTER = 1.0
 
 
-def encode(body: Model | dict[str, Any]) -> bytes:
-    """A command or query body as it goes on the wire (JSON, unset fields left out)."""
+def encode(body: Model | dict[str, Any] | bytes) -> bytes:
+    """A command or query body as it goes on the wire (JSON, unset fields left out;
+    bytes are JSON already)."""
+    if isinstance(body, bytes):
+        return body
     if isinstance(body, Model):
         return body.model_dump_json(exclude_none=True).encode()
     return json.dumps(body).encode()
@@ -127,7 +130,12 @@ def reply_error(data: bytes) -> EngramError | None:
 
 
 async def query(
-    nc: Client, space: str, name: QueryName, body: Model | dict[str, Any], *, timeout: float
+    nc: Client,
+    space: str,
+    name: QueryName,
+    body: Model | dict[str, Any] | bytes,
+    *,
+    timeout: float,
 ) -> bytes:
     """Request a query from the worker hosting ``space``; return its raw JSON
     answer. An error reply, no worker, a timeout or NATS being unreachable raise

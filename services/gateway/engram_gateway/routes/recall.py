@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.params import FromPath
+from pydantic import ValidationError
 
-from engram_contract.messages import RecallRequest
+from engram_contract.messages import QueryStruct, RecallWire, parse_query
+from engram_contract.messages.query_structs import MODEL_OF
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import resolve_space
+
+Q = TypeVar("Q", bound=QueryStruct)
 
 
 @post(
@@ -19,8 +23,10 @@ from engram_gateway.spaces import resolve_space
     tags=["recall"],
     status_code=200,
     summary="Recall memories by text or vector cue",
-    description="Body: `RecallRequest`. `mode`: `similarity` (the nearest memories), "
-    "`spreading` (default: activation spreads from the `seed_k` nearest along the "
+    description="Body: `RecallRequest` (the cue: `query` text, or a vector as `embedding` "
+    "or `embedding_b64`, base64 of little-endian float32). `mode`: `similarity` (the "
+    "nearest memories), `spreading` (default: activation spreads from the `seed_k` "
+    "nearest along the "
     "association graph, `max_hops`, `hop_decay`, `threshold`, `max_fanout`) or `hybrid` "
     "(`hybrid_weight` of spreading, the rest similarity). `tags`, `since`, `until` "
     "filter; `trace` adds each result's activation path. Scores use confidence decayed "
@@ -37,8 +43,20 @@ async def recall(
 
 async def recall_in(space: str, request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     """Recall from ``space`` with the body's cue (also the legacy route's)."""
-    req = parse_body(RecallRequest, await request.body())
-    return raw_json(await bridge_of(state).recall(space, req))
+    body = await request.body()
+    req = parse_query_body(RecallWire, body)
+    # the body validated is the body forwarded; the worker's answer is the response
+    return raw_json(await bridge_of(state).recall(space, req, body))
+
+
+def parse_query_body(struct: type[Q], raw: bytes) -> Q:
+    """A query body, validated once (msgspec); a body refused gets the problem
+    every route gives (the model names the fields, as :func:`parse_body` does)."""
+    try:
+        return parse_query(struct, raw)
+    except ValidationError:
+        parse_body(MODEL_OF[struct], raw)  # raises the 400 naming the fields
+        raise
 
 
 ROUTES = [recall]
