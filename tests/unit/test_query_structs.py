@@ -24,6 +24,7 @@ from engram_contract.messages import (
     StatsWire,
     encode_embedding,
     parse_query,
+    parse_recall,
     with_min_seq,
 )
 from engram_contract.messages.query_structs import MODEL_OF
@@ -199,3 +200,39 @@ recall_docs = st.dictionaries(
 def test_mirror_never_accepts_what_the_model_refuses(doc: dict[str, Any]) -> None:
     data = json.dumps(doc).encode()
     assert outcome(RecallWire, data) == model_outcome(RecallRequest, data)
+
+
+def test_parse_recall_gives_the_checked_vector_once() -> None:
+    vec = np.array([0.25, -1.5, 3.0], dtype=np.float32)
+    for body in (
+        {"embedding_b64": encode_embedding(vec)},
+        {"embedding": [0.25, -1.5, 3.0]},
+        {"embedding": ["0.25", -1.5, 3.0]},  # the model's lax form: converted
+    ):
+        req, cue = parse_recall(json.dumps(body).encode())
+        assert cue is not None and cue.dtype == np.float32 and req.cue_dim == 3
+        np.testing.assert_array_equal(cue, vec)
+    with pytest.raises(ValidationError, match="beyond float32 range"):
+        parse_recall(b'{"embedding": [1e39]}')
+    for n in range(1, 9):  # the dim counted from the base64 length, any padding
+        b64 = encode_embedding(np.ones(n, dtype=np.float32))
+        assert parse_recall(json.dumps({"embedding_b64": b64}).encode())[0].cue_dim == n
+
+
+def test_worker_reply_bytes_are_what_the_model_writes() -> None:
+    from engram_contract.messages import RecallResponse
+    from engram_worker.queries import _encode
+    from tests.helpers import broker_time, empty_state
+
+    state = empty_state(8)
+    for i in range(5):
+        body = {
+            "schema_version": 1,
+            "command_id": f"c{i}",
+            "memory": {"id": f"m{i}", "content": f"memory {i} ü", "tags": ["x"]},
+        }
+        state.apply_message("remember", json.dumps(body).encode(), i + 1, broker_time(i + 1))
+    results = state.recall(state.embed_query("memory 2"), 3, None, None)
+    want = RecallResponse(space="abc", applied_seq=5, results=results).model_dump_json()
+    got = _encode({"space": "abc", "applied_seq": 5, "results": results})
+    assert got == want.encode()

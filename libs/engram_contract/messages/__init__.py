@@ -106,6 +106,7 @@ from engram_contract.messages.query_structs import (
     StatsWire,
     encode_query,
     parse_query,
+    parse_recall,
     with_min_seq,
 )
 from engram_contract.messages.registry import (
@@ -225,6 +226,7 @@ __all__ = [
     "encode_query",
     "error_reply",
     "parse_query",
+    "parse_recall",
     "vector_problem",
     "with_min_seq",
 ]

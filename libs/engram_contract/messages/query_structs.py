@@ -27,7 +27,6 @@ from engram_contract.messages.base import (
     MAX_TAGS,
     Consistency,
     RecallMode,
-    _check_float32,
     as_utc,
     check_embedding_b64,
     decode_embedding,
@@ -71,19 +70,30 @@ class RecallWire(QueryStruct, frozen=True):
     memory_space_id: SpaceIdOrNone = None
 
     def check(self) -> None:
+        self.checked()
+
+    def checked(self) -> np.ndarray | None:
+        """The model's cross-field rules (``ValueError``), and the vector cue
+        (float32; ``None``: the cue is text), made once."""
         if self.embedding is not None and self.embedding_b64 is not None:
             raise ValueError("both embeddings")
         if (self.query is None) == (self.embedding is None and self.embedding_b64 is None):
             raise ValueError("not one cue")
-        _check_float32(self.embedding)
-        if self.embedding_b64 is not None:
-            check_embedding_b64(self.embedding_b64)
         if (
             self.since is not None
             and self.until is not None
             and as_utc(self.since) >= as_utc(self.until)
         ):
             raise ValueError("since after until")
+        if self.embedding is not None:
+            with np.errstate(over="ignore"):
+                vec = np.asarray(self.embedding, dtype=np.float32)
+            if not np.isfinite(vec).all():
+                raise ValueError("beyond float32")
+            return vec
+        if self.embedding_b64 is not None:
+            return check_embedding_b64(self.embedding_b64)
+        return None
 
     def vector(self) -> np.ndarray | None:
         """The vector cue as float32 (``None``: the cue is text)."""
@@ -95,11 +105,14 @@ class RecallWire(QueryStruct, frozen=True):
 
     @property
     def cue_dim(self) -> int | None:
-        """How many values the vector cue holds (``None``: a text cue)."""
+        """How many values the vector cue holds (``None``: a text cue); of a
+        request that was checked (valid base64, counted without decoding)."""
         if self.embedding is not None:
             return len(self.embedding)
-        if self.embedding_b64 is not None:
-            return len(decode_embedding(self.embedding_b64))
+        b64 = self.embedding_b64
+        if b64 is not None:
+            pad = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
+            return (len(b64) * 3 // 4 - pad) // 4
         return None
 
 
@@ -148,6 +161,18 @@ def parse_query(struct: type[S], data: bytes) -> S:
         pass  # msgspec.ValidationError is a DecodeError
     accepted = MODEL_OF[struct].model_validate_json(data)
     return msgspec.convert(accepted.model_dump(), struct)
+
+
+def parse_recall(data: bytes) -> tuple[RecallWire, np.ndarray | None]:
+    """A recall request and its vector cue (``None``: text), decoded once; errors
+    as :func:`parse_query`."""
+    try:
+        req = _DECODERS[RecallWire].decode(data)
+        return req, req.checked()
+    except (msgspec.DecodeError, ValueError):
+        pass
+    req = parse_query(RecallWire, data)
+    return req, req.vector()
 
 
 def encode_query(req: QueryStruct) -> bytes:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Final, Protocol, TypeVar
 
 import msgspec
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from engram_contract.errors import validation_message
@@ -29,6 +30,7 @@ from engram_contract.messages import (
     StatsWire,
     error_reply,
     parse_query,
+    parse_recall,
 )
 from engram_contract.settings import WorkerSettings
 from engram_contract.subjects import QueryName
@@ -99,16 +101,22 @@ async def _wait(w: Answering, host: SpaceHost, min_seq: int | None) -> None:
 
 
 async def recall(w: Answering, host: SpaceHost, data: bytes) -> bytes:
-    req = _parse_wire(RecallWire, data, host.space)
+    try:
+        req, cue = parse_recall(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    _check_space(req, host.space)
     started = time.perf_counter()
     try:
-        return await _recall_parsed(w, host, req)
+        return await _recall_parsed(w, host, req, cue)
     finally:
         if not host.retired:  # a deleted space's series stay removed
             w.metrics.recall(host.space, req.mode, time.perf_counter() - started)
 
 
-async def _recall_parsed(w: Answering, host: SpaceHost, req: RecallWire) -> bytes:
+async def _recall_parsed(
+    w: Answering, host: SpaceHost, req: RecallWire, cue: np.ndarray | None
+) -> bytes:
     min_seq = req.min_seq
     if req.consistency == "strong":
         min_seq = max(min_seq or 0, await host.stream_last_seq())
@@ -116,7 +124,6 @@ async def _recall_parsed(w: Answering, host: SpaceHost, req: RecallWire) -> byte
         min_seq = None
     await _wait(w, host, min_seq)
     dim = host.state.dim
-    cue = req.vector()
     if cue is None:
         assert req.query is not None
         cue = host.state.embed_query(req.query)
@@ -271,10 +278,14 @@ def _parse_wire(struct: type[W], data: bytes, space: str) -> W:
         req = parse_query(struct, data)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    _check_space(req, space)
+    return req
+
+
+def _check_space(req: QueryStruct, space: str) -> None:
     why = wrong_space(getattr(req, "memory_space_id", None), space)
     if why is not None:
         raise QueryFailed(400, "Wrong memory space", why)
-    return req
 
 
 def _fields(obj: object) -> dict[str, object]:
