@@ -293,11 +293,29 @@ async def test_bad_recall_requests(client: Client, space_id: str) -> None:
         ({"embedding": [0.0] * 3}, "embedding"),
         ({"query": "a", "k": 0}, "k"),
         ({"query": "a", "consistency": "sometimes"}, "consistency"),
+        ({"query": "a", "tags": ["ok", ""]}, "tags[1]: String should have at least 1"),
+        ({"embedding_b64": "not base64!"}, "embedding_b64 is not valid base64"),
+        ({"embedding_b64": encode_embedding([0.1, float("nan")])}, "NaN"),
+        ({"embedding_b64": encode_embedding([0.5] * 3)}, "embedding_b64: expected 16 values"),
+        (
+            {"embedding": [0.5] * 16, "embedding_b64": encode_embedding([0.5] * 16)},
+            "either embedding or embedding_b64",
+        ),
     ]
     for body, name in cases:
         r = await client.post(url, json=body)
         assert r.status_code == 400, body
+        assert r.headers["content-type"].startswith("application/problem+json")
         assert name in r.json()["detail"], r.json()
+    # the same cue as a list and as base64: the same answer
+    await client.post(url.replace("/recall", "/memories"), json={"content": "x", "id": "v"})
+    vec = random_unit(16, 4)
+    answers = [
+        (await client.post(url, json={**cue, "mode": "similarity", "reinforce": False})).json()
+        for cue in ({"embedding": vec}, {"embedding_b64": encode_embedding(vec)})
+    ]
+    found = [[(x["memory"]["id"], x["similarity"]) for x in a["results"]] for a in answers]
+    assert found[0] and found[0] == found[1]
 
 
 async def test_recall_consistency_modes(client: Client, space_id: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import nats.js.errors
+import numpy as np
 import pytest
 from nats.aio.client import Client as Nats
 
@@ -137,6 +138,13 @@ async def test_forget_many(engram: EngramClient, space_id: str) -> None:
             await alpha.get(gone)
     answer = await alpha.recall(basis(0), k=10, mode="similarity", reinforce=False)
     assert {r.memory.id for r in answer.results} == {"m1", "m3", "m5"}
+    # a numpy cue goes as embedding_b64: the same answer
+    as_b64 = await alpha.recall(
+        np.asarray(basis(0), dtype=np.float32), k=10, mode="similarity", reinforce=False
+    )
+    assert [(r.memory.id, r.similarity) for r in as_b64.results] == [
+        (r.memory.id, r.similarity) for r in answer.results
+    ]
     assert [m.id async for m in alpha.iter_memories()] == ["m1", "m3", "m5"]
 
     # more than one batch: several requests (HTTP) or pipelined batches (NATS)
@@ -255,6 +263,8 @@ async def test_bad_input_raises_invalid_input(engram: EngramClient, space_id: st
         await alpha.remember("wrong dim", embedding=[1.0, 2.0])  # found by the space's dim
     with pytest.raises(InvalidInput, match="16"):
         await alpha.recall([1.0, 0.0])
+    with pytest.raises(InvalidInput, match="embedding_b64: expected 16 values"):
+        await alpha.recall(np.ones(3, dtype=np.float32))  # sent as embedding_b64
     with pytest.raises(InvalidInput):
         await alpha.recall("x", k=0)
     with pytest.raises(InvalidInput):
