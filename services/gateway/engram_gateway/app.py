@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -133,8 +134,15 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
 
 def create_app_from_environment() -> Litestar:
     """The app of one of several gateway processes: each reads its settings from the
-    environment it inherited (uvicorn's ``factory``)."""
-    return create_app(GatewaySettings())
+    environment it inherited (uvicorn's ``factory``) and logs as ``engram gateway``
+    does (a spawned process starts with logging unconfigured)."""
+    settings = GatewaySettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",  # as engram_cli.main
+        stream=sys.stderr,
+    )
+    return create_app(settings)
 
 
 def main(settings: GatewaySettings) -> None:
