@@ -123,7 +123,9 @@ def run_dev_stack(settings: GatewaySettings) -> int:
         worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "off"
         print(
             f"\nEngram is running (data in {data}):\n"
-            f"  HTTP API  {http}/api/v1/spaces\n"
+            f"  HTTP API  {http}/api/v1/spaces"
+            f" ({settings.http_workers} gateway process{'es' if settings.http_workers > 1 else ''},"
+            " ENGRAM_HTTP_WORKERS)\n"
             f"  OpenAPI   {http}/schema\n"
             f"  Metrics   {http}/metrics (gateway), {worker_metrics} (worker)\n"
             f"  NATS      nats://127.0.0.1:{nats_port}"

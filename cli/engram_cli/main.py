@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engram", description="Engram: cognitive memory spaces for AI agents on NATS."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("gateway", help="run the HTTP gateway (ENGRAM_HTTP_HOST/PORT)").set_defaults(
-        func=cmd_gateway
-    )
+    sub.add_parser(
+        "gateway",
+        help="run the HTTP gateway (ENGRAM_HTTP_HOST/PORT, ENGRAM_HTTP_WORKERS processes)",
+    ).set_defaults(func=cmd_gateway)
     sub.add_parser("worker", help="run a worker that hosts spaces").set_defaults(func=cmd_worker)
     sub.add_parser(
         "dev", help="run nats-server (JetStream, data in ENGRAM_DATA_DIR), a gateway and a worker"

@@ -45,6 +45,14 @@ class CommonSettings(BaseSettings):
 class GatewaySettings(CommonSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(default=7432, description="Port of the HTTP API.")
+    http_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Gateway processes serving the HTTP API on one port (uvicorn workers); "
+        "more than 1 shares read-your-writes positions and metrics between them "
+        "(docs/operations.md, 'Sizing the gateway').",
+    )
     default_space: str = Field(default="default", description="Created at gateway start.")
     auto_create_spaces: bool = Field(
         default=True, description="First write to an unknown valid space creates it."

@@ -64,6 +64,7 @@ import nats
 import nats.errors
 from fold_recovery import bench_wal_and_recovery
 from ingest import bench_http_ingest, ingest_nats_stage
+from keepalive import KeepAliveClient
 from measure import (
     HOSTED_TIMEOUT,
     NATS_SPACE,
@@ -97,7 +98,8 @@ DEFAULT_OUT = HERE / "results" / "latest.json"
 async def bench_nats_path(
     cfg: Config, stack: Stack, nc: Client, http: httpx.AsyncClient, data: Dataset, res: Results
 ) -> None:
-    """Ingest straight into the WAL in stages; measure recall at each checkpoint."""
+    """Ingest straight into the WAL in stages; measure recall at each checkpoint (HTTP
+    recall and the floors with the keep-alive client, see keepalive.py)."""
     await create_space(http, NATS_SPACE, cfg.dim)
     async with asyncio.timeout(HOSTED_TIMEOUT):
         await wait_hosted(nc, NATS_SPACE)
@@ -121,8 +123,10 @@ async def bench_nats_path(
         cpu.update(stage.cpu_s)
         lo = size
         stack.check_alive()
-        await measure_recall(cfg, nc, http, data, size, res)
-    await measure_floors(cfg, nc, http, cfg.n, res)
+        async with KeepAliveClient(stack.http_url) as lean:
+            await measure_recall(cfg, nc, lean, data, size, res)
+    async with KeepAliveClient(stack.http_url) as lean:
+        await measure_floors(cfg, nc, lean, cfg.n, res)
     await measure_throughput(cfg, stack, nc, data, res)
     total_s = sum(r.seconds for r in stages)
     note = f"{cfg.window} in flight, acked {acked_s:.2f} s"
@@ -157,9 +161,8 @@ def environment() -> dict[str, Any]:
     server = subprocess.run(
         [find_nats_server(), "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    versions = {
-        pkg: importlib.metadata.version(pkg) for pkg in ("usearch", "nats-py", "numpy", "httpx")
-    }
+    packages = ("usearch", "nats-py", "numpy", "httpx", "uvicorn", "httptools", "uvloop")
+    versions = {pkg: importlib.metadata.version(pkg) for pkg in packages}
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

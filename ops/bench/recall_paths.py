@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import numpy as np
+from keepalive import KeepAliveClient
 from measure import (
     NATS_SPACE,
     RECALL_HOPS,
@@ -52,7 +52,7 @@ async def time_nats_requests(
 
 
 async def time_http_requests(
-    http: httpx.AsyncClient, method: str, path: str, bodies: list[bytes], samples: int, warmup: int
+    http: KeepAliveClient, method: str, path: str, bodies: list[bytes], samples: int, warmup: int
 ) -> list[float]:
     times = []
     for i in range(warmup + samples):
@@ -90,7 +90,7 @@ async def time_modes(
 
 
 async def measure_recall(
-    cfg: Config, nc: Client, http: httpx.AsyncClient, data: Dataset, size: int, res: Results
+    cfg: Config, nc: Client, http: KeepAliveClient, data: Dataset, size: int, res: Results
 ) -> None:
     """Recall in every mode, over NATS, then over HTTP. Each recall reinforces the
     memories it returns, so the worker writes a ``reinforce`` command to the WAL
@@ -117,7 +117,7 @@ async def measure_recall(
 
 
 async def measure_floors(
-    cfg: Config, nc: Client, http: httpx.AsyncClient, size: int, res: Results
+    cfg: Config, nc: Client, http: KeepAliveClient, size: int, res: Results
 ) -> None:
     """Round trips that do no index work: what transport and framework cost alone."""
     samples = max(100, cfg.samples // 2)

@@ -10,7 +10,7 @@ from typing import Any
 
 from measure import RECALL_HOPS, RECALL_MODES, Config, Results, Target, latency_cell, size_label
 from recall_paths import IN_WORKER_CALLS
-from throughput import CLIENTS, qps, qps_ratio_name, throughput_name
+from throughput import CLIENTS, HTTP_MULTI, PATHS, qps, qps_ratio_name, throughput_name
 from wire import recall_name
 
 INGEST_TARGET = 0.70  # Engram ingest ≥ 70 % of raw usearch add
@@ -21,6 +21,9 @@ SPREAD_P99_TARGET_MS = 10.0  # HTTP spreading recall p99 ≤ 10 ms at 100k
 RESTORE_TARGET = 0.05  # snapshot restore ≤ 5 % of a full replay
 FOLD_TARGET = 0.5  # WAL fold ≥ 50 % of raw ordered-consumer replay
 QPS_SCALING_TARGET = 3.0  # 8-client recall QPS ≥ 3× single-client QPS (on 2 cores)
+HTTP_FLOOR_MS = 0.5  # GET /health p50
+HTTP_OVER_NATS_MS = 1.0  # HTTP recall p50 ≤ NATS recall p50 + 1 ms
+HTTP_P99_OVER_P50 = 2.0  # HTTP recall p99 ≤ 2× its p50
 
 
 def compute_ratios(cfg: Config, res: Results) -> None:
@@ -60,8 +63,12 @@ def compute_ratios(cfg: Config, res: Results) -> None:
         / res.rate("raw wal replay (count only)").per_s
     )
     one, many = CLIENTS[0], CLIENTS[-1]
-    for path in ("nats", "http"):
+    for path in PATHS:
         res.ratios[qps_ratio_name(path)] = qps(res, path, many) / qps(res, path, one)
+    # what a deployment with several gateway processes gains over the default
+    res.ratios[f"{HTTP_MULTI} recall QPS {many} clients / http {one} client"] = qps(
+        res, HTTP_MULTI, many
+    ) / qps(res, "http", one)
     rec = res.recovery
     res.ratios["snapshot restore / full replay"] = (
         rec["snapshot_restore"]["seconds"] / rec["full_replay"]["seconds"]
@@ -128,8 +135,9 @@ def compute_targets(cfg: Config, res: Results) -> None:
             f"{res.recovery['full_replay']['seconds']:.2f} s at {size_label(cfg.n)}",
         )
     )
+    http_targets(cfg, res)
     one, many = CLIENTS[0], CLIENTS[-1]
-    for path in ("nats", "http"):
+    for path in PATHS:
         ratio = res.ratios[qps_ratio_name(path)]
         loaded = res.latency(throughput_name(path, many), cfg.n)
         res.targets.append(
@@ -192,6 +200,43 @@ def summarize_recall(cfg: Config, res: Results) -> None:
 
 
 # ---------------------------------------------------------------------------
+def http_targets(cfg: Config, res: Results) -> None:
+    """Issue 14's HTTP targets at N: the floor, HTTP recall over NATS recall, the p99."""
+    floor = res.latency("floor: http GET /health", cfg.n).p50_ms
+    res.targets.append(
+        Target(
+            f"http floor (GET /health p50) ≤ {HTTP_FLOOR_MS:g} ms",
+            floor,
+            HTTP_FLOOR_MS,
+            bool(floor <= HTTP_FLOOR_MS),
+            "keep-alive client (ops/bench/keepalive.py)",
+        )
+    )
+    for mode in RECALL_MODES:
+        http = res.latency(recall_name("http", mode), cfg.n)
+        nats = res.latency(recall_name("nats", mode), cfg.n)
+        over = http.p50_ms - nats.p50_ms
+        res.targets.append(
+            Target(
+                f"http {mode} recall p50 ≤ nats p50 + {HTTP_OVER_NATS_MS:g} ms",
+                over,
+                HTTP_OVER_NATS_MS,
+                bool(over <= HTTP_OVER_NATS_MS),
+                f"{http.p50_ms:.3f} vs {nats.p50_ms:.3f} ms at {size_label(cfg.n)}",
+            )
+        )
+        spread = http.p99_ms / http.p50_ms
+        res.targets.append(
+            Target(
+                f"http {mode} recall p99 ≤ {HTTP_P99_OVER_P50:g}× its p50",
+                spread,
+                HTTP_P99_OVER_P50,
+                bool(spread <= HTTP_P99_OVER_P50),
+                f"{http.p99_ms:.3f} vs {http.p50_ms:.3f} ms at {size_label(cfg.n)}",
+            )
+        )
+
+
 # output
 
 
@@ -202,7 +247,7 @@ def render(res: Results) -> str:
         for r in res.rates
     ]
     lines += ["", "CPU ms per 1000 memories (all threads; steadier than wall time on a busy box)"]
-    cols = ["worker", "gateway", "nats-server", "bench", "total"]
+    cols = ["worker", "gateway", HTTP_MULTI, "nats-server", "bench", "total"]
     lines.append(f"  {'measurement':<40}" + "".join(f"{c:>12}" for c in cols))
     for r in res.rates:
         per = r.cpu_ms_per_1k()

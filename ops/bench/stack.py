@@ -31,6 +31,18 @@ class Stack:
     http_url: str
     procs: list[tuple[str, subprocess.Popen[bytes]]]
     stopped: list[str] = field(default_factory=list)  # stopped on purpose during the run
+    env: dict[str, str] = field(default_factory=dict)  # of the engram processes
+
+    def start_gateway(self, name: str, workers: int) -> str:
+        """Another gateway (``workers`` processes) on a free port, beside the first
+        one (same broker and worker); its URL once it is ready. Stop it with
+        :meth:`stop_gracefully`."""
+        url = f"http://127.0.0.1:{free_port()}"
+        port = url.rsplit(":", 1)[1]
+        env = self.env | {"ENGRAM_HTTP_PORT": port, "ENGRAM_HTTP_WORKERS": str(workers)}
+        _spawn(self, "gateway", env, name=name)
+        _wait_ready(self, url)
+        return url
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -65,12 +77,30 @@ class Stack:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads); NaN without /proc."""
+    """User + system CPU seconds of a process (all its threads) and of its living
+    child processes (a gateway with several processes); NaN without /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = 0.0
+    for child in _children(pid):
+        cpu = process_cpu_s(child)
+        children += cpu if cpu == cpu else 0.0
+    return own + children
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    pids: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            pids.extend(int(p) for p in (task / "children").read_text().split())
+    return pids
 
 
 def cpu_since(before: Cpu, after: Cpu) -> Cpu:
@@ -83,8 +113,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(stack: Stack, role: str, env: dict[str, str]) -> None:
-    with open(stack.log(role), "ab") as out:
+def _spawn(stack: Stack, role: str, env: dict[str, str], name: str | None = None) -> None:
+    name = name or role
+    with open(stack.log(name), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engram_cli", role],
             env=env,
@@ -92,7 +123,7 @@ def _spawn(stack: Stack, role: str, env: dict[str, str]) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches only us; we stop it in order
         )
-    stack.procs.append((role, proc))
+    stack.procs.append((name, proc))
 
 
 def _stop(name: str, proc: subprocess.Popen[bytes]) -> None:
@@ -114,12 +145,12 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _wait_ready(stack: Stack, timeout: float = 60.0) -> None:
+def _wait_ready(stack: Stack, url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stack.check_alive()
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{stack.http_url}/ready", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}/ready", timeout=1.0).status_code == 200:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"gateway not ready after {timeout:g} s")
@@ -138,12 +169,13 @@ def running_stack() -> Iterator[Stack]:
         "ENGRAM_HTTP_PORT": str(http_port),
         "ENGRAM_DATA_DIR": str(workdir / "data"),
     }
+    stack.env = env
     try:
         server = start_nats_server(workdir / "nats", nats_port, log_file=stack.log("nats-server"))
         stack.procs.append(("nats-server", server))
         _spawn(stack, "worker", env)
         _spawn(stack, "gateway", env)
-        _wait_ready(stack)
+        _wait_ready(stack, stack.http_url)
         yield stack
     except Exception:
         for name in [n for n, _ in stack.procs] + stack.stopped:

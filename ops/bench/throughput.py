@@ -1,7 +1,9 @@
 """Recall throughput under concurrency: 1 client, then 8 concurrent clients, each
-sending similarity recalls (k=10) back to back for a fixed time, over NATS and over
-HTTP, on the space and at the size the recall phase measured last (N). Records the
-QPS (a rate, with the CPU each process spent) and the latency under that load."""
+sending similarity recalls (k=10) back to back for a fixed time, over NATS, over
+HTTP to the stack's gateway (one process, the default) and over HTTP to a second
+gateway running ``GATEWAY_PROCESSES`` processes (``ENGRAM_HTTP_WORKERS``), on the
+space and at the size the recall phase measured last (N). Records the QPS (a rate,
+with the CPU each process spent) and the latency under that load."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+from keepalive import KeepAliveClient
 from measure import NATS_SPACE, Config, Dataset, Latency, Rate, Results, step
 from nats.aio.client import Client
 from stack import Stack, cpu_since
@@ -18,9 +20,12 @@ from wire import recall_body
 
 CLIENTS = (1, 8)
 WARMUP_S = 0.5  # each client count, before its timed window
-DURATION_S = 3.0  # the timed window (2 paths × 2 client counts × 3.5 s ≈ 14 s)
+DURATION_S = 3.0  # the timed window (3 paths × 2 client counts × 3.5 s ≈ 21 s)
 QUICK_DURATION_S = 1.5
-PATHS = ("nats", "http")
+GATEWAY_PROCESSES = 2  # the second gateway's ENGRAM_HTTP_WORKERS (the bench has 2 cores)
+#: HTTP to a gateway of GATEWAY_PROCESSES processes
+HTTP_MULTI = f"http-x{GATEWAY_PROCESSES}"
+PATHS = ("nats", "http", HTTP_MULTI)
 
 Send = Callable[[bytes], Awaitable[None]]
 
@@ -74,12 +79,14 @@ async def measure_throughput(
 
     NATS: the bench's one connection, shared by the tasks; their requests are in
     flight together (nats-py multiplexes them over one inbox), as an async service
-    with one connection would send them. HTTP: one ``httpx.AsyncClient`` for all the
-    tasks with a pool of as many keep-alive connections as clients, so no request
-    waits for a connection (the phase's shared client allows fewer) and each task in
-    effect keeps its own; one client per task would open the same connections and
-    only add pools. The clients run in this process, on the same 2 cores as the
-    worker, gateway and nats-server: their CPU is in the CPU table too."""
+    with one connection would send them. HTTP: one :class:`KeepAliveClient` for all
+    the tasks (the client of the floor and of HTTP recall), which keeps as many
+    keep-alive connections as requests in flight, so each task in effect keeps its
+    own. ``http-x2``: the same against a second gateway of 2 processes, started for
+    this phase and stopped after it; which process serves a connection is the
+    kernel's choice (uvicorn's processes accept on one socket). The clients run in
+    this process, on the same 2 cores as the worker, gateways and nats-server: their
+    CPU is in the CPU table too."""
     size = len(data.vectors)
     seconds = QUICK_DURATION_S if cfg.quick else DURATION_S
     bodies = [recall_body(q, cfg.k, "similarity") for q in data.queries]
@@ -93,7 +100,8 @@ async def measure_throughput(
         "warmup_s": WARMUP_S,
         "seconds": seconds,
         "size": size,
-        "http": "one httpx.AsyncClient, max_connections = clients",
+        "http": "one KeepAliveClient (a keep-alive connection per client), 1 gateway process",
+        HTTP_MULTI: f"the same, a gateway of {GATEWAY_PROCESSES} processes",
         "nats": "one connection shared by the clients",
     }
 
@@ -102,43 +110,53 @@ async def measure_throughput(
         if msg.data.startswith(b'{"error"'):
             raise RuntimeError(f"{subject}: {msg.data[:300]!r}")
 
-    async with httpx.AsyncClient(
-        base_url=stack.http_url,
-        timeout=60.0,
-        headers={"content-type": "application/json"},
-        limits=httpx.Limits(max_connections=max(CLIENTS), max_keepalive_connections=max(CLIENTS)),
-    ) as http:
-
-        async def via_http(body: bytes) -> None:
-            r = await http.post(path, content=body)
-            if r.status_code != 200:
-                raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
-
-        sends: dict[str, Send] = {"nats": via_nats, "http": via_http}
-        for name in PATHS:
-            out[name] = {}
-            for clients in CLIENTS:
-                step(f"recall throughput: {name}, {clients} client(s), {seconds:g} s")
-                await run_clients(sends[name], bodies, clients, WARMUP_S)
-                cpu0 = stack.cpu()
-                times, elapsed = await run_clients(sends[name], bodies, clients, seconds)
-                cpu = cpu_since(cpu0, stack.cpu())
-                label = throughput_name(name, clients)
-                rate = Rate.of(label, len(times), elapsed, "similarity k=10, reinforce on", cpu)
-                latency = Latency.of(label, size, times)
-                res.rates.append(rate)
-                res.latencies.append(latency)
-                out[name][str(clients)] = {
-                    "qps": rate.per_s,
-                    "requests": rate.count,
-                    "seconds": rate.seconds,
-                    "p50_ms": latency.p50_ms,
-                    "p99_ms": latency.p99_ms,
-                    "mean_ms": latency.mean_ms,
-                    "cpu_s": rate.cpu_s,
-                }
-                stack.check_alive()
+    multi_url = stack.start_gateway(HTTP_MULTI, GATEWAY_PROCESSES)
+    try:
+        async with (
+            KeepAliveClient(stack.http_url) as http,
+            KeepAliveClient(multi_url) as multi,
+        ):
+            sends: dict[str, Send] = {
+                "nats": via_nats,
+                "http": via_http(http, path),
+                HTTP_MULTI: via_http(multi, path),
+            }
+            for name in PATHS:
+                out[name] = {}
+                for clients in CLIENTS:
+                    step(f"recall throughput: {name}, {clients} client(s), {seconds:g} s")
+                    await run_clients(sends[name], bodies, clients, WARMUP_S)
+                    cpu0 = stack.cpu()
+                    times, elapsed = await run_clients(sends[name], bodies, clients, seconds)
+                    cpu = cpu_since(cpu0, stack.cpu())
+                    label = throughput_name(name, clients)
+                    note = "similarity k=10, reinforce on"
+                    rate = Rate.of(label, len(times), elapsed, note, cpu)
+                    latency = Latency.of(label, size, times)
+                    res.rates.append(rate)
+                    res.latencies.append(latency)
+                    out[name][str(clients)] = {
+                        "qps": rate.per_s,
+                        "requests": rate.count,
+                        "seconds": rate.seconds,
+                        "p50_ms": latency.p50_ms,
+                        "p99_ms": latency.p99_ms,
+                        "mean_ms": latency.mean_ms,
+                        "cpu_s": rate.cpu_s,
+                    }
+                    stack.check_alive()
+    finally:
+        stack.stop_gracefully(HTTP_MULTI, timeout=30.0)
     res.recall["throughput"] = out
+
+
+def via_http(http: KeepAliveClient, path: str) -> Send:
+    async def send(body: bytes) -> None:
+        r = await http.post(path, body)
+        if r.status_code != 200:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
+
+    return send
 
 
 def qps(res: Results, path: str, clients: int) -> float:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -21,6 +25,7 @@ from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
 from engram_gateway.problems import EXCEPTION_HANDLERS
+from engram_gateway.processes import shared_state
 from engram_gateway.routes import ROUTES
 from engram_gateway.spaces import SpaceResolver, deprecation_headers
 from engram_nats.connection import connect
@@ -46,7 +51,11 @@ def _timed(app: ASGIApp) -> ASGIApp:
 def request_counter(metrics: GatewayMetrics) -> Any:
     """A ``before_send`` hook: counts every HTTP response by method, route template
     and status, and observes the duration of routed ones. It sees the responses
-    of exception handlers and of unmatched routes too (it runs outside routing)."""
+    of exception handlers and of unmatched routes too (it runs outside routing).
+    The labelled children are looked up once per label set (``labels()`` takes a
+    lock and builds a key on every call)."""
+    counters: dict[tuple[str, str, str], Any] = {}
+    histograms: dict[tuple[str, str], Any] = {}
 
     async def count(message: Message, scope: Scope) -> None:
         raw = cast("dict[str, Any]", scope)
@@ -56,10 +65,17 @@ def request_counter(metrics: GatewayMetrics) -> Any:
             raw["engram.status"] = str(message["status"])
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             method, route = raw["method"], raw.get("path_template") or UNMATCHED
-            metrics.requests.labels(method, route, raw.get("engram.status", "")).inc()
+            key = (method, route, raw.get("engram.status", ""))
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = metrics.requests.labels(*key)
+            counter.inc()
             started = raw.get(_STARTED)
             if started is not None:
-                metrics.request_seconds.labels(method, route).observe(time.perf_counter() - started)
+                histogram = histograms.get(key[:2])
+                if histogram is None:
+                    histogram = histograms[key[:2]] = metrics.request_seconds.labels(*key[:2])
+                histogram.observe(time.perf_counter() - started)
 
     return count
 
@@ -116,13 +132,52 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     )
 
 
+def create_app_from_environment() -> Litestar:
+    """The app of one of several gateway processes: each reads its settings from the
+    environment it inherited (uvicorn's ``factory``) and logs as ``engram gateway``
+    does (a spawned process starts with logging unconfigured)."""
+    settings = GatewaySettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",  # as engram_cli.main
+        stream=sys.stderr,
+    )
+    return create_app(settings)
+
+
 def main(settings: GatewaySettings) -> None:
+    """Serve the API: uvicorn on uvloop and the httptools parser, in
+    ``settings.http_workers`` processes sharing one listening socket."""
     import uvicorn
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "loop": "uvloop" if _has("uvloop") else "asyncio",
+        "http": "httptools",
+    }
+    if settings.http_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # several processes: each builds its app from the environment, which names the
+    # directory they share (read-your-writes positions, metrics)
+    with shared_state(settings.max_spaces) as env:
+        os.environ.update(env)
+        os.environ.update(
+            {
+                f"ENGRAM_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
+                for k, v in settings.model_dump(mode="json").items()
+            }
+        )
+        uvicorn.run(
+            f"{__name__}:create_app_from_environment",
+            factory=True,
+            workers=settings.http_workers,
+            **options,
+        )
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None

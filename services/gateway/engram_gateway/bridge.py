@@ -20,6 +20,7 @@ from engram_contract.messages import (
 )
 from engram_contract.settings import GatewaySettings
 from engram_contract.subjects import STATUS_SUBJECT, stream_name
+from engram_gateway.processes import SharedAckedSeqs
 from engram_nats import wire
 from engram_nats.connection import gather
 from engram_nats.registry import SpaceRegistry
@@ -34,7 +35,8 @@ class NatsBridge(MemoryService):
     """The memory operations for HTTP clients, with the gateway's settings.
 
     Remembers the highest acknowledged stream sequence per space (``acked``),
-    which is the ``min_seq`` of read-your-writes queries through this gateway.
+    which is the ``min_seq`` of read-your-writes queries through this gateway: in
+    this process, or shared by all the gateway's processes when it runs several.
     """
 
     def __init__(self, nc: Client, registry: SpaceRegistry, settings: GatewaySettings) -> None:
@@ -52,6 +54,10 @@ class NatsBridge(MemoryService):
             publish_timeout=settings.publish_timeout,
             query_timeout=settings.query_timeout,
         )
+        shared = SharedAckedSeqs.open_shared()
+        if shared is not None:  # one of several gateway processes (see processes.py)
+            self.acked = shared
+            registry.on_change(shared.on_space_change)
         self.settings = settings
         self._snapshots: SnapshotBucket | None = None  # opened by the first status
 

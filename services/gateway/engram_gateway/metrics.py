@@ -1,13 +1,20 @@
 """Prometheus metrics of the gateway (names and labels are a contract: dashboards
 are built on them; see docs/operations.md, "Metrics"). No per-space labels: spaces
 show in the worker's. Built on a registry of the app's own, never the global one,
-so several gateways can live in one process (the tests)."""
+so several gateways can live in one process (the tests).
+
+With several gateway processes (``ENGRAM_HTTP_WORKERS`` > 1) the values are kept in
+``prometheus_client``'s multiprocess mode: each process writes its own memory-mapped
+files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``, whichever process answers
+it, sums the counters and histograms of all of them (:func:`exposition`)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -46,6 +53,22 @@ def gateway_metrics(registry: CollectorRegistry) -> GatewayMetrics:
             registry=registry,
         ),
         spaces=Gauge(
-            "engram_spaces", "Spaces in the registry, by status.", ["status"], registry=registry
+            "engram_spaces",
+            "Spaces in the registry, by status.",
+            ["status"],
+            registry=registry,
+            # several processes: the one answering /metrics has just set it
+            multiprocess_mode="mostrecent",
         ),
     )
+
+
+def exposition(metrics: GatewayMetrics) -> bytes:
+    """The text format of the gateway's metrics: of this process, or of every
+    gateway process of the host in multiprocess mode."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return generate_latest(metrics.registry)
+    summed = CollectorRegistry()
+    MultiProcessCollector(summed, path=directory)  # type: ignore[no-untyped-call]
+    return generate_latest(summed)

@@ -7,10 +7,10 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from engram_contract.errors import Unavailable
-from engram_gateway.metrics import GatewayMetrics
+from engram_gateway.metrics import GatewayMetrics, exposition
 from engram_gateway.routes.common import bridge_of
 
 
@@ -52,9 +52,7 @@ async def metrics(state: State) -> Response[bytes]:
     counts = collections.Counter(r.status for r in bridge_of(state).registry.cached_all())
     for status in ("active", "deleting"):
         gauges.spaces.labels(status).set(counts.get(status, 0))
-    return Response(
-        content=generate_latest(gauges.registry), status_code=200, media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(content=exposition(gauges), status_code=200, media_type=CONTENT_TYPE_LATEST)
 
 
 ROUTES = [health, ready, metrics]
