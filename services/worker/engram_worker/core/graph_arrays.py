@@ -314,8 +314,6 @@ def checked(
         keys = np.asarray(keys)
     except (TypeError, ValueError):
         raise GraphInvalid("edges lack a column") from None
-    if any(c.ndim != 1 for c in cols) or len({len(c) for c in cols}) > 1:
-        raise GraphInvalid("edge columns differ in length")
     a, b, weight, kind, explicit = cols
     if not (
         a.dtype.kind in "iu"
@@ -328,6 +326,8 @@ def checked(
         and isinstance(kinds, tuple | list)
     ):
         raise GraphInvalid("unreadable edge: a column of the wrong type")
+    if any(c.ndim != 1 for c in cols) or len({len(c) for c in cols}) > 1:
+        raise GraphInvalid("edge columns differ in length")
     a, b = a.astype(np.int64, copy=False), b.astype(np.int64, copy=False)
     weight = weight.astype(np.float64, copy=False)
     keys = keys[(keys >= 0) & (keys <= MAX_KEY)].astype(np.int64)
