@@ -195,14 +195,16 @@ class AssociationGraph:
 
     @classmethod
     def from_columns(cls, cols: dict[str, list[Any]], keys: set[int]) -> AssociationGraph:
-        """The graph a snapshot holds; every edge must join two live ``keys``."""
+        """The graph a snapshot holds; every edge must join two live ``keys``.
+        Each row is checked here, then the graph is built like :meth:`from_arrays`."""
         try:
             columns = [cols[c] for c in cls._COLUMNS]
         except (KeyError, TypeError):
             raise GraphInvalid("edges lack a column") from None
         if len({len(c) for c in columns}) > 1:
             raise GraphInvalid("edge columns differ in length")
-        graph = cls()
+        rows: list[tuple[int, int, float, int, bool]] = []
+        kinds: dict[str, int] = {}
         seen: set[tuple[int, int, bool]] = set()
         try:
             for a, b, w, kind, explicit in zip(*columns, strict=True):
@@ -218,13 +220,24 @@ class AssociationGraph:
                     raise GraphInvalid(f"edge {a}–{b} does not join two live memories")
                 if (a, b, explicit) in seen:
                     raise GraphInvalid(f"edge {a}–{b} appears twice")
+                if not 0.0 < w <= 1.0:
+                    raise ValueError(f"edge weight {w!r} is outside (0, 1]")
                 seen.add((a, b, explicit))
-                graph.link(a, b, w, kind, explicit=explicit)
+                rows.append((a, b, w, kinds.setdefault(kind, len(kinds)), explicit))
         except (TypeError, ValueError) as exc:
             if isinstance(exc, GraphInvalid):
                 raise
             raise GraphInvalid(f"unreadable edge: {exc}") from None
-        return graph
+        a_, b_, w_, kind_, explicit_ = zip(*rows, strict=True) if rows else ((),) * 5
+        arrays = GraphArrays(
+            np.array(a_, np.int64),
+            np.array(b_, np.int64),
+            np.array(w_, np.float64),
+            np.array(kind_, np.int64),  # may exceed uint8: refused below if it does
+            tuple(kinds),
+            np.array(explicit_, bool),
+        )
+        return cls.from_arrays(arrays, np.fromiter(keys, np.int64, len(keys)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AssociationGraph):

@@ -12,6 +12,10 @@ costs O(1) amortised. Pure: numpy only.
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import itemgetter
+from typing import cast
+
 import numpy as np
 
 from engram_worker.core.graph_arrays import (
@@ -27,10 +31,14 @@ from engram_worker.core.graph_arrays import (
 Edge = tuple[float, str, bool]  # weight, kind, explicit
 Neighbour = tuple[int, float, str]
 
+_WEIGHT, _KIND, _EXPLICIT = itemgetter(0), itemgetter(1), itemgetter(2)
+
 #: changes (one per memory and neighbour) kept beside the frozen part before a
 #: merge: at least MIN_CHANGES, at most one per COMPACT_EVERY of its entries
 COMPACT_EVERY = 16
 MIN_CHANGES = 4096
+#: neighbour lists of changed memories kept once built (the rest are read from the arrays)
+SORTED_CACHE = 1024
 
 
 class EdgeStore:
@@ -79,6 +87,8 @@ class EdgeStore:
             cached = sorted(
                 ((k, w, kind) for k, (w, kind) in merged.items()), key=lambda t: (-t[1], t[0])
             )
+            if len(self.sorted) >= SORTED_CACHE:
+                self.sorted.clear()  # bounded: changed memories are many between merges
             self.sorted[key] = cached
         return cached if limit is None else cached[:limit]
 
@@ -145,25 +155,33 @@ class EdgeStore:
     def compact(self, *, recoding: bool = False) -> None:
         """Merge the changes into a new frozen part."""
         if self.changes:
-            base, code_of = self.base, self.code_of
+            base = self.base
             dropped = []
             for x, y in self.replaced:
                 s, _ = base.span(x)
                 dropped.append(s + base.keys(x).index(y))
-            rows: list[int] = []
+            keys: list[int] = []
+            lens: list[int] = []
             nbrs: list[int] = []
-            values: list[Edge] = []
-            for key, got in self.changes.items():
-                live = [(k, e) for k, e in got.items() if e is not None]
-                rows += [key] * len(live)
-                nbrs += [k for k, _ in live]
-                values += [e for _, e in live]
+            values: list[Edge | None] = []
+            for key, got in self.changes.items():  # a few C-level calls per memory
+                keys.append(key)
+                lens.append(len(got))
+                nbrs += got
+                values += got.values()
+            rows = np.repeat(np.array(keys, np.int64), lens)
+            nbr = np.array(nbrs, np.int32)
+            if None in values:  # removals of base entries: only dropped
+                live = np.array([v is not None for v in values], bool)
+                rows, nbr = rows[live], nbr[live]
+                values = [v for v in values if v is not None]
+            edges = cast(list[Edge], values)
             self.base = merge(
                 base,
-                np.array(rows, np.int64),
-                np.array(nbrs, np.int32),
-                np.array([e[0] for e in values], np.float64),
-                np.array([code_of[e[1], e[2]] for e in values], np.uint8),
+                rows,
+                nbr,
+                np.fromiter(map(_WEIGHT, edges), np.float64, len(edges)),
+                self._codes(edges),
                 np.array(dropped, np.int64),
             )
             self.changes, self.sorted, self.pending, self.replaced = {}, {}, 0, []
@@ -171,6 +189,16 @@ class EdgeStore:
         if recoding:
             self.base = recode(self.base)
             self.code_of = {c: i for i, c in enumerate(self.base.codes)}
+
+    def _codes(self, edges: list[Edge]) -> np.ndarray:
+        """The code of each edge's (kind, explicit), without a tuple per edge
+        (explicit edges are few: they are looked up one by one)."""
+        derived = {kind: code for (kind, explicit), code in self.code_of.items() if not explicit}
+        codes = np.fromiter(map(derived.get, map(_KIND, edges), repeat(0)), np.uint8, len(edges))
+        explicit = np.fromiter(map(_EXPLICIT, edges), bool, len(edges))
+        for i in np.flatnonzero(explicit).tolist():
+            codes[i] = self.code_of[edges[i][1], True]
+        return codes
 
     def arrays(self, shadow: dict[tuple[int, int], tuple[float, str]]) -> GraphArrays:
         self.compact()
