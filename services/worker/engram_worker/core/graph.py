@@ -72,7 +72,7 @@ class AssociationGraph:
         return self._edges.count
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, int) and self._edges.degree(key) > 0
+        return isinstance(key, int | np.integer) and self._edges.degree(int(key)) > 0
 
     def link(self, a: int, b: int, weight: float, kind: str, *, explicit: bool = False) -> bool:
         """Add the edge a–b, derived (kept if stronger than what is there) or
