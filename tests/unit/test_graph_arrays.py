@@ -242,6 +242,18 @@ def test_to_arrays_lists_every_edge_once_in_edges_order_with_its_types() -> None
     )
 
 
+def test_a_covered_edge_of_a_kind_nothing_else_has_comes_back_after_a_load() -> None:
+    g = AssociationGraph()
+    g.link(1, 2, 0.4, "rare")
+    g.link(1, 2, 0.9, "causes", explicit=True)
+    g.link(2, 3, 0.5, "semantic")
+    loaded = AssociationGraph.from_arrays(g.to_arrays(), np.array([1, 2, 3]))
+    assert loaded.unlink(1, 2)
+    loaded.to_arrays()  # merges the change into the arrays
+    assert loaded.edge(1, 2) == (0.4, "rare", False)
+    assert list(loaded.edges()) == [(1, 2, 0.4, "rare", False), (2, 3, 0.5, "semantic", False)]
+
+
 def test_from_arrays_takes_edges_in_any_order() -> None:
     arrays = sample().to_arrays()
     order = np.array([4, 1, 3, 0, 2])

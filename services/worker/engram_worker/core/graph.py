@@ -117,6 +117,8 @@ class AssociationGraph:
         pair = (a, b) if a < b else (b, a)
         shadow = self._shadow.pop(pair, None) if old[2] else None
         if shadow is not None:
+            if (shadow[1], False) not in self._edges.code_of:  # only ever aside so far
+                self._edges.register(shadow[1], False)
             self._edges.put(a, b, (shadow[0], shadow[1], False), False)
         else:
             self._edges.remove(a, b)

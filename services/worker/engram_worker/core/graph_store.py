@@ -194,11 +194,13 @@ class EdgeStore:
         """The code of each edge's (kind, explicit), without a tuple per edge
         (explicit edges are few: they are looked up one by one)."""
         derived = {kind: code for (kind, explicit), code in self.code_of.items() if not explicit}
-        codes = np.fromiter(map(derived.get, map(_KIND, edges), repeat(0)), np.uint8, len(edges))
+        codes = np.fromiter(map(derived.get, map(_KIND, edges), repeat(-1)), np.int16, len(edges))
         explicit = np.fromiter(map(_EXPLICIT, edges), bool, len(edges))
         for i in np.flatnonzero(explicit).tolist():
             codes[i] = self.code_of[edges[i][1], True]
-        return codes
+        if (codes < 0).any():  # every kind is registered before it is put
+            raise AssertionError("an edge of an unregistered kind")
+        return codes.astype(np.uint8)
 
     def arrays(self, shadow: dict[tuple[int, int], tuple[float, str]]) -> GraphArrays:
         self.compact()
