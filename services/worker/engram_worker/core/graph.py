@@ -85,27 +85,29 @@ class AssociationGraph:
         if not (0 <= a <= MAX_KEY and 0 <= b <= MAX_KEY):
             raise ValueError(f"memory keys {a!r}, {b!r} are not both in [0, {MAX_KEY}]")
         weight = float(weight)
-        pair = (a, b) if a < b else (b, a)
-        old = self._edges.edge(a, b)
+        edges = self._edges
+        old = edges.edge(a, b)
         if explicit:
             if old is not None and not old[2]:
-                self._shadow[pair] = (old[0], old[1])
+                self._shadow[(a, b) if a < b else (b, a)] = (old[0], old[1])
             if old == (weight, kind, True):
                 return False
-            if (kind, True) not in self._edges.code_of:
-                self._edges.register(kind, True)
-            self._edges.put(a, b, (weight, kind, True), old is None)
+            if (kind, True) not in edges.code_of:
+                edges.register(kind, True)
+            edges.put(a, b, (weight, kind, True), old is None)
             return True
-        if old is not None and old[2]:  # under an explicit link: remember it only
-            shadow = self._shadow.get(pair)
-            if shadow is None or shadow < (weight, kind):
-                self._shadow[pair] = (weight, kind)
-            return False
-        if old is not None and (old[0], old[1]) >= (weight, kind):
-            return False
-        if (kind, False) not in self._edges.code_of:
-            self._edges.register(kind, False)
-        self._edges.put(a, b, (weight, kind, False), old is None)
+        if old is not None:
+            if old[2]:  # under an explicit link: remember it only
+                pair = (a, b) if a < b else (b, a)
+                shadow = self._shadow.get(pair)
+                if shadow is None or shadow < (weight, kind):
+                    self._shadow[pair] = (weight, kind)
+                return False
+            if (old[0], old[1]) >= (weight, kind):
+                return False
+        if (kind, False) not in edges.code_of:
+            edges.register(kind, False)
+        edges.put(a, b, (weight, kind, False), old is None)
         return True
 
     def unlink(self, a: int, b: int, *, explicit_only: bool = False) -> bool:

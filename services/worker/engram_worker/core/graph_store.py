@@ -12,9 +12,9 @@ costs O(1) amortised. Pure: numpy only.
 
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from engram_worker.core.graph_arrays import (
 Edge = tuple[float, str, bool]  # weight, kind, explicit
 Neighbour = tuple[int, float, str]
 
+_ABSENT: Any = object()
 _WEIGHT, _KIND, _EXPLICIT = itemgetter(0), itemgetter(1), itemgetter(2)
 
 #: changes (one per memory and neighbour) kept beside the frozen part before a
@@ -69,8 +70,12 @@ class EdgeStore:
 
     def edge(self, a: int, b: int) -> Edge | None:
         got = self.changes.get(a)
-        if got is not None and b in got:
-            return got[b]
+        if got is not None:
+            edge = got.get(b, _ABSENT)
+            if edge is not _ABSENT:
+                return cast(Edge | None, edge)
+        if a >= self.base.rows or b >= self.base.rows:  # a memory newer than base
+            return None
         return self.base.edge(a, b)
 
     def neighbours(self, key: int, limit: int | None = None) -> list[Neighbour]:
@@ -113,19 +118,22 @@ class EdgeStore:
     def put(self, a: int, b: int, edge: Edge, new: bool) -> None:
         """Set the edge a–b (``new``: there was none)."""
         changes = self.changes
-        for x, y in ((a, b), (b, a)):
-            got = changes.get(x)
-            if got is None:
-                changes[x] = got = {}
-            if y not in got:
-                self.pending += 1
-                if not new:  # it was in base
-                    self.replaced.append((x, y))
-            got[y] = edge
+        got_a = changes.get(a)
+        if got_a is None:
+            changes[a] = got_a = {}
+        got_b = changes.get(b)
+        if got_b is None:
+            changes[b] = got_b = {}
+        if b not in got_a:  # the pair's first change (both directions change together)
+            self.pending += 2
+            if not new:  # it was in base
+                self.replaced += ((a, b), (b, a))
+        got_a[b] = got_b[a] = edge
         if self.sorted:
             self.sorted.pop(a, None)
             self.sorted.pop(b, None)
-        self.count += new
+        if new:
+            self.count += 1
         if self.pending > self.limit:
             self.compact()
 
@@ -160,16 +168,11 @@ class EdgeStore:
             for x, y in self.replaced:
                 s, _ = base.span(x)
                 dropped.append(s + base.keys(x).index(y))
-            keys: list[int] = []
-            lens: list[int] = []
-            nbrs: list[int] = []
-            values: list[Edge | None] = []
-            for key, got in self.changes.items():  # a few C-level calls per memory
-                keys.append(key)
-                lens.append(len(got))
-                nbrs += got
-                values += got.values()
-            rows = np.repeat(np.array(keys, np.int64), lens)
+            rows_of = self.changes.values()
+            lens = list(map(len, rows_of))
+            nbrs = list(chain.from_iterable(rows_of))
+            values: list[Edge | None] = list(chain.from_iterable(map(dict.values, rows_of)))
+            rows = np.repeat(np.fromiter(self.changes, np.int64, len(lens)), lens)
             nbr = np.array(nbrs, np.int32)
             if None in values:  # removals of base entries: only dropped
                 live = np.array([v is not None for v in values], bool)
