@@ -28,7 +28,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-Neighbours = Callable[[int], list[tuple[int, float, str]]]
+#: a memory's neighbours ``(key, weight, kind)`` by falling weight, the first ``limit``
+Neighbours = Callable[[int, int], list[tuple[int, float, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ def spread(
         incoming: dict[int, list[tuple[float, int, float, str]]] = {}
         for u in frontier:
             src = reached[u]
-            for v, weight, kind in neighbours(u)[:fanout]:
+            for v, weight, kind in neighbours(u, fanout):
                 c = src.activation * weight * decay
                 if c < threshold:
                     break  # neighbours come by falling weight: the rest are weaker
