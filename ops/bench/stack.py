@@ -31,6 +31,7 @@ class Stack:
     http_url: str
     procs: list[tuple[str, subprocess.Popen[bytes]]]
     stopped: list[str] = field(default_factory=list)  # stopped on purpose during the run
+    env: dict[str, str] = field(default_factory=dict)  # what the services were started with
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -53,6 +54,17 @@ class Stack:
             raise RuntimeError(f"{name} exited with {code} on SIGTERM")
         return seconds
 
+    def pid(self, name: str) -> int:
+        return dict(self.procs)[name].pid
+
+    def restart(self, name: str) -> float:
+        """Start a process stopped on purpose again (same settings); returns the
+        ``perf_counter`` just before it was spawned."""
+        self.stopped.remove(name)
+        t0 = time.perf_counter()
+        _spawn(self, name, self.env)
+        return t0
+
     def check_alive(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
@@ -71,6 +83,17 @@ def process_cpu_s(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size (``VmRSS`` in ``/proc/<pid>/status``); 0 without /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def cpu_since(before: Cpu, after: Cpu) -> Cpu:
@@ -138,6 +161,7 @@ def running_stack() -> Iterator[Stack]:
         "ENGRAM_HTTP_PORT": str(http_port),
         "ENGRAM_DATA_DIR": str(workdir / "data"),
     }
+    stack.env = env
     try:
         server = start_nats_server(workdir / "nats", nats_port, log_file=stack.log("nats-server"))
         stack.procs.append(("nats-server", server))
