@@ -54,9 +54,39 @@ def micros(name: str, values: Sequence[datetime | None], zones: list[Zone]) -> n
 
 
 def datetimes(
-    name: str, us: np.ndarray, zones: dict[tuple[str, int], int | None]
+    name: str,
+    us: np.ndarray,
+    zones: dict[tuple[str, int], int | None],
+    like: tuple[np.ndarray, list[datetime | None]] | None = None,
 ) -> list[datetime | None]:
-    """The times back from :func:`micros` (with their zones)."""
+    """The times back from :func:`micros` (with their zones). ``like``: another
+    column's microseconds and times; where this one holds the same plain UTC time,
+    the other's object is shared (as the fold shares ``occurred_at`` and
+    ``created_at`` when no time was given), not made again."""
+    out: list[datetime | None]
+    if like is not None and len(like[0]) == len(us):
+        same = us == like[0]
+        for _, row in zones:  # a time with a zone is made as it was given
+            same[row] = False
+        out = list(like[1])
+        rows = np.flatnonzero(~same)
+        for row, when in zip(rows.tolist(), _plain(name, us[rows]), strict=True):
+            out[row] = when
+    else:
+        out = _plain(name, us)
+    for (col, row), offset in zones.items():
+        if col == name:
+            when = out[row]
+            if when is not None:
+                if offset is None:
+                    out[row] = when.replace(tzinfo=None)
+                else:
+                    out[row] = when.astimezone(timezone(timedelta(seconds=offset)))
+    return out
+
+
+def _plain(name: str, us: np.ndarray) -> list[datetime | None]:
+    """UTC datetimes of microseconds since the epoch (:data:`NO_TIME`: ``None``)."""
     missing = us == NO_TIME
     fast = not len(us) or bool(np.abs(np.where(missing, 0, us)).max() < _FAST_LIMIT)
     try:
@@ -70,14 +100,6 @@ def datetimes(
     if missing.any():
         for row in np.flatnonzero(missing).tolist():
             out[row] = None
-    for (col, row), offset in zones.items():
-        if col == name:
-            when = out[row]
-            if when is not None:
-                if offset is None:
-                    out[row] = when.replace(tzinfo=None)
-                else:
-                    out[row] = when.astimezone(timezone(timedelta(seconds=offset)))
     return out
 
 

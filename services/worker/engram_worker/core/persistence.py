@@ -175,7 +175,14 @@ def restore(
     graph = _graph(cols, key)
     recent = _recent(cols, next_key)
     # every check passed: build the records
-    times = {name: C.datetimes(name, dense[name], zones) for name in TIMES}
+    created = C.datetimes("created_at", dense["created_at"], zones)
+    times = {
+        "created_at": created,
+        "occurred_at": C.datetimes(
+            "occurred_at", dense["occurred_at"], zones, (dense["created_at"], created)
+        ),
+        "last_recall": C.datetimes("last_recall", dense["last_recall"], zones),
+    }
     if None in times["occurred_at"] or None in times["created_at"]:
         raise SnapshotInvalid("unreadable record: a memory without a time")
     tag_col = [NO_TAGS] * n
