@@ -24,6 +24,13 @@ throw-away data directory, then measures, with the same random unit vectors:
   worker is stopped gracefully: a full replay of the WAL and a snapshot restore,
   each timed until a recall at the stream's last seq answers, and the time to
   write a snapshot;
+* restart: the worker process started again with the N-memory space's snapshot in
+  place, timed from the spawn to its first answered recall over NATS, against the
+  raw limit (the snapshot's chunks read + usearch ``Index.restore``); the HTTP
+  ingest's space is deleted first, so that the worker hosts the one space;
+* resident memory: the worker's RSS without a space and with the N-memory space
+  (after ingest, after the restart), per memory, against the usearch index's own
+  ``memory_usage`` per memory;
 * in-worker recall: ``SpaceState.recall`` in each mode on the restored N-memory
   state, in this process (no transport), compared with raw usearch ``search``,
   with the association graph's size and how many memories spreading reaches.
@@ -80,6 +87,7 @@ from nats.aio.client import Client
 from raw import bench_raw_jetstream, bench_raw_usearch
 from recall_paths import measure_floors, measure_recall
 from report import compute_ratios, compute_targets, render, summarize_recall, write_json
+from restart import bench_restart, delete_http_space, record_rss
 from stack import Stack, running_stack
 from throughput import measure_throughput
 from usearch.index import Index
@@ -100,6 +108,7 @@ async def bench_nats_path(
 ) -> None:
     """Ingest straight into the WAL in stages; measure recall at each checkpoint (HTTP
     recall and the floors with the keep-alive client, see keepalive.py)."""
+    record_rss(stack, res, "worker_rss_no_space")
     await create_space(http, NATS_SPACE, cfg.dim)
     async with asyncio.timeout(HOSTED_TIMEOUT):
         await wait_hosted(nc, NATS_SPACE)
@@ -125,6 +134,7 @@ async def bench_nats_path(
         stack.check_alive()
         async with KeepAliveClient(stack.http_url) as lean:
             await measure_recall(cfg, nc, lean, data, size, res)
+    record_rss(stack, res, "worker_rss_after_ingest")
     async with KeepAliveClient(stack.http_url) as lean:
         await measure_floors(cfg, nc, lean, cfg.n, res)
     await measure_throughput(cfg, stack, nc, data, res)
@@ -151,7 +161,10 @@ async def bench_engram(cfg: Config, stack: Stack, data: Dataset, raw: Index, res
             stack.check_alive()
             await bench_http_ingest(cfg, stack, http, nc, data, res)
             stack.check_alive()
+            await delete_http_space(http)
             await bench_wal_and_recovery(cfg, stack, nc, data, raw, res)
+            stack.check_alive()
+            await bench_restart(cfg, stack, nc, data, res)
             stack.check_alive()
     finally:
         await nc.close()

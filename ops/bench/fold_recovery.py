@@ -255,6 +255,7 @@ async def restore_breakdown(
         applied_seq=head.applied_seq,
         next_key=head.next_key,
         rejected=head.rejected,
+        format=head.format,
     )
     t4 = time.perf_counter()
     steps = {

@@ -138,6 +138,10 @@ class Results:
     recovery: dict[str, Any] = field(default_factory=dict)
     # recall by mode: recall.<nats|http|in_worker>.<mode>.<size>, graph, raw search
     recall: dict[str, Any] = field(default_factory=dict)
+    # the worker restarted with the snapshot in place; the raw limit beside it
+    restart: dict[str, Any] = field(default_factory=dict)
+    # the worker's RSS (bytes) without a space, with the N-memory one; index bytes
+    memory: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
     def rate(self, name: str, stage_of: str = "") -> Rate:

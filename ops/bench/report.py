@@ -20,6 +20,8 @@ SPREAD_RATIO_TARGET = 5.0  # in-worker spreading recall p50 ≤ 5× raw usearch 
 SPREAD_P99_TARGET_MS = 10.0  # HTTP spreading recall p99 ≤ 10 ms at 100k
 RESTORE_TARGET = 0.05  # snapshot restore ≤ 5 % of a full replay
 FOLD_TARGET = 0.5  # WAL fold ≥ 50 % of raw ordered-consumer replay
+RESTART_TARGET = 1.5  # worker start → first recall ≤ 1.5× (chunk read + Index.restore)
+RSS_TARGET = 1.5  # worker RSS per memory ≤ 1.5× the usearch index's bytes per memory
 QPS_SCALING_TARGET = 3.0  # 8-client recall QPS ≥ 3× single-client QPS (on 2 cores)
 HTTP_FLOOR_MS = 0.5  # GET /health p50
 HTTP_OVER_NATS_MS = 1.0  # HTTP recall p50 ≤ NATS recall p50 + 1 ms
@@ -73,7 +75,92 @@ def compute_ratios(cfg: Config, res: Results) -> None:
     res.ratios["snapshot restore / full replay"] = (
         rec["snapshot_restore"]["seconds"] / rec["full_replay"]["seconds"]
     )
+    res.ratios |= restart_ratios(res)
     res.ratios = {k: round(v, 4 if "restore" in k else 3) for k, v in res.ratios.items()}
+
+
+def restart_ratios(res: Results) -> dict[str, float]:
+    """Restart against its raw limit; the worker's RSS per memory (marginal: with the
+    space minus without) against the index's own bytes per memory."""
+    out: dict[str, float] = {}
+    rs, mem = res.restart, res.memory
+    if rs:
+        out["restart (process) / raw limit"] = rs["process_to_first_recall_s"] / rs["raw_limit_s"]
+        out["restart (host start) / raw limit"] = (
+            rs["host_start_to_first_recall_s"] / rs["raw_limit_s"]
+        )
+    per_index = mem.get("index_bytes_per_memory")
+    for when in ("after_ingest", "after_restart"):
+        rss = mem.get(f"worker_rss_{when}")
+        if rss and per_index and mem.get("worker_rss_no_space"):
+            per = (rss - mem["worker_rss_no_space"]) / mem["memories"]
+            mem[f"rss_bytes_per_memory_{when}"] = round(per, 1)
+            out[f"worker rss per memory {when.replace('_', ' ')} / index bytes"] = per / per_index
+    return out
+
+
+def restart_targets(res: Results) -> list[Target]:
+    out = []
+    ratio = res.ratios.get("restart (process) / raw limit")
+    if ratio is not None:
+        rs = res.restart
+        out.append(
+            Target(
+                f"restart to first recall ≤ {RESTART_TARGET:g}× chunk read + Index.restore",
+                ratio,
+                RESTART_TARGET,
+                bool(ratio <= RESTART_TARGET),
+                f"{rs['process_to_first_recall_s']:.2f} s from spawn "
+                f"({rs['host_start_to_first_recall_s']:.2f} s from host start) vs "
+                f"{rs['raw_limit_s']:.2f} s",
+            )
+        )
+    for when in ("after_ingest", "after_restart"):
+        ratio = res.ratios.get(f"worker rss per memory {when.replace('_', ' ')} / index bytes")
+        if ratio is not None:
+            mem = res.memory
+            out.append(
+                Target(
+                    f"worker RSS per memory {when.replace('_', ' ')} ≤ {RSS_TARGET:g}× "
+                    "index bytes per memory",
+                    ratio,
+                    RSS_TARGET,
+                    bool(ratio <= RSS_TARGET),
+                    f"{mem[f'rss_bytes_per_memory_{when}']:,.0f} B vs "
+                    f"{mem['index_bytes_per_memory']:,.0f} B; RSS "
+                    f"{mem[f'worker_rss_{when}'] / 1e6:,.0f} MB, "
+                    f"{mem['worker_rss_no_space'] / 1e6:,.0f} MB without a space",
+                )
+            )
+    return out
+
+
+def render_restart(res: Results) -> list[str]:
+    rs, mem = res.restart, res.memory
+    if not rs:
+        return []
+    lines = [
+        "",
+        "RESTART AND MEMORY",
+        f"  {'worker spawn → first recall (NATS)':<40} {rs['process_to_first_recall_s']:>9.2f} s",
+        f"  {'host start → first recall (in-process)':<40} "
+        f"{rs['host_start_to_first_recall_s']:>9.2f} s",
+        f"  {'raw: chunk read + Index.restore':<40} {rs['raw_limit_s']:>9.2f} s  "
+        f"({rs['raw_chunk_read_s']:.2f} + {rs['raw_index_restore_s']:.2f})",
+    ]
+    for name in ("no_space", "after_ingest", "after_restart"):
+        rss = mem.get(f"worker_rss_{name}")
+        if rss:
+            per = mem.get(f"rss_bytes_per_memory_{name}")
+            note = "" if per is None else f"  {per:,.0f} B per memory"
+            label = "worker RSS " + name.replace("_", " ")
+            lines.append(f"  {label:<40} {rss / 1e6:>9,.0f} MB{note}")
+    if mem.get("index_bytes_per_memory"):
+        lines.append(
+            f"  {'usearch index memory_usage per memory':<40} "
+            f"{mem['index_bytes_per_memory']:>9,.0f} B"
+        )
+    return lines
 
 
 def compute_targets(cfg: Config, res: Results) -> None:
@@ -136,6 +223,7 @@ def compute_targets(cfg: Config, res: Results) -> None:
         )
     )
     http_targets(cfg, res)
+    res.targets.extend(restart_targets(res))
     one, many = CLIENTS[0], CLIENTS[-1]
     for path in PATHS:
         ratio = res.ratios[qps_ratio_name(path)]
@@ -261,6 +349,7 @@ def render(res: Results) -> str:
     ]
     lines += render_recall(res.recall)
     lines += render_recovery(res.recovery)
+    lines += render_restart(res)
     lines += ["", "RATIOS"]
     lines += [f"  {name:<52} {value:>8.3f}" for name, value in res.ratios.items()]
     lines += ["", "TARGETS"]
@@ -365,7 +454,7 @@ def render_recovery(rec: dict[str, Any]) -> list[str]:
             parts["object_store_load_s"],
             f"raw chunk read (next_msg): {parts['raw_chunk_read_s']:.2f} s",
         ),
-        row("  decode (checksums, records JSON)", parts["decode_s"]),
+        row("  decode (checksums, columns)", parts["decode_s"]),
         row("  usearch Index.restore", parts["index_from_bytes_s"]),
         row("  SpaceState.restore", parts["state_restore_s"]),
         row(

@@ -65,6 +65,17 @@ class Stack:
             raise RuntimeError(f"{name} exited with {code} on SIGTERM")
         return seconds
 
+    def pid(self, name: str) -> int:
+        return dict(self.procs)[name].pid
+
+    def restart(self, name: str) -> float:
+        """Start a process stopped on purpose again (same settings); returns the
+        ``perf_counter`` just before it was spawned."""
+        self.stopped.remove(name)
+        t0 = time.perf_counter()
+        _spawn(self, name, self.env)
+        return t0
+
     def check_alive(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None:
@@ -101,6 +112,17 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError, ValueError):
             pids.extend(int(p) for p in (task / "children").read_text().split())
     return pids
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size (``VmRSS`` in ``/proc/<pid>/status``); 0 without /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def cpu_since(before: Cpu, after: Cpu) -> Cpu:

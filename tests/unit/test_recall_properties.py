@@ -278,6 +278,7 @@ def snapshot_and_restore(state: SpaceState) -> SpaceState:
         applied_seq=snap.header.applied_seq,
         next_key=snap.header.next_key,
         rejected=snap.header.rejected,
+        format=snap.header.format,
     )
     return restored
 

@@ -15,12 +15,12 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engram_contract.messages import SpaceRecord
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.persistence import capture, restore
-from engram_worker.core.snapshot import SnapshotHeader, SnapshotInvalid, decode, encode
+from engram_worker.core.snapshot import Column, SnapshotHeader, SnapshotInvalid, decode, encode
 from engram_worker.core.state import SpaceState
 from engram_worker.snapshots import SnapshotStore, SnapshotUnreadable
 
@@ -60,7 +60,7 @@ def snapshot_header(
 async def write_snapshot(
     store: SnapshotStore,
     header: SnapshotHeader,
-    records: dict[str, list[Any]],
+    records: dict[str, Column],
     index_bytes: bytearray,
 ) -> int:
     """Encode and store a snapshot (replacing and erasing the previous one); returns
@@ -146,6 +146,7 @@ class Snapshotter:
                 applied_seq=snap.header.applied_seq,
                 next_key=snap.header.next_key,
                 rejected=snap.header.rejected,
+                format=snap.header.format,
             )
         except (SnapshotInvalid, ValueError) as exc:
             self._replay_instead(f"snapshot not usable ({exc})")
