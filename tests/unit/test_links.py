@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engram_worker.core import links as links_module
 from engram_worker.core.events import Linked, Rejected
 from engram_worker.core.state import SpaceState
 from tests.helpers import EPOCH, basis_array, broker_time, empty_state, json_bytes, remember_body
@@ -218,6 +220,37 @@ def test_the_links_do_not_depend_on_how_indexing_was_batched(
         if seq in flush_after:
             many.flush()
     assert edges(many) == edges(one)
+
+
+def test_a_batch_larger_than_one_block_links_as_if_compared_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker catching up may index thousands of vectors in one batch; the
+    batch is compared with itself a block of rows at a time (a 20k batch at once
+    needed 4.8 GB and crashed). Blocks of 5 rows give the graph that one block
+    gives."""
+    rng = np.random.default_rng(7)
+    wal = [
+        remember_body(
+            f"m{i}",
+            memory_id=f"m{i}",
+            embedding=rng.standard_normal(DIM).astype(np.float32),
+            command_id=f"c{i}",
+        )
+        for i in range(40)
+    ]
+
+    def folded() -> SpaceState:
+        state = empty_state(DIM)
+        for seq, data in enumerate(wal, start=1):
+            state.apply_message("remember", data, seq, broker_time(seq))
+        state.flush()  # one batch of 40
+        return state
+
+    whole = edges(folded())
+    monkeypatch.setattr(links_module, "_BATCH_ROWS", 5)
+    assert any(kind == "semantic" for _, kind, _ in whole.values())
+    assert edges(folded()) == whole
 
 
 def imported(mid: str, seq: int, created: datetime, **history: Any) -> bytes:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engram_contract.messages import LinkSettings
+from engram_contract.messages import LinkSettings, Metric
 from engram_worker.core.graph import SEMANTIC, TEMPORAL
 from engram_worker.core.index import EXACT_SEARCH_BELOW, VectorIndex
 from engram_worker.core.records import StoredMemory
@@ -21,6 +21,7 @@ RECENT = 16  # memories remembered for temporal links (temporal_max ≤ 16)
 _MIN_WEIGHT = 0.01  # weaker derived links are not made
 _LINK_EXPANSION = 16  # HNSW search width when finding semantic links
 _TIE_SLACK = 8  # extra candidates when finding semantic links
+_BATCH_ROWS = 1024  # rows of a batch compared with the batch at once
 
 #: a derived link: (key, other key, weight, kind)
 Found = tuple[int, int, float, str]
@@ -77,12 +78,9 @@ class LinkFinder:
         old_keys, old_sims = index.search_many(
             vectors, wanted, exact=exact, expansion=max(wanted, _LINK_EXPANSION)
         )
-        within = pairwise(index.metric, vectors)
-        within[np.triu_indices(rows)] = -np.inf  # only earlier members of the batch
-        take = min(wanted, rows)
-        best = np.argpartition(-within, take - 1, axis=1)[:, :take]
-        cand_sims = np.concatenate([old_sims, np.take_along_axis(within, best, axis=1)], axis=1)
-        cand_keys = np.concatenate([old_keys, keys[best]], axis=1)
+        near_sims, near_keys = _within_batch(index.metric, keys, vectors, min(wanted, rows))
+        cand_sims = np.concatenate([old_sims, near_sims], axis=1)
+        cand_keys = np.concatenate([old_keys, near_keys], axis=1)
         ok = (cand_sims >= floor) & (cand_sims > 0.0)
         key_list = keys.tolist()
         links: list[Found] = []
@@ -98,6 +96,29 @@ class LinkFinder:
             )
             links += [(key_list[i], other, -neg, SEMANTIC) for neg, other in found[:k]]
         return _exact_weights(keys, vectors, links, floor, index)
+
+
+def _within_batch(
+    metric: Metric, keys: np.ndarray, vectors: np.ndarray, take: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a batch, the ``take`` most similar of the rows before it
+    (similarities, keys; ``-inf`` where there are fewer). Computed
+    :data:`_BATCH_ROWS` rows at a time against the rows up to them, so a big
+    batch (a catch-up flushed at once) costs ``_BATCH_ROWS × rows`` floats, not
+    ``rows²`` (20k rows would need 4.8 GB)."""
+    rows = len(keys)
+    sims, picked = [], []
+    for lo in range(0, rows, _BATCH_ROWS):
+        hi = min(rows, lo + _BATCH_ROWS)
+        within = pairwise(metric, vectors[lo:hi], vectors[:hi])
+        # only earlier members of the batch: column j for row lo + i when j < lo + i
+        within[np.arange(hi)[None, :] >= np.arange(lo, hi)[:, None]] = -np.inf
+        if hi < take:  # the first block of a batch with few rows: pad with nothing
+            within = np.pad(within, ((0, 0), (0, take - hi)), constant_values=-np.inf)
+        best = np.argpartition(-within, take - 1, axis=1)[:, :take]
+        sims.append(np.take_along_axis(within, best, axis=1))
+        picked.append(keys[np.minimum(best, hi - 1)])  # (a padded column is -inf)
+    return np.concatenate(sims), np.concatenate(picked)
 
 
 def _exact_weights(

@@ -17,24 +17,32 @@ def from_distances(metric: Metric, distances: np.ndarray) -> np.ndarray:
     return (1.0 - distances).astype(np.float32)
 
 
-def pairwise(metric: Metric, vectors: np.ndarray) -> np.ndarray:
-    """Similarities between every two rows of ``vectors`` (as the index's scores)."""
+def pairwise(metric: Metric, vectors: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
+    """Similarities between every row of ``vectors`` and every row of ``others``
+    (by default ``vectors`` itself), as the index's scores."""
+    v = np.asarray(vectors, dtype=np.float64)
+    w = v if others is None else np.asarray(others, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        return _pairwise(metric, np.asarray(vectors, dtype=np.float64))
+        return _cross(metric, v, w)
 
 
-def _pairwise(metric: Metric, v: np.ndarray) -> np.ndarray:
+def _cross(metric: Metric, v: np.ndarray, w: np.ndarray) -> np.ndarray:
     out: np.ndarray
     if metric == "cos":
-        norms = np.linalg.norm(v, axis=1)
-        unit = v / np.where(norms == 0, 1.0, norms)[:, None]
-        out = unit @ unit.T
+        v = v / _norms(v)[:, None]
+        w = w / _norms(w)[:, None]
+        out = v @ w.T
     elif metric == "ip":
-        out = v @ v.T
+        out = v @ w.T
     else:
-        sq = np.sum(v * v, axis=1)
-        out = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2.0 * (v @ v.T), 0.0))
+        sv, sw = np.sum(v * v, axis=1), np.sum(w * w, axis=1)
+        out = 1.0 / (1.0 + np.maximum(sv[:, None] + sw[None, :] - 2.0 * (v @ w.T), 0.0))
     return out.astype(np.float32)
+
+
+def _norms(v: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(v, axis=1)
+    return np.where(norms == 0, 1.0, norms)
 
 
 def similarities(metric: Metric, cue: np.ndarray, vectors: np.ndarray) -> np.ndarray:
