@@ -43,6 +43,8 @@ class Worker:
         self._registry: SpaceRegistry | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
+        #: queries being answered now (a recall alone answers inline, see queries.recall)
+        self.queries_in_flight = 0
         self._snapshots: SnapshotStore | None = None
         self.metrics = worker_metrics(CollectorRegistry(), settings.max_metric_spaces)
         self.hosting = Hosting(self)
@@ -69,7 +71,11 @@ class Worker:
 
         async def respond() -> None:
             async with self._query_slots:
-                reply = await self.handle(space, name, msg.data)
+                self.queries_in_flight += 1
+                try:
+                    reply = await self.handle(space, name, msg.data)
+                finally:
+                    self.queries_in_flight -= 1
                 if len(reply) > self.nc.max_payload:
                     log.warning(
                         "space %s: %s answer of %d bytes is over max_payload (%d)",
