@@ -49,9 +49,9 @@ async def request_json(nc: Client, subject: str, body: bytes) -> dict[str, Any]:
 
 
 def cue_body(vector: np.ndarray, k: int, consistency: str, **fields: Any) -> bytes:
-    """A recall body with the vector as ``embedding_b64`` (base64 of float32): a
-    third of the bytes of a JSON list, and 0.1-0.9 ms faster per recall over NATS
-    and HTTP in a same-run A/B at 20k (issue 14), as the SDK sends a numpy cue."""
+    """A recall body with the vector as ``embedding_b64`` (base64 of float32), as
+    the SDK sends a numpy cue: a third of the bytes of a JSON list, and faster
+    than one in 8 of 9 NATS cells of a same-run A/B at 20k (docs/benchmarks.md)."""
     body = {"embedding_b64": encode_embedding(vector), "k": k, "consistency": consistency, **fields}
     return json.dumps(body).encode()
 
