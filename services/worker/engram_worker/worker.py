@@ -43,6 +43,9 @@ class Worker:
         self._registry: SpaceRegistry | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
+        #: queries received and not yet answered (a recall alone answers inline, see
+        #: queries.recall)
+        self.queries_in_flight = 0
         self._snapshots: SnapshotStore | None = None
         self.metrics = worker_metrics(CollectorRegistry(), settings.max_metric_spaces)
         self.hosting = Hosting(self)
@@ -68,28 +71,34 @@ class Worker:
         space, name = parts[1], cast(QueryName, parts[3])
 
         async def respond() -> None:
-            async with self._query_slots:
-                reply = await self.handle(space, name, msg.data)
-                if len(reply) > self.nc.max_payload:
-                    log.warning(
-                        "space %s: %s answer of %d bytes is over max_payload (%d)",
-                        space,
-                        name,
-                        len(reply),
-                        self.nc.max_payload,
-                    )
-                    reply = json.dumps(
-                        error_reply(
-                            400,
-                            "Answer too large",
-                            f"the answer is {len(reply)} bytes, more than NATS carries in "
-                            f"one message ({self.nc.max_payload}); ask for fewer results "
-                            "(k, limit) or leave out embeddings",
+            try:
+                async with self._query_slots:
+                    reply = await self.handle(space, name, msg.data)
+                    if len(reply) > self.nc.max_payload:
+                        log.warning(
+                            "space %s: %s answer of %d bytes is over max_payload (%d)",
+                            space,
+                            name,
+                            len(reply),
+                            self.nc.max_payload,
                         )
-                    ).encode()
-                with contextlib.suppress(Exception):  # the requester may be gone
-                    await msg.respond(reply)
+                        reply = json.dumps(
+                            error_reply(
+                                400,
+                                "Answer too large",
+                                f"the answer is {len(reply)} bytes, more than NATS carries in "
+                                f"one message ({self.nc.max_payload}); ask for fewer results "
+                                "(k, limit) or leave out embeddings",
+                            )
+                        ).encode()
+                    with contextlib.suppress(Exception):  # the requester may be gone
+                        await msg.respond(reply)
+            finally:
+                self.queries_in_flight -= 1
 
+        # counted from arrival: queries waiting for their turn count too, so a
+        # recall knows when others are queued behind it (queries.recall)
+        self.queries_in_flight += 1
         self._spawn(respond())
 
     @property
