@@ -11,6 +11,8 @@ from typing import Final, Literal
 
 REGISTRY_BUCKET: Final = "ENGRAM_SPACES"
 SNAPSHOT_BUCKET: Final = "ENGRAM_SNAPSHOTS"
+#: Live workers: one key per worker id, its heartbeat (:class:`WorkerBeat`).
+WORKERS_BUCKET: Final = "ENGRAM_WORKERS"
 STREAM_PREFIX: Final = "ENGRAM_SPACE_"
 
 CommandVerb = Literal["remember", "forget", "link", "reinforce", "consolidate"]

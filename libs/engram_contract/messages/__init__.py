@@ -44,6 +44,7 @@ from engram_contract.messages.base import (
     encode_embedding,
     vector_problem,
 )
+from engram_contract.messages.cluster import WorkerBeat
 from engram_contract.messages.commands import (
     Command,
     ConsolidateCommand,
@@ -217,6 +218,7 @@ __all__ = [
     "StatusResponse",
     "Tag",
     "TraceStep",
+    "WorkerBeat",
     "WorkerStatus",
     "_check_float32",
     "as_utc",

@@ -1,0 +1,276 @@
+"""Which workers are alive: heartbeats in KV ``ENGRAM_WORKERS``, watched by all.
+
+A worker *announces* itself under its id (refused when another live process
+already holds that id), then beats every ``ttl / 3`` seconds with a compare-and-
+set on its own revision, so a second process that took the id over is noticed by
+the first one's next beat. A graceful stop deletes the key: every watcher drops
+the worker at once. A worker that dies stops beating; watchers drop it ``ttl``
+seconds after its last beat *arrived* (their own monotonic clock, never the
+writer's wall clock). Gateways and workers alike follow the live set through
+:class:`Membership` and place spaces with :mod:`engram_contract.placement`.
+
+The bucket's ``max_age`` only collects the keys of workers that died long ago;
+liveness never depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from engram_contract.messages import WorkerBeat
+from engram_contract.subjects import WORKERS_BUCKET
+
+log = logging.getLogger(__name__)
+
+#: keys of workers silent this many TTLs are removed by the bucket itself
+_KEEP_TTLS = 20
+
+Listener = Callable[[frozenset[str]], Awaitable[None]]
+
+
+class WorkerIdTaken(RuntimeError):
+    """Another live process announced the same worker id."""
+
+
+class Membership:
+    """The live workers, as seen from one process (a worker or a gateway)."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        ttl: float,
+        replicas: int = 1,
+        bucket: str = WORKERS_BUCKET,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError(f"the worker TTL must be positive, got {ttl}")
+        self.ttl = ttl
+        self._js = js
+        self._replicas = replicas
+        self._bucket = bucket
+        self._kv: KeyValue | None = None
+        self._seen: dict[str, tuple[float, WorkerBeat]] = {}  # id → (monotonic arrival, beat)
+        self._live: frozenset[str] = frozenset()
+        self._listeners: list[Listener] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watcher: object | None = None
+        self.loaded = asyncio.Event()
+        # set by announce()
+        self.me: WorkerBeat | None = None
+        self._revision = 0
+        self.lost = asyncio.Event()  # our id was taken over: stop serving
+
+    # -- following ---------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._kv = await self._js.key_value(self._bucket)
+        except BucketNotFoundError:
+            self._kv = await self._js.create_key_value(
+                bucket=self._bucket,
+                history=1,
+                ttl=max(self.ttl * _KEEP_TTLS, 60.0),
+                storage=api.StorageType.FILE,
+                replicas=self._replicas,
+                description="Engram live workers (heartbeats)",
+            )
+
+    @property
+    def kv(self) -> KeyValue:
+        assert self._kv is not None, "Membership.open() first"
+        return self._kv
+
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(live_worker_ids)`` whenever the live set changes."""
+        self._listeners.append(listener)
+
+    def live(self) -> frozenset[str]:
+        """The ids of the workers alive now (this process's own id included)."""
+        return self._live
+
+    def beats(self) -> dict[str, WorkerBeat]:
+        """The last beat of every live worker."""
+        return {w: self._seen[w][1] for w in self._live if w in self._seen}
+
+    async def start(self) -> None:
+        """Open the bucket, follow it, and return once its current state is in."""
+        if self._kv is None:
+            await self.open()
+        watcher = await self.kv.watchall()
+        self._watcher = watcher
+        initial = True
+
+        async def watch() -> None:
+            nonlocal initial
+            async for entry in watcher:
+                if entry is None:  # the end of the current values
+                    initial = False
+                    await self._refresh()
+                    self.loaded.set()
+                    continue
+                if entry.operation is not None or not entry.value:
+                    self._seen.pop(entry.key, None)  # deleted: a graceful leave
+                else:
+                    try:
+                        beat = WorkerBeat.model_validate_json(entry.value)
+                    except ValidationError:
+                        log.error("membership: unreadable heartbeat under %r", entry.key)
+                        continue
+                    arrived = time.monotonic()
+                    if initial and entry.created is not None:
+                        # written before we looked: age it by the server's stamp
+                        age = (datetime.now(UTC) - entry.created).total_seconds()
+                        arrived -= max(age, 0.0)
+                    self._seen[entry.key] = (arrived, beat)
+                if not initial:
+                    await self._refresh()
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(self.ttl / 4)
+                await self._refresh()
+
+        self._tasks = [
+            asyncio.create_task(watch(), name="membership-watch"),
+            asyncio.create_task(sweep(), name="membership-sweep"),
+        ]
+        await asyncio.wait_for(self.loaded.wait(), max(self.ttl, 10.0))
+
+    async def _refresh(self) -> None:
+        now = time.monotonic()
+        live = {
+            w
+            for w, (arrived, beat) in self._seen.items()
+            if now - arrived < self.ttl and not beat.leaving
+        }
+        if self.me is not None and not self.lost.is_set() and not self.me.leaving:
+            live.add(self.me.id)
+        if live == self._live:
+            return
+        self._live = frozenset(live)
+        for listener in self._listeners:
+            try:
+                await listener(self._live)
+            except Exception:
+                log.exception("membership listener failed")
+
+    # -- announcing (workers) ----------------------------------------------
+
+    async def announce(self, worker_id: str, *, hosted: int = 0, loaded: int = 0) -> None:
+        """Claim ``worker_id`` and start beating (call :meth:`start` first). When
+        the id beat less than a TTL ago, waits until that beat is a TTL old (the
+        same worker restarted at once) and raises :class:`WorkerIdTaken` if it
+        beats again meanwhile (another live process has the id)."""
+        now = datetime.now(UTC)
+        beat = WorkerBeat(
+            id=worker_id,
+            instance=os.urandom(8).hex(),
+            started_at=now,
+            beat_at=now,
+            hosted=hosted,
+            loaded=loaded,
+        )
+        data = beat.model_dump_json().encode()
+        await self._outlive(worker_id)
+        try:
+            entry = await self.kv.get(worker_id)
+        except KeyNotFoundError:
+            entry = None
+        try:
+            if entry is None or not entry.value:
+                self._revision = await self.kv.create(worker_id, data)
+            else:
+                self._revision = await self.kv.update(worker_id, data, last=entry.revision)
+        except KeyWrongLastSequenceError as exc:  # another process claimed it meanwhile
+            raise WorkerIdTaken(_taken(worker_id, 0.0)) from exc
+        self.me = beat
+        self._seen[worker_id] = (time.monotonic(), beat)
+        await self._refresh()
+        self._tasks.append(asyncio.create_task(self._beat(), name="membership-beat"))
+
+    async def _outlive(self, worker_id: str) -> None:
+        """Wait until the last beat under ``worker_id`` is a TTL old (a process of
+        ours that died and was restarted at once); raise :class:`WorkerIdTaken`
+        if it beats again meanwhile (another live process has the id)."""
+        seen = self._seen.get(worker_id)
+        while seen is not None and not seen[1].leaving:
+            age = time.monotonic() - seen[0]
+            if age >= self.ttl:
+                return
+            await asyncio.sleep(self.ttl - age + 0.05)
+            newer = self._seen.get(worker_id)
+            if newer is not None and newer[0] > seen[0]:
+                raise WorkerIdTaken(_taken(worker_id, time.monotonic() - newer[0]))
+            seen = newer
+
+    async def update(self, *, hosted: int, loaded: int) -> None:
+        """What the next beats say about this worker's spaces."""
+        if self.me is not None:
+            self.me = self.me.model_copy(update={"hosted": hosted, "loaded": loaded})
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            me = self.me
+            assert me is not None
+            me = me.model_copy(update={"beat_at": datetime.now(UTC)})
+            try:
+                self._revision = await self.kv.update(
+                    me.id, me.model_dump_json().encode(), last=self._revision
+                )
+            except KeyWrongLastSequenceError:
+                log.error(
+                    "membership: another process took over worker id %r; this one stops "
+                    "answering for it",
+                    me.id,
+                )
+                self.lost.set()
+                await self._refresh()
+                return
+            except Exception as exc:  # a NATS hiccup: try again next beat
+                log.warning("membership: heartbeat of %r failed: %s", me.id, exc)
+                continue
+            self.me = me
+
+    async def leave(self) -> None:
+        """Say goodbye: watchers drop this worker at once (a graceful stop)."""
+        me = self.me
+        if me is None or self.lost.is_set():
+            return
+        self.me = me.model_copy(update={"leaving": True})
+        for task in self._tasks:
+            if task.get_name() == "membership-beat":
+                task.cancel()
+        await self._refresh()
+        with contextlib.suppress(Exception):
+            await self.kv.delete(me.id, last=self._revision)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()  # type: ignore[attr-defined]
+
+
+def _taken(worker_id: str, age: float) -> str:
+    return (
+        f"another worker with ENGRAM_WORKER_ID={worker_id!r} is alive (its last heartbeat "
+        f"{age:.1f} s ago); give every worker its own id"
+    )

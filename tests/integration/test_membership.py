@@ -1,0 +1,140 @@
+"""Membership over a real JetStream KV: workers join, leave, die and are seen to
+by every watcher; an id held by a live process cannot be taken."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from nats.aio.client import Client
+from nats.js.kv import KeyValue
+
+from engram_nats.membership import Membership, WorkerIdTaken
+from tests.helpers import eventually
+
+TTL = 0.6
+
+
+@pytest.fixture
+def bucket() -> str:
+    return f"TEST_WORKERS_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def members(nc: Client, bucket: str) -> AsyncIterator[Callable[[], Membership]]:
+    made: list[Membership] = []
+
+    def make() -> Membership:
+        m = Membership(nc.jetstream(), ttl=TTL, bucket=bucket)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        await m.close()
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def probe() -> bool | None:
+        return True if predicate() else None
+
+    await eventually(probe, timeout)
+
+
+async def test_watchers_see_joins_and_graceful_leaves(
+    members: Callable[[], Membership],
+) -> None:
+    gateway = members()
+    await gateway.start()
+    changes: list[frozenset[str]] = []
+
+    async def record(live: frozenset[str]) -> None:
+        changes.append(live)
+
+    gateway.on_change(record)
+    a, b = members(), members()
+    await a.start()
+    await a.announce("worker-a", hosted=3)
+    await b.start()
+    await b.announce("worker-b")
+    await _until(lambda: gateway.live() == {"worker-a", "worker-b"})
+    assert b.live() == {"worker-a", "worker-b"}
+    assert gateway.beats()["worker-a"].hosted == 3
+    # beats keep them alive past the TTL
+    await asyncio.sleep(TTL * 2)
+    assert gateway.live() == {"worker-a", "worker-b"}
+    await a.leave()
+    await _until(lambda: gateway.live() == {"worker-b"}, timeout=TTL)  # at once, no TTL wait
+    assert a.live() == {"worker-b"}
+    assert changes[-1] == {"worker-b"}
+
+
+async def test_a_silent_worker_is_dropped_after_the_ttl(
+    members: Callable[[], Membership],
+) -> None:
+    watcher, dying = members(), members()
+    await watcher.start()
+    await dying.start()
+    await dying.announce("worker-dies")
+    await _until(lambda: "worker-dies" in watcher.live())
+    await dying.close()  # stops beating without a goodbye, as kill -9 would
+    await asyncio.sleep(TTL / 2)
+    assert "worker-dies" in watcher.live()
+    await _until(lambda: "worker-dies" not in watcher.live(), timeout=TTL * 3)
+
+
+async def test_a_late_watcher_does_not_revive_a_dead_worker(
+    members: Callable[[], Membership],
+) -> None:
+    dying = members()
+    await dying.start()
+    await dying.announce("worker-gone")
+    await dying.close()
+    await asyncio.sleep(TTL * 1.5)
+    late = members()
+    await late.start()  # its heartbeat is still in the bucket, but old
+    assert "worker-gone" not in late.live()
+
+
+async def test_a_second_process_with_the_same_id_is_refused(
+    members: Callable[[], Membership],
+) -> None:
+    first, second = members(), members()
+    await first.start()
+    await first.announce("worker-x")
+    await second.start()
+    with pytest.raises(WorkerIdTaken, match="ENGRAM_WORKER_ID='worker-x' is alive"):
+        await second.announce("worker-x")
+    assert not first.lost.is_set()
+    assert second.live() == {"worker-x"}
+
+
+async def test_a_restarted_worker_takes_its_id_back_after_the_ttl(
+    members: Callable[[], Membership],
+) -> None:
+    old = members()
+    await old.start()
+    await old.announce("worker-r")
+    await old.close()  # killed
+    again = members()
+    await again.start()
+    await again.announce("worker-r")  # waits out the old beat instead of refusing
+    assert "worker-r" in again.live()
+
+
+async def test_a_takeover_is_noticed_by_the_holder(
+    members: Callable[[], Membership], nc: Client, bucket: str
+) -> None:
+    holder = members()
+    await holder.start()
+    await holder.announce("worker-t")
+    kv: KeyValue = await nc.jetstream().key_value(bucket)
+    await kv.put(
+        "worker-t",
+        b'{"id":"worker-t","instance":"other","started_at":'
+        b'"2026-01-01T00:00:00Z","beat_at":"2026-01-01T00:00:00Z"}',
+    )
+    await asyncio.wait_for(holder.lost.wait(), TTL * 2)
+    assert "worker-t" in holder.live()  # the other process holds it now, alive
