@@ -19,6 +19,7 @@ from engram_worker.worker import Worker
 from tests.helpers import (
     EngramProcess,
     NatsServer,
+    forget_workers,
     gateway_settings,
     running_gateway,
     worker_settings,
@@ -101,3 +102,4 @@ def procs(tmp_path: Path, nats_server: NatsServer) -> Iterator[Any]:
     yield spawn
     for p in started:
         p.kill()
+    forget_workers(nats_server.url, started)

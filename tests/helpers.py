@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -34,7 +35,7 @@ from engram_cli.devstack import start_nats_server
 from engram_contract.embedders import HashNgramEmbedder
 from engram_contract.messages import LinkSettings, SpaceRecord, encode_embedding
 from engram_contract.settings import GatewaySettings, WorkerSettings
-from engram_contract.subjects import stream_name
+from engram_contract.subjects import WORKERS_BUCKET, stream_name
 from engram_gateway.app import create_app
 from engram_nats.registry import SpaceRegistry
 from engram_worker.core.records import StoredMemory
@@ -80,6 +81,8 @@ def worker_settings(url: str, **over: Any) -> WorkerSettings:
     # no metrics endpoint unless a test asks for one (tests pass a free port):
     # many workers in one run would all try the default port
     over.setdefault("metrics_port", 0)
+    # one id per worker: in one process they would all default to host-pid
+    over.setdefault("worker_id", f"test-{uuid.uuid4().hex[:10]}")
     return WorkerSettings(nats_url=url, **over)
 
 
@@ -114,6 +117,13 @@ class EngramProcess:
     """An engram process (``engram worker`` / ``engram gateway``) for kill tests."""
 
     def __init__(self, role: str, env: dict[str, str], log: Path) -> None:
+        if role == "worker":
+            # its own id (forgotten again by forget_workers), and a short TTL: a
+            # killed worker's spaces move within 2 s
+            env = {
+                "ENGRAM_WORKER_ID": f"proc-{uuid.uuid4().hex[:10]}",
+                "ENGRAM_WORKER_TTL": "2",
+            } | env
         self.role, self.env, self.log = role, env, log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -138,6 +148,31 @@ class EngramProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def forget_workers(nats_url: str, procs: list[EngramProcess]) -> None:
+    """Remove the heartbeats of killed worker processes, so the next test's workers
+    do not place spaces on them for a TTL (the server is shared by the session)."""
+    ids = [p.env["ENGRAM_WORKER_ID"] for p in procs if p.role == "worker"]
+    if not ids:
+        return
+
+    async def forget() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(WORKERS_BUCKET)
+            for worker_id in ids:
+                with contextlib.suppress(Exception):
+                    await kv.purge(worker_id)
+        except Exception:
+            pass  # no bucket: no worker got as far as announcing itself
+        finally:
+            await nc.close()
+
+    # in a thread of its own: the test's event loop may still be running here
+    thread = threading.Thread(target=asyncio.run, args=(forget(),))
+    thread.start()
+    thread.join(30)
 
 
 def wait_ready(url: str, timeout: float = 30) -> None:

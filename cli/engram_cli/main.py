@@ -35,9 +35,15 @@ def cmd_worker(_: argparse.Namespace) -> int:
     from engram_contract.settings import WorkerSettings
     from engram_worker.worker import main
 
+    from engram_nats.membership import WorkerIdTaken
+
     settings = WorkerSettings()
     _logging(settings.log_level)
-    asyncio.run(main(settings))
+    try:
+        asyncio.run(main(settings))
+    except WorkerIdTaken as exc:
+        print(f"engram worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: a KV key and a subject token sequence: letters, digits, '.', '_', '-'
+WORKER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
 
 class CommonSettings(BaseSettings):
     """What every Engram process needs."""
@@ -22,6 +25,19 @@ class CommonSettings(BaseSettings):
     default_embedder: str = Field(default="hash-ngram-v1", description="Embedder of new spaces.")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of new streams.")
     log_level: str = Field(default="INFO")
+    space_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Workers that host each space (rendezvous placement over the live "
+        "workers); 2 keeps a space answering while one of its workers is lost.",
+    )
+    worker_ttl: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds after its last heartbeat that a silent worker counts as gone "
+        "and its spaces are placed elsewhere (workers beat every third of it).",
+    )
     events_max_age: float = Field(
         default=3600.0,
         gt=0,
@@ -69,7 +85,18 @@ class GatewaySettings(CommonSettings):
 
 
 class WorkerSettings(CommonSettings):
-    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        pattern=WORKER_ID_PATTERN,
+        description="This worker's name among the live workers (unique: a second process "
+        "with the same id refuses to start).",
+    )
+    handover_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Most seconds a worker keeps serving a space placed elsewhere while "
+        "its new host loads it (make before break).",
+    )
     index_dtype: Literal["f32", "f16"] = Field(
         default="f32", description="usearch scalar type; f16 halves memory, inserts faster."
     )

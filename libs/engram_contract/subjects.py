@@ -25,6 +25,7 @@ QUERY_QUEUE: Final = "engram-workers"
 RELOAD_SUBJECT: Final = "engram.ctl.reload"
 #: Every worker answers with what it hosts and what it failed to load.
 STATUS_SUBJECT: Final = "engram.ctl.status"
+SERVING_PREFIX: Final = "engram.ctl.serving"
 
 
 def stream_name(space: str) -> str:
@@ -43,6 +44,18 @@ def command_subject(space: str, verb: CommandVerb) -> str:
 
 def query_subject(space: str, name: QueryName) -> str:
     return f"spaces.{space}.q.{name}"
+
+
+def query_wildcard(space: str) -> str:
+    """Every query of ``space``: what its hosts subscribe to (queue :data:`QUERY_QUEUE`)."""
+    return f"spaces.{space}.q.*"
+
+
+def serving_subject(worker_id: str) -> str:
+    """Asks worker ``worker_id`` which of the listed spaces it serves (a JSON list
+    of space ids in, the served ones out): how a releasing worker knows the new
+    host answers before it lets go."""
+    return f"{SERVING_PREFIX}.{worker_id}"
 
 
 def event_subject(space: str, kind: EventKind) -> str:

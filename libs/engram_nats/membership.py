@@ -3,10 +3,11 @@
 A worker *announces* itself under its id (refused when another live process
 already holds that id), then beats every ``ttl / 3`` seconds with a compare-and-
 set on its own revision, so a second process that took the id over is noticed by
-the first one's next beat. A graceful stop deletes the key: every watcher drops
-the worker at once. A worker that dies stops beating; watchers drop it ``ttl``
+the first one's next beat. A graceful stop first marks the beat
+``leaving`` (every watcher places the worker's spaces elsewhere at once while it
+still answers), then deletes the key. A worker that dies stops beating; watchers drop it ``ttl``
 seconds after its last beat *arrived* (their own monotonic clock, never the
-writer's wall clock). Gateways and workers alike follow the live set through
+writer's wall clock; each beat carries the TTL its writer beats for). Gateways and workers alike follow the live set through
 :class:`Membership` and place spaces with :mod:`engram_contract.placement`.
 
 The bucket's ``max_age`` only collects the keys of workers that died long ago;
@@ -153,7 +154,7 @@ class Membership:
         live = {
             w
             for w, (arrived, beat) in self._seen.items()
-            if now - arrived < self.ttl and not beat.leaving
+            if now - arrived < beat.ttl and not beat.leaving
         }
         if self.me is not None and not self.lost.is_set() and not self.me.leaving:
             live.add(self.me.id)
@@ -179,6 +180,7 @@ class Membership:
             instance=os.urandom(8).hex(),
             started_at=now,
             beat_at=now,
+            ttl=self.ttl,
             hosted=hosted,
             loaded=loaded,
         )
@@ -207,9 +209,9 @@ class Membership:
         seen = self._seen.get(worker_id)
         while seen is not None and not seen[1].leaving:
             age = time.monotonic() - seen[0]
-            if age >= self.ttl:
+            if age >= seen[1].ttl:
                 return
-            await asyncio.sleep(self.ttl - age + 0.05)
+            await asyncio.sleep(seen[1].ttl - age + 0.05)
             newer = self._seen.get(worker_id)
             if newer is not None and newer[0] > seen[0]:
                 raise WorkerIdTaken(_taken(worker_id, time.monotonic() - newer[0]))
@@ -245,17 +247,33 @@ class Membership:
             self.me = me
 
     async def leave(self) -> None:
-        """Say goodbye: watchers drop this worker at once (a graceful stop)."""
+        """Announce that this worker is leaving: every watcher places its spaces
+        elsewhere at once, while it goes on answering until they are taken over
+        (then :meth:`depart`)."""
         me = self.me
-        if me is None or self.lost.is_set():
+        if me is None or self.lost.is_set() or me.leaving:
             return
-        self.me = me.model_copy(update={"leaving": True})
+        self.me = me = me.model_copy(update={"leaving": True, "beat_at": datetime.now(UTC)})
         for task in self._tasks:
             if task.get_name() == "membership-beat":
                 task.cancel()
+        try:
+            self._revision = await self.kv.update(
+                me.id, me.model_dump_json().encode(), last=self._revision
+            )
+        except Exception as exc:  # watchers drop it after the TTL instead
+            log.warning("membership: could not announce that %r leaves: %r", me.id, exc)
         await self._refresh()
+
+    async def depart(self) -> None:
+        """Remove this worker's key (after :meth:`leave` and the handover)."""
+        me = self.me
+        if me is None or self.lost.is_set():
+            return
+        await self.leave()
         with contextlib.suppress(Exception):
             await self.kv.delete(me.id, last=self._revision)
+        self.me = None
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -69,6 +69,10 @@ async def test_watchers_see_joins_and_graceful_leaves(
     await _until(lambda: gateway.live() == {"worker-b"}, timeout=TTL)  # at once, no TTL wait
     assert a.live() == {"worker-b"}
     assert changes[-1] == {"worker-b"}
+    await asyncio.sleep(TTL * 1.5)  # leaving, it stops beating: still not alive
+    assert "worker-a" not in gateway.live()
+    await a.depart()
+    assert await a.kv.keys() == ["worker-b"]
 
 
 async def test_a_silent_worker_is_dropped_after_the_ttl(

@@ -42,6 +42,19 @@ class EraseQueue:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        """Erasing (the space's primary host); a replica only queues: if it becomes
+        the primary it erases what is left (already erased is simply not found)."""
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self._active = value
+        if value:
+            self._wake.set()
 
     def start(self, left: list[int]) -> None:
         """Start erasing; ``left`` (what a snapshot says is still to erase) goes first."""
@@ -62,6 +75,10 @@ class EraseQueue:
         waits. Idempotent: an already erased message is simply not found."""
         self._queue.append(seq)
         self._wake.set()
+        if not self._active:
+            while len(self._queue) > MAX_ERASE_QUEUE:  # the primary erases these
+                self._queue.popleft()
+            return
         while len(self._queue) > MAX_ERASE_QUEUE:
             self._room.clear()
             await self._room.wait()
@@ -77,7 +94,7 @@ class EraseQueue:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            while self._queue and self._active:
                 batch = [self._queue.popleft() for _ in range(min(ERASE_WINDOW, len(self._queue)))]
                 self._erasing.update(batch)
                 await asyncio.gather(*(erase(seq) for seq in batch))
@@ -101,7 +118,7 @@ class EraseQueue:
     async def erased(self, timeout: float) -> bool:
         """Wait until nothing is queued or being erased (``False`` on timeout)."""
         deadline = time.monotonic() + timeout
-        while self._queue or self._erasing:
+        while (self._queue and self._active) or self._erasing:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.02)

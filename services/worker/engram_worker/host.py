@@ -43,7 +43,7 @@ from engram_worker.positions import stored_at
 from engram_worker.rwlock import RWLock
 from engram_worker.snapshots import SnapshotStore
 from engram_worker.snapshotter import Snapshotter
-from engram_worker.wal_consumer import WalConsumer
+from engram_worker.wal_consumer import NotCaughtUp, WalConsumer
 from engram_worker.writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class SpaceHost:
         self._nc = nc
         self.state = self.fresh_state()
         self.retired = False  # deleted (or re-created): write no more snapshots
+        #: the first live host of the space (engram_worker.placement): only the
+        #: primary writes snapshots, erases WAL messages and runs the consolidation
+        #: schedule, so replicas never duplicate that work or race
+        self.primary = True
         self.wal = WalConsumer(self, js, settings)
         self.indexer = Indexer(self.space, lambda: self.state, settings.index_batch)
         #: the fold writes, queries read (with the indexer's lock: see :meth:`reading`)
@@ -110,6 +114,26 @@ class SpaceHost:
             snap.start()
         self.writeback.start()
 
+    def set_primary(self, primary: bool) -> None:
+        if primary != self.primary:
+            log.info("space %s: %s", self.space, "primary here" if primary else "a replica here")
+        self.primary = primary
+        self.erase_queue.active = primary
+
+    async def caught_up(self) -> None:
+        """Return once everything the WAL held when the host started is folded."""
+        while True:
+            try:
+                await self.wait_applied(self.wal.stream_last, 60.0)
+                return
+            except NotCaughtUp:
+                log.info(
+                    "space %s: still catching up (%d of %d)",
+                    self.space,
+                    self.state.applied_seq,
+                    self.wal.stream_last,
+                )
+
     async def stop(self, *, snapshot: bool = False) -> None:
         """Stop tailing; with ``snapshot``, first write one if anything changed since
         the last (a graceful shutdown)."""
@@ -119,7 +143,7 @@ class SpaceHost:
         await self.indexer.stop()
         # a few seconds for the erase queue; a snapshot lists what is left
         await self.erase_queue.stop(timeout=5.0)
-        if snapshot and self.snapshotter.changed() and not self.retired:
+        if snapshot and self.primary and self.snapshotter.changed() and not self.retired:
             if self.wal.done_seq < self.state.applied_seq:
                 log.warning(
                     "space %s: stopped while folding seq %d; no snapshot on the way out",

@@ -1,14 +1,13 @@
-"""The spaces a worker hosts: loaded at start, on a space's first query or as the
-registry says one was created, dropped (snapshot erased, events purged) when it
-says one was deleted, and the spaces that could not be loaded, with why."""
+"""The spaces a worker holds in memory: loaded when placement puts a space here
+(:mod:`engram_worker.placement`) or on a query, unloaded when it moves away,
+dropped (snapshot erased, events purged) when the registry says one was deleted,
+and the spaces that could not be loaded, with why."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Protocol
 
 from nats.aio.client import Client
 
@@ -55,19 +54,9 @@ class Hosting:
         self.loading: dict[str, asyncio.Task[SpaceHost]] = {}
         self.failed: dict[str, str] = {}  # spaces that could not be loaded, and why
         self._start_slots = asyncio.Semaphore(MAX_LOADING)
-        self._background: set[asyncio.Task[None]] = set()
-
-    async def host_registered(self) -> None:
-        """Host the registry's spaces: one space's broken snapshot or stream never
-        keeps the others from loading."""
-        await asyncio.gather(
-            *(self._host_quietly(rec.id) for rec in self._worker.registry.cached_all()),
-        )
 
     async def stop(self) -> None:
-        """Every hosted space writes a snapshot if it changed."""
-        for task in list(self._background):
-            task.cancel()
+        """Every hosted space writes a snapshot if it changed (its primary)."""
         hosts = list(self.hosts.values())
         self.hosts.clear()
         await asyncio.gather(*(h.stop(snapshot=True) for h in hosts), return_exceptions=True)
@@ -95,18 +84,15 @@ class Hosting:
                 await purge_events(w.nc.jetstream(), space)
             except Exception:
                 log.exception("space %s: could not purge its events", space)
-        wanted = rec is not None and rec.status == "active"
-        if wanted and host is None and space not in self.loading:
-            self._spawn(self._host_quietly(space))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _host_quietly(self, space: str) -> None:
-        with contextlib.suppress(QueryFailed):  # logged and kept in self.failed
-            await self.ensure_host(space)
+    async def unload(self, space: str) -> None:
+        """Let go of ``space`` (placed elsewhere now): its primary writes a last
+        snapshot if anything changed."""
+        host = self.hosts.pop(space, None)
+        self.failed.pop(space, None)
+        if host is not None:
+            await host.stop(snapshot=True)
+            self._worker.metrics.spaces.forget(space)
 
     async def ensure_host(self, space: str) -> SpaceHost:
         """The host of ``space``, loading it first if needed (concurrent callers share

@@ -150,7 +150,8 @@ class SpaceLabels:
 
 @dataclass(frozen=True)
 class WorkerMetrics:
-    """The worker's metrics, every one labelled ``memory_space`` (first)."""
+    """The worker's metrics: per space (labelled ``memory_space``, first) and the
+    worker's own (placement)."""
 
     registry: CollectorRegistry
     spaces: SpaceLabels
@@ -163,6 +164,21 @@ class WorkerMetrics:
     snapshot_age: Gauge
     index_bytes: Gauge
     erase_pending: Gauge
+    hosted_spaces: Gauge
+    loaded_spaces: Gauge
+    space_moves: Counter
+    space_load_seconds: Histogram
+
+    def placement(self, hosted: int, loaded: int) -> None:
+        """Spaces placed on this worker, and of them those held in memory."""
+        self.hosted_spaces.set(hosted)
+        self.loaded_spaces.set(loaded)
+
+    def space_moved(self) -> None:
+        self.space_moves.inc()
+
+    def space_loaded(self, seconds: float) -> None:
+        self.space_load_seconds.observe(seconds)
 
     def command(self, space: str, verb: str, outcome: str, n: int = 1) -> None:
         """Count ``n`` folded commands (``outcome``: applied or rejected)."""
@@ -227,6 +243,27 @@ def worker_metrics(registry: CollectorRegistry, max_spaces: int) -> WorkerMetric
             "engram_erase_pending",
             "WAL messages of forgotten or replaced memories still to be erased from disk.",
             space,
+            registry=registry,
+        ),
+        # the worker's own series: no memory_space label
+        hosted_spaces=Gauge(
+            "engram_worker_hosted_spaces",
+            "Spaces placed on this worker (rendezvous over the live workers).",
+            registry=registry,
+        ),
+        loaded_spaces=Gauge(
+            "engram_worker_loaded_spaces", "Spaces held in memory here.", registry=registry
+        ),
+        space_moves=Counter(
+            "engram_worker_space_moves",
+            "Spaces this worker handed over to another (placement changed).",
+            registry=registry,
+        ),
+        space_load_seconds=Histogram(
+            "engram_worker_space_load_seconds",
+            "Time from a space being placed here to its queries being answered here "
+            "(snapshot restore and WAL catch-up).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=registry,
         ),
     )

@@ -219,7 +219,7 @@ class Snapshotter:
         )
         while True:
             await asyncio.sleep(max(tick, 0.05))
-            if self._host.retired or not self.due():
+            if self._host.retired or not self._host.primary or not self.due():
                 continue
             try:
                 await self.snapshot()

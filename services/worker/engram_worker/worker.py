@@ -19,13 +19,20 @@ from prometheus_client import CollectorRegistry
 
 from engram_contract.messages import error_reply
 from engram_contract.settings import WorkerSettings
-from engram_contract.subjects import QUERY_QUEUE, RELOAD_SUBJECT, STATUS_SUBJECT, QueryName
+from engram_contract.subjects import (
+    RELOAD_SUBJECT,
+    STATUS_SUBJECT,
+    QueryName,
+    serving_subject,
+)
 from engram_nats.connection import connect
+from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_worker.control import on_reload, on_status
 from engram_worker.host import SpaceHost
 from engram_worker.hosting import Hosting
 from engram_worker.metrics import worker_metrics
+from engram_worker.placement import Placement
 from engram_worker.probes import Probes, ProbeServer
 from engram_worker.queries import QueryFailed, answer
 from engram_worker.snapshots import SnapshotStore
@@ -35,12 +42,13 @@ _QUERIES = frozenset(get_args(QueryName))
 
 
 class Worker:
-    """Hosts every active space in the registry (sharding comes with more workers)."""
+    """Hosts the active spaces placed on it (:mod:`engram_worker.placement`)."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self._nc: Client | None = None
         self._registry: SpaceRegistry | None = None
+        self._placement: Placement | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         #: queries received and not yet answered (a recall alone answers inline, see
@@ -56,7 +64,7 @@ class Worker:
 
     # -- wiring ------------------------------------------------------------
 
-    async def _on_query(self, msg: Msg) -> None:
+    async def on_query(self, msg: Msg) -> None:
         """``spaces.<id>.q.<name>``: answer in a task of its own (bounded), so a query
         waiting for its ``min_seq`` never holds up the others."""
         parts = msg.subject.split(".")
@@ -112,6 +120,15 @@ class Worker:
         return self._registry
 
     @property
+    def placement(self) -> Placement:
+        assert self._placement is not None, "Worker.start() first"
+        return self._placement
+
+    @property
+    def membership(self) -> Membership:
+        return self.placement.membership
+
+    @property
     def snapshots(self) -> SnapshotStore:
         assert self._snapshots is not None, "Worker.start() first"
         return self._snapshots
@@ -160,13 +177,29 @@ class Worker:
         self.registry.on_change(self.hosting.on_registry_change)
         await self.registry.start_watch()
         await self.registry.wait_loaded()
-        await self.hosting.host_registered()
-        # plain nats-py: a FastStream subscriber added ~0.6 ms to every query here
+        membership = Membership(
+            js, ttl=self.settings.worker_ttl, replicas=self.settings.stream_replicas
+        )
+        await membership.start()
+        await membership.announce(self.settings.worker_id)  # WorkerIdTaken: refuse to start
+        self._placement = placement = Placement(self, membership)
+
+        async def on_registry(_space: str, _rec: object) -> None:
+            placement.poke()
+
+        self.registry.on_change(on_registry)
+        membership.on_change(placement.on_members)
         self.subscriptions = [
-            await self.nc.subscribe("spaces.*.q.*", queue=QUERY_QUEUE, cb=self._on_query),
             await self.nc.subscribe(RELOAD_SUBJECT, cb=functools.partial(on_reload, self)),
             await self.nc.subscribe(STATUS_SUBJECT, cb=functools.partial(on_status, self)),
+            await self.nc.subscribe(
+                serving_subject(self.settings.worker_id), cb=placement.on_serving
+            ),
         ]
+        placement.start()
+        # every space placed here is served (or failed) before start returns; a
+        # membership that keeps changing (workers starting together) settles too
+        await placement.settled(self.settings.handover_timeout)
         await self.nc.flush()  # ready means the server routes queries here
         self._spawn(self._sweep_loop())
         self._spawn(self.probes.metrics_loop())
@@ -180,12 +213,21 @@ class Worker:
         )
 
     async def stop(self) -> None:
-        """Graceful stop: every hosted space writes a snapshot if it changed."""
+        """Graceful stop: every space is handed over to its next host before this
+        worker lets go of it (make before break); the primaries write a snapshot
+        of what changed."""
+        if self._placement is not None:
+            await self.membership.leave()
+            await self.placement.leave()
         if self._registry is not None:
             await self._registry.close()
         for task in list(self._background):
             task.cancel()
         await self._probe_server.stop()
+        if self._placement is not None:
+            await self.placement.stop()
+            await self.membership.depart()
+            await self.membership.close()
         await self.hosting.stop()
         if self._nc is not None:
             with contextlib.suppress(Exception):
@@ -224,7 +266,11 @@ async def main(settings: WorkerSettings, stop: asyncio.Event | None = None) -> N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     worker = Worker(settings)
-    await worker.start()
+    try:
+        await worker.start()
+    except BaseException:
+        await worker.stop()
+        raise
     print(f"engram worker {settings.worker_id} ready on {settings.nats_url}", flush=True)
     try:
         await stop.wait()

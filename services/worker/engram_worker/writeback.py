@@ -121,6 +121,8 @@ class WriteBack:
         every = self._host.record.consolidation.interval_s
         while True:
             await asyncio.sleep(every)
+            if not self._host.primary:  # the space's primary host runs the schedule
+                continue
             try:
                 await self.consolidate()
             except Exception:
