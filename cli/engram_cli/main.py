@@ -33,9 +33,8 @@ def cmd_gateway(_: argparse.Namespace) -> int:
 
 def cmd_worker(_: argparse.Namespace) -> int:
     from engram_contract.settings import WorkerSettings
-    from engram_worker.worker import main
-
     from engram_nats.membership import WorkerIdTaken
+    from engram_worker.worker import main
 
     settings = WorkerSettings()
     _logging(settings.log_level)

@@ -3,12 +3,13 @@
 A worker *announces* itself under its id (refused when another live process
 already holds that id), then beats every ``ttl / 3`` seconds with a compare-and-
 set on its own revision, so a second process that took the id over is noticed by
-the first one's next beat. A graceful stop first marks the beat
-``leaving`` (every watcher places the worker's spaces elsewhere at once while it
-still answers), then deletes the key. A worker that dies stops beating; watchers drop it ``ttl``
-seconds after its last beat *arrived* (their own monotonic clock, never the
-writer's wall clock; each beat carries the TTL its writer beats for). Gateways and workers alike follow the live set through
-:class:`Membership` and place spaces with :mod:`engram_contract.placement`.
+the first one's next beat. A graceful stop first marks the beat ``leaving``
+(every watcher places the worker's spaces elsewhere at once while it still
+answers), then deletes the key. A worker that dies stops beating; watchers drop
+it ``ttl`` seconds after its last beat *arrived* (their own monotonic clock,
+never the writer's wall clock; each beat carries the TTL its writer beats for).
+Gateways and workers alike follow the live set through :class:`Membership`;
+spaces are placed with :mod:`engram_contract.placement`.
 
 The bucket's ``max_age`` only collects the keys of workers that died long ago;
 liveness never depends on it.
@@ -68,6 +69,7 @@ class Membership:
         self._tasks: list[asyncio.Task[None]] = []
         self._watcher: object | None = None
         self.loaded = asyncio.Event()
+        self._changed = asyncio.Event()  # replaced by a fresh one on every change
         # set by announce()
         self.me: WorkerBeat | None = None
         self._revision = 0
@@ -104,6 +106,11 @@ class Membership:
     def beats(self) -> dict[str, WorkerBeat]:
         """The last beat of every live worker."""
         return {w: self._seen[w][1] for w in self._live if w in self._seen}
+
+    async def wait_gone(self, workers: frozenset[str] | set[str]) -> None:
+        """Return once any of ``workers`` is no longer alive (never, for none)."""
+        while workers and workers <= self._live:
+            await self._changed.wait()
 
     async def start(self) -> None:
         """Open the bucket, follow it, and return once its current state is in."""
@@ -161,6 +168,8 @@ class Membership:
         if live == self._live:
             return
         self._live = frozenset(live)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
         for listener in self._listeners:
             try:
                 await listener(self._live)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,11 +41,15 @@ from engram_contract.messages import (
     encode_query,
     with_min_seq,
 )
+from engram_contract.placement import hosts
 from engram_contract.subjects import CommandVerb, QueryName
 from engram_nats import wire
 from engram_nats.commands import FieldInvalid, remember_commands, to_embed
+from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.spaces import SpaceAccess, SpacePolicy
+
+log = logging.getLogger(__name__)
 
 #: Batches larger than this are embedded in a thread (the event loop keeps going).
 EMBED_INLINE_MAX = 32
@@ -102,8 +107,14 @@ class MemoryService:
         *,
         publish_timeout: float = 10.0,
         query_timeout: float = 10.0,
+        membership: Membership | None = None,
+        space_replicas: int = 1,
     ) -> None:
         self.nc = nc
+        #: the live workers: a query whose space loses a host while it waits is
+        #: asked again at once (another replica, or the space's next host, answers)
+        self.membership = membership
+        self.space_replicas = space_replicas
         self.registry = registry
         self.spaces = SpaceAccess(registry, policy)
         self.acked = AckedSeqs()
@@ -151,8 +162,31 @@ class MemoryService:
     async def query(
         self, space: str, name: QueryName, body: Model | dict[str, Any] | bytes
     ) -> bytes:
-        """The raw JSON answer of the worker hosting ``space`` (errors raised)."""
-        return await wire.query(self.nc, space, name, body, timeout=self.query_timeout)
+        """The raw JSON answer of the worker hosting ``space`` (errors raised).
+
+        With :attr:`membership`, a query is asked again when a host of its space
+        is lost while it waits (killed with the query in hand): the other replica
+        answers, instead of the query timing out."""
+        members = self.membership
+        if members is None:
+            return await wire.query(self.nc, space, name, body, timeout=self.query_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.query_timeout
+        while True:
+            placed = frozenset(hosts(space, members.live(), self.space_replicas))
+            left = max(deadline - loop.time(), 0.001)
+            asked = asyncio.ensure_future(wire.query(self.nc, space, name, body, timeout=left))
+            lost = asyncio.ensure_future(members.wait_gone(placed))
+            try:
+                await asyncio.wait({asked, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+            if asked.done() or loop.time() >= deadline:
+                return await asked
+            asked.cancel()
+            log.info(
+                "query %s of space %s: a host was lost while it waited; asking again", name, space
+            )
 
     # -- writes ----------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from engram_gateway.processes import shared_state
 from engram_gateway.routes import ROUTES
 from engram_gateway.spaces import SpaceResolver, deprecation_headers
 from engram_nats.connection import connect
+from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import ensure_events_stream
 
@@ -97,7 +98,10 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             replicas=settings.stream_replicas,
             max_consumers=settings.events_max_consumers,
         )
-        bridge = NatsBridge(nc, registry, settings)  # follows the registry's changes
+        # the live workers: a query whose host is lost while it waits is asked again
+        membership = Membership(js, ttl=settings.worker_ttl, replicas=settings.stream_replicas)
+        await membership.start()
+        bridge = NatsBridge(nc, registry, settings, membership)  # follows the registry's changes
         await registry.start_watch()
         await registry.wait_loaded()
         await bridge.spaces.create_or_get(settings.default_space)
@@ -106,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             yield
         finally:
             await registry.close()
+            await membership.close()
             try:
                 await nc.drain()
             except Exception as exc:  # the broker may already be gone

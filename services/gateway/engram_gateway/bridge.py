@@ -23,6 +23,7 @@ from engram_contract.subjects import STATUS_SUBJECT, stream_name
 from engram_gateway.processes import SharedAckedSeqs
 from engram_nats import wire
 from engram_nats.connection import gather
+from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.service import MemoryService
 from engram_nats.snapshots import SnapshotBucket
@@ -39,7 +40,13 @@ class NatsBridge(MemoryService):
     this process, or shared by all the gateway's processes when it runs several.
     """
 
-    def __init__(self, nc: Client, registry: SpaceRegistry, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        registry: SpaceRegistry,
+        settings: GatewaySettings,
+        membership: Membership | None = None,
+    ) -> None:
         policy = SpacePolicy(
             default_dim=settings.default_dim,
             default_embedder=settings.default_embedder,
@@ -53,6 +60,8 @@ class NatsBridge(MemoryService):
             policy,
             publish_timeout=settings.publish_timeout,
             query_timeout=settings.query_timeout,
+            membership=membership,
+            space_replicas=settings.space_replicas,
         )
         shared = SharedAckedSeqs.open_shared()
         if shared is not None:  # one of several gateway processes (see processes.py)
