@@ -49,8 +49,9 @@ class Verdict:
 
 def verdict(row: SpaceStatusRow, lag_warn: int) -> Verdict:
     """A space failed (no worker could load it) or is unhosted (no worker serves it):
-    red. Its worker is more than ``lag_warn`` messages behind the WAL: yellow. A space
-    being deleted is expected to lose its host, so it is not a problem."""
+    red. Its worker is more than ``lag_warn`` messages behind the WAL, or fewer
+    workers serve it than ENGRAM_SPACE_REPLICAS asks: yellow. A space being deleted
+    is expected to lose its host, so it is not a problem."""
     if row.failed is not None:
         return Verdict("failed", "red", True)
     if row.status != "active":
@@ -59,6 +60,8 @@ def verdict(row: SpaceStatusRow, lag_warn: int) -> Verdict:
         return Verdict("unhosted", "red", True)
     if row.wal_lag is not None and row.wal_lag > lag_warn:
         return Verdict("lagging", "yellow", True)
+    if row.under_replicated:
+        return Verdict("under-replicated", "yellow", True)
     return Verdict("ok", "green", False)
 
 
@@ -115,7 +118,7 @@ def render(report: StatusResponse, lag_warn: int, console: Console) -> None:
     table = Table(title="Engram spaces", title_justify="left")
     table.add_column("space", no_wrap=True)
     table.add_column("health", no_wrap=True)
-    table.add_column("worker", no_wrap=True)
+    table.add_column("hosts", no_wrap=True)
     table.add_column("applied / stream", justify="right", no_wrap=True)
     table.add_column("lag", justify="right", no_wrap=True)
     table.add_column("memories", justify="right", no_wrap=True)
@@ -129,7 +132,7 @@ def render(report: StatusResponse, lag_warn: int, console: Console) -> None:
         table.add_row(
             row.id,
             v.label,
-            row.worker or "–",
+            ", ".join(row.hosts or ([row.worker] if row.worker else [])) or "–",
             f"{_int(row.applied_seq)} / {_int(row.stream_seq)}",
             _int(row.wal_lag),
             _int(row.memories),
@@ -144,6 +147,10 @@ def render(report: StatusResponse, lag_warn: int, console: Console) -> None:
             notes.append((row.id, "[red]no worker hosts it[/] (is a worker running?)"))
         elif v.label == "lagging":
             notes.append((row.id, f"[yellow]{row.wal_lag:,} messages behind its WAL[/]"))
+        elif v.label == "under-replicated":
+            notes.append(
+                (row.id, f"[yellow]served by {len(row.hosts)} worker(s), fewer than asked[/]")
+            )
     if report.spaces and console.is_terminal:
         console.print(table)
     elif report.spaces:
@@ -160,7 +167,21 @@ def render(report: StatusResponse, lag_warn: int, console: Console) -> None:
         console.print("no spaces")
     for space, note in notes:
         console.print(f"  {space}: {note}", highlight=False)
-    workers = escape(", ".join(report.workers)) if report.workers else "[red]none answered[/]"
+    summary = {p.worker: p for p in report.placement}
+
+    def worker(name: str) -> str:
+        p = summary.get(name)
+        if p is None:
+            return name
+        return (
+            f"{name} ({p.hosted} hosted, {p.loaded} loaded, index {p.index_bytes / 2**20:.1f} MiB)"
+        )
+
+    workers = (
+        escape(", ".join(worker(w) for w in report.workers))
+        if report.workers
+        else "[red]none answered[/]"
+    )
     console.print(f"workers: {workers}", highlight=False)
 
 

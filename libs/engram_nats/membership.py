@@ -178,7 +178,7 @@ class Membership:
 
     # -- announcing (workers) ----------------------------------------------
 
-    async def announce(self, worker_id: str, *, hosted: int = 0, loaded: int = 0) -> None:
+    async def announce(self, worker_id: str) -> None:
         """Claim ``worker_id`` and start beating (call :meth:`start` first). When
         the id beat less than a TTL ago, waits until that beat is a TTL old (the
         same worker restarted at once) and raises :class:`WorkerIdTaken` if it
@@ -190,8 +190,6 @@ class Membership:
             started_at=now,
             beat_at=now,
             ttl=self.ttl,
-            hosted=hosted,
-            loaded=loaded,
         )
         data = beat.model_dump_json().encode()
         await self._outlive(worker_id)
@@ -225,11 +223,6 @@ class Membership:
             if newer is not None and newer[0] > seen[0]:
                 raise WorkerIdTaken(_taken(worker_id, time.monotonic() - newer[0]))
             seen = newer
-
-    async def update(self, *, hosted: int, loaded: int) -> None:
-        """What the next beats say about this worker's spaces."""
-        if self.me is not None:
-            self.me = self.me.model_copy(update={"hosted": hosted, "loaded": loaded})
 
     async def _beat(self) -> None:
         while True:

@@ -56,12 +56,12 @@ async def test_watchers_see_joins_and_graceful_leaves(
     gateway.on_change(record)
     a, b = members(), members()
     await a.start()
-    await a.announce("worker-a", hosted=3)
+    await a.announce("worker-a")
     await b.start()
     await b.announce("worker-b")
     await _until(lambda: gateway.live() == {"worker-a", "worker-b"})
     assert b.live() == {"worker-a", "worker-b"}
-    assert gateway.beats()["worker-a"].hosted == 3
+    assert gateway.beats()["worker-a"].ttl == TTL
     # beats keep them alive past the TTL
     await asyncio.sleep(TTL * 2)
     assert gateway.live() == {"worker-a", "worker-b"}

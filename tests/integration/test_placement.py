@@ -19,9 +19,11 @@ from engram_worker.worker import Worker
 from tests.helpers import (
     DIM,
     eventually,
+    gateway_settings,
     publish_remembers,
     random_unit,
     register_space,
+    running_gateway,
     similar_ids_over_nats,
 )
 
@@ -205,3 +207,37 @@ async def test_a_second_worker_with_the_same_id_refuses_to_start(procs: Any, tmp
     said = second.log.read_text()
     assert f"ENGRAM_WORKER_ID={worker_id!r} is alive" in said, said[-2000:]
     assert first.proc is not None and first.proc.poll() is None  # the first goes on
+
+
+async def test_status_lists_every_host_primary_first_and_under_replication(
+    nats_server: Any, nc: Nats, workers: Start, new_space: Any
+) -> None:
+    ((space, seq),) = (await _spaces(nc, new_space, 1)).items()
+    a = await workers(space_replicas=2)
+    settings = gateway_settings(nats_server.url, space_replicas=2)
+    async with running_gateway(settings) as client:
+        row = await _status_row(client, space)
+        assert row["hosts"] == [a.settings.worker_id]
+        assert row["under_replicated"] is True  # 2 asked, 1 live worker
+        assert row["loaded"] is True
+        b = await workers(space_replicas=2)
+        await _settled([a, b])
+        row = await _status_row(client, space)
+        primary = next(w for w in (a, b) if w.hosts[space].primary)
+        assert row["hosts"][0] == primary.settings.worker_id
+        assert sorted(row["hosts"]) == sorted([a.settings.worker_id, b.settings.worker_id])
+        assert row["under_replicated"] is False
+        assert row["worker"] == primary.settings.worker_id and row["applied_seq"] == seq
+        body = (await client.get("/api/v1/status")).json()
+        mine = {p["worker"]: p for p in body["placement"]}
+        for w in (a, b):
+            assert mine[w.settings.worker_id]["hosted"] == len(w.placement.serving)
+            assert mine[w.settings.worker_id]["loaded"] == len(w.hosts)
+            assert mine[w.settings.worker_id]["index_bytes"] > 0
+
+
+async def _status_row(client: Any, space: str) -> dict[str, Any]:
+    r = await client.get("/api/v1/status", params={"space": space})
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["spaces"]
+    return dict(row)

@@ -62,6 +62,7 @@ from engram_contract.messages.control import (
     StatusRequest,
     StatusResponse,
     WorkerStatus,
+    WorkerSummary,
 )
 from engram_contract.messages.events import (
     EventsGap,
@@ -220,6 +221,7 @@ __all__ = [
     "TraceStep",
     "WorkerBeat",
     "WorkerStatus",
+    "WorkerSummary",
     "_check_float32",
     "as_utc",
     "check_embedding_b64",

@@ -23,6 +23,4 @@ class WorkerBeat(Model):
     ttl: float = Field(
         gt=0, description="Seconds after this beat's arrival that the worker counts as gone."
     )
-    hosted: int = Field(default=0, ge=0, description="Spaces placed on this worker.")
-    loaded: int = Field(default=0, ge=0, description="Of them, held in memory.")
     leaving: bool = Field(default=False, description="Shutting down: place its spaces elsewhere.")

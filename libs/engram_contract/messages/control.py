@@ -43,6 +43,10 @@ class HostedSpace(Model):
     snapshot_seq: int
     snapshot_at: datetime | None
     recovery: str
+    primary: bool = Field(
+        default=True, description="This worker writes the space's snapshots and erasures."
+    )
+    loaded: bool = Field(default=True, description="Held in memory (false: cold, loads on use).")
 
 
 class FailedSpace(Model):
@@ -54,6 +58,18 @@ class WorkerStatus(Model):
     worker: str
     spaces: list[HostedSpace]
     failed: list[FailedSpace]
+    hosted: int = Field(default=0, description="Spaces placed on this worker.")
+    loaded: int = Field(default=0, description="Of them, held in memory.")
+    index_bytes: int = Field(default=0, description="Memory of its loaded spaces' indexes.")
+
+
+class WorkerSummary(Model):
+    """One worker in ``GET /api/v1/status``."""
+
+    worker: str
+    hosted: int = Field(description="Spaces placed on it (rendezvous over the live workers).")
+    loaded: int = Field(description="Of them, held in memory.")
+    index_bytes: int = Field(description="Memory held by its loaded spaces' vector indexes.")
 
 
 class SpaceStatusRow(Model):
@@ -69,11 +85,25 @@ class SpaceStatusRow(Model):
     rejected: int | None
     snapshot_seq: int | None
     snapshot_age_s: float | None
-    worker: str | None
+    worker: str | None = Field(description="The host reported on (its primary).")
     recovery: str | None
     failed: str | None = Field(description="Why no worker could load the space.")
+    hosts: list[str] = Field(
+        default_factory=list, description="Workers serving the space, its primary first."
+    )
+    loaded: bool | None = Field(
+        default=None, description="Held in memory by its primary (false: cold); null: no host."
+    )
+    under_replicated: bool = Field(
+        default=False,
+        description="Fewer hosts serve it than ENGRAM_SPACE_REPLICAS asks for (not enough "
+        "live workers, or a host is still loading it).",
+    )
 
 
 class StatusResponse(Model):
     spaces: list[SpaceStatusRow]
     workers: list[str] = Field(description="Workers that answered.")
+    placement: list[WorkerSummary] = Field(
+        default_factory=list, description="What each worker that answered hosts and holds."
+    )

@@ -17,6 +17,7 @@ from engram_contract.messages import (
     StatusRequest,
     StatusResponse,
     WorkerStatus,
+    WorkerSummary,
 )
 from engram_contract.settings import GatewaySettings
 from engram_contract.subjects import STATUS_SUBJECT, stream_name
@@ -111,8 +112,11 @@ class NatsBridge(MemoryService):
         rows = []
         for rec, info in zip(recs, infos, strict=True):
             stream_seq = None if isinstance(info, BaseException) else int(info.state.last_seq)
-            # the most advanced host answers (several workers may host a space)
-            hosts = [(w.worker, h) for w in workers for h in w.spaces if h.id == rec.id]
+            # its hosts, primary first (then the most advanced)
+            hosts = sorted(
+                ((w.worker, h) for w in workers for h in w.spaces if h.id == rec.id),
+                key=lambda wh: (not wh[1].primary, -wh[1].applied_seq, wh[0]),
+            )
             failures = [
                 f"{w.worker}: {f.reason}" for w in workers for f in w.failed if f.id == rec.id
             ]
@@ -121,9 +125,13 @@ class NatsBridge(MemoryService):
                 "status": rec.status,
                 "stream_seq": stream_seq,
                 "failed": None if hosts or not failures else "; ".join(failures),
+                "hosts": [w for w, _ in hosts],
+                "loaded": hosts[0][1].loaded if hosts else None,
+                "under_replicated": rec.status == "active"
+                and len(hosts) < self.settings.space_replicas,
             }
             if hosts:
-                worker, h = max(hosts, key=lambda wh: wh[1].applied_seq)
+                worker, h = hosts[0]
                 age = (
                     None
                     if h.snapshot_at is None
@@ -155,7 +163,15 @@ class NatsBridge(MemoryService):
                 if stream_seq is not None and rec.status == "active":
                     row |= await self._unhosted(rec.id, stream_seq)
             rows.append(SpaceStatusRow.model_validate(row))
-        return StatusResponse(spaces=rows, workers=sorted(w.worker for w in workers))
+        placement = [
+            WorkerSummary(
+                worker=w.worker, hosted=w.hosted, loaded=w.loaded, index_bytes=w.index_bytes
+            )
+            for w in sorted(workers, key=lambda w: w.worker)
+        ]
+        return StatusResponse(
+            spaces=rows, workers=sorted(w.worker for w in workers), placement=placement
+        )
 
     async def _unhosted(self, space: str, stream_seq: int) -> dict[str, Any]:
         """What a space no worker hosts looks like from its newest snapshot: the

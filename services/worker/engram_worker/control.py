@@ -1,6 +1,7 @@
 """The worker's control subjects: ``engram.ctl.status`` (what every worker hosts,
-for ``GET /api/v1/status``) and ``engram.ctl.reload`` (load a hosted space again
-from its new snapshot)."""
+for ``GET /api/v1/status``), ``engram.ctl.reload`` (load a hosted space again
+from its new snapshot) and ``engram.ctl.serving.<worker id>`` (which spaces it
+serves, asked during a handover)."""
 
 from __future__ import annotations
 
@@ -44,16 +45,27 @@ def status(worker: Worker, space: str | None = None) -> WorkerStatus:
             if host.snapshotter.snapshot_at is None
             else datetime.fromtimestamp(host.snapshotter.snapshot_at, UTC),
             recovery=host.snapshotter.recovery,
+            primary=host.primary,
+            loaded=True,
         )
         for sid, host in sorted(worker.hosting.hosts.items())
         if space is None or sid == space
+        # a space being handed over away from here is reported by its new host
+        if sid in worker.placement.serving or sid in worker.hosting.failed
     ]
     failed = [
         FailedSpace(id=sid, reason=reason)
         for sid, reason in sorted(worker.hosting.failed.items())
         if space is None or sid == space
     ]
-    return WorkerStatus(worker=worker.settings.worker_id, spaces=hosted, failed=failed)
+    return WorkerStatus(
+        worker=worker.settings.worker_id,
+        spaces=hosted,
+        failed=failed,
+        hosted=len(worker.placement.serving),
+        loaded=len(worker.hosting.hosts),
+        index_bytes=sum(h.index_memory_bytes() for h in worker.hosting.hosts.values()),
+    )
 
 
 async def on_status(worker: Worker, msg: Msg) -> None:
@@ -108,3 +120,17 @@ async def on_reload(worker: Worker, msg: Msg) -> None:
     if msg.reply:
         with contextlib.suppress(Exception):
             await msg.respond(json.dumps(reply).encode())
+
+
+async def on_serving(worker: Worker, msg: Msg) -> None:
+    """``engram.ctl.serving.<worker id>``: which of the asked spaces (a JSON list)
+    this worker serves — how a worker handing a space over knows it may let go."""
+    if not msg.reply:
+        return
+    try:
+        asked = json.loads(msg.data)
+        served = [s for s in asked if isinstance(s, str) and s in worker.placement.serving]
+    except (ValueError, TypeError):
+        served = []
+    with contextlib.suppress(Exception):
+        await msg.respond(json.dumps(served).encode())

@@ -6,6 +6,7 @@ and the spaces that could not be loaded, with why."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
@@ -84,6 +85,11 @@ class Hosting:
                 await purge_events(w.nc.jetstream(), space)
             except Exception:
                 log.exception("space %s: could not purge its events", space)
+
+    async def load_quietly(self, space: str) -> None:
+        """Load ``space`` now; a failure is logged and kept in :attr:`failed`."""
+        with contextlib.suppress(QueryFailed):
+            await self.ensure_host(space)
 
     async def unload(self, space: str) -> None:
         """Let go of ``space`` (placed elsewhere now): its primary writes a last

@@ -73,10 +73,7 @@ class Placement:
         self._task: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self.stopping = False
-
-    @property
-    def me(self) -> str:
-        return self._w.settings.worker_id
+        self.me = worker.settings.worker_id
 
     def hosts_of(self, space: str) -> list[str]:
         """The live workers that host ``space``, its primary first."""
@@ -103,9 +100,6 @@ class Placement:
         """Something changed (registry, membership, a move finished): reconcile."""
         self._settled.clear()
         self._wake.set()
-
-    async def on_members(self, _live: frozenset[str]) -> None:
-        self.poke()
 
     async def settled(self, timeout: float) -> bool:
         """Wait until every wanted space is served and nothing is moving."""
@@ -137,7 +131,7 @@ class Placement:
             elif space not in self._w.hosting.hosts and space not in self._w.hosting.failed:
                 # deleted and created again: the new incarnation loads now, not on
                 # its first query
-                self._move(space, self._load(space))
+                self._move(space, self._w.hosting.load_quietly(space))
         for space, host in self._w.hosting.hosts.items():
             # a space on its way out stays as it was until released: during a
             # handover the old and the new primary may both write, which the
@@ -186,10 +180,6 @@ class Placement:
         self._w.metrics.space_loaded(took)
         log.info("space %s: serving (%.2f s to load and catch up)", space, took)
 
-    async def _load(self, space: str) -> None:
-        with contextlib.suppress(Exception):  # logged and kept in hosting.failed
-            await self._w.hosting.ensure_host(space)
-
     async def _release(self, space: str) -> None:
         """Stop serving ``space`` once a new host serves it (or none is left alive)."""
         deadline = time.monotonic() + self._w.settings.handover_timeout
@@ -198,7 +188,7 @@ class Placement:
             if rec is None or rec.status != "active":
                 break  # deleted: nobody takes it over
             others = [w for w in self.hosts_of(space) if w != self.me]
-            if not others or await self._served_by(others, space):
+            if not others or await served_by(self._w.nc, others, space):
                 break
             if time.monotonic() > deadline:
                 log.warning(
@@ -219,32 +209,6 @@ class Placement:
         self._w.metrics.space_moved()
         log.info("space %s: released to %s", space, ", ".join(self.hosts_of(space)) or "nobody")
 
-    async def _served_by(self, workers: list[str], space: str) -> bool:
-        async def ask(worker: str) -> bool:
-            try:
-                msg = await self._w.nc.request(
-                    serving_subject(worker), json.dumps([space]).encode(), timeout=1.0
-                )
-            except Exception:
-                return False
-            with contextlib.suppress(ValueError, TypeError):
-                return space in json.loads(msg.data)
-            return False
-
-        return any(await asyncio.gather(*(ask(w) for w in workers)))
-
-    async def on_serving(self, msg: Msg) -> None:
-        """``engram.ctl.serving.<me>``: which of the asked spaces this worker serves."""
-        if not msg.reply:
-            return
-        try:
-            asked = json.loads(msg.data)
-            served = [s for s in asked if isinstance(s, str) and s in self.serving]
-        except ValueError:
-            served = []
-        with contextlib.suppress(Exception):
-            await msg.respond(json.dumps(served).encode())
-
     async def leave(self) -> None:
         """A graceful stop: hand every space over before letting go of it."""
         self.stopping = True
@@ -262,3 +226,18 @@ class Placement:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self.serving.clear()
+
+
+async def served_by(nc: Client, workers: list[str], space: str) -> bool:
+    """Whether any of ``workers`` serves ``space`` (asked on ``engram.ctl.serving``)."""
+
+    async def ask(worker: str) -> bool:
+        try:
+            msg = await nc.request(
+                serving_subject(worker), json.dumps([space]).encode(), timeout=1.0
+            )
+            return space in json.loads(msg.data)
+        except Exception:  # gone, slow, or an answer that is not a list: not yet
+            return False
+
+    return any(await asyncio.gather(*(ask(w) for w in workers)))

@@ -195,6 +195,15 @@ class SnapshotStore(SnapshotBucket):
             f"snapshot of {space}: lost the race to other writers {_META_TRIES} times"
         )
 
+    async def sweep_loop(self, every: float = 600.0) -> None:
+        """Erase snapshot chunks a crashed writer left behind, now and then."""
+        while True:
+            try:
+                await self.sweep(min_age=600)
+            except Exception:
+                log.exception("snapshot sweep failed")
+            await asyncio.sleep(every)
+
     async def sweep(self, min_age: float = 600.0) -> int:
         """Erase chunks no snapshot refers to (left by a writer that crashed mid-put)
         once they are ``min_age`` seconds old; returns how many versions went."""

@@ -28,7 +28,7 @@ from engram_contract.subjects import (
 from engram_nats.connection import connect
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
-from engram_worker.control import on_reload, on_status
+from engram_worker.control import on_reload, on_serving, on_status
 from engram_worker.host import SpaceHost
 from engram_worker.hosting import Hosting
 from engram_worker.metrics import worker_metrics
@@ -125,10 +125,6 @@ class Worker:
         return self._placement
 
     @property
-    def membership(self) -> Membership:
-        return self.placement.membership
-
-    @property
     def snapshots(self) -> SnapshotStore:
         assert self._snapshots is not None, "Worker.start() first"
         return self._snapshots
@@ -184,16 +180,16 @@ class Worker:
         await membership.announce(self.settings.worker_id)  # WorkerIdTaken: refuse to start
         self._placement = placement = Placement(self, membership)
 
-        async def on_registry(_space: str, _rec: object) -> None:
+        async def on_change(*_: object) -> None:
             placement.poke()
 
-        self.registry.on_change(on_registry)
-        membership.on_change(placement.on_members)
+        self.registry.on_change(on_change)
+        membership.on_change(on_change)
         self.subscriptions = [
             await self.nc.subscribe(RELOAD_SUBJECT, cb=functools.partial(on_reload, self)),
             await self.nc.subscribe(STATUS_SUBJECT, cb=functools.partial(on_status, self)),
             await self.nc.subscribe(
-                serving_subject(self.settings.worker_id), cb=placement.on_serving
+                serving_subject(self.settings.worker_id), cb=functools.partial(on_serving, self)
             ),
         ]
         placement.start()
@@ -201,7 +197,7 @@ class Worker:
         # membership that keeps changing (workers starting together) settles too
         await placement.settled(self.settings.handover_timeout)
         await self.nc.flush()  # ready means the server routes queries here
-        self._spawn(self._sweep_loop())
+        self._spawn(self.snapshots.sweep_loop())
         self._spawn(self.probes.metrics_loop())
         self.loaded = True
         failed = self.hosting.failed
@@ -217,7 +213,7 @@ class Worker:
         worker lets go of it (make before break); the primaries write a snapshot
         of what changed."""
         if self._placement is not None:
-            await self.membership.leave()
+            await self.placement.membership.leave()
             await self.placement.leave()
         if self._registry is not None:
             await self._registry.close()
@@ -226,8 +222,8 @@ class Worker:
         await self._probe_server.stop()
         if self._placement is not None:
             await self.placement.stop()
-            await self.membership.depart()
-            await self.membership.close()
+            await self.placement.membership.depart()
+            await self.placement.membership.close()
         await self.hosting.stop()
         if self._nc is not None:
             with contextlib.suppress(Exception):
@@ -237,15 +233,6 @@ class Worker:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _sweep_loop(self) -> None:
-        """Erase snapshot chunks a crashed writer left behind, now and then."""
-        while True:
-            try:
-                await self.snapshots.sweep(min_age=600)
-            except Exception:
-                log.exception("snapshot sweep failed")
-            await asyncio.sleep(600)
 
     async def handle(self, space: str, name: QueryName, data: bytes) -> bytes:
         """Answer one query; every failure becomes an ``{"error": …}`` reply."""
