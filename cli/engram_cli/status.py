@@ -58,6 +58,8 @@ def verdict(row: SpaceStatusRow, lag_warn: int) -> Verdict:
         return Verdict(row.status, "dim", False)
     if row.worker is None:
         return Verdict("unhosted", "red", True)
+    if row.loaded is False:  # served, loads on its next query or write
+        return Verdict("cold", "dim", bool(row.under_replicated))
     if row.wal_lag is not None and row.wal_lag > lag_warn:
         return Verdict("lagging", "yellow", True)
     if row.under_replicated:

@@ -91,6 +91,13 @@ class WorkerSettings(CommonSettings):
         description="This worker's name among the live workers (unique: a second process "
         "with the same id refuses to start).",
     )
+    space_idle_unload: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds without a query or a write after which a space is snapshotted "
+        "and unloaded (cold); its next query or write loads it again. With it on, spaces "
+        "placed on a worker are loaded on first use. 0: spaces stay loaded.",
+    )
     handover_timeout: float = Field(
         default=60.0,
         gt=0,

@@ -46,6 +46,11 @@ def query_subject(space: str, name: QueryName) -> str:
     return f"spaces.{space}.q.{name}"
 
 
+def command_wildcard(space: str) -> str:
+    """Every command of ``space`` (what its WAL captures)."""
+    return f"spaces.{space}.*"
+
+
 def query_wildcard(space: str) -> str:
     """Every query of ``space``: what its hosts subscribe to (queue :data:`QUERY_QUEUE`)."""
     return f"spaces.{space}.q.*"

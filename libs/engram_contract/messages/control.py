@@ -58,6 +58,10 @@ class WorkerStatus(Model):
     worker: str
     spaces: list[HostedSpace]
     failed: list[FailedSpace]
+    cold: list[str] = Field(
+        default_factory=list,
+        description="Spaces served here but not in memory: the next query or write loads one.",
+    )
     hosted: int = Field(default=0, description="Spaces placed on this worker.")
     loaded: int = Field(default=0, description="Of them, held in memory.")
     index_bytes: int = Field(default=0, description="Memory of its loaded spaces' indexes.")

@@ -126,10 +126,17 @@ class NatsBridge(MemoryService):
                 "stream_seq": stream_seq,
                 "failed": None if hosts or not failures else "; ".join(failures),
                 "hosts": [w for w, _ in hosts],
-                "loaded": hosts[0][1].loaded if hosts else None,
+                "loaded": True if hosts else None,
                 "under_replicated": rec.status == "active"
                 and len(hosts) < self.settings.space_replicas,
             }
+            cold = sorted(w.worker for w in workers if rec.id in w.cold)
+            if cold and not hosts:
+                row |= {"hosts": cold, "loaded": False}
+                row["under_replicated"] = len(cold) < self.settings.space_replicas
+            elif cold:
+                row["hosts"] += cold
+                row["under_replicated"] = len(row["hosts"]) < self.settings.space_replicas
             if hosts:
                 worker, h = hosts[0]
                 age = (
@@ -161,7 +168,9 @@ class NatsBridge(MemoryService):
                     )
                 )
                 if stream_seq is not None and rec.status == "active":
-                    row |= await self._unhosted(rec.id, stream_seq)
+                    row |= await self._unhosted(rec.id, stream_seq, cold)
+                if cold:
+                    row["worker"] = cold[0]
             rows.append(SpaceStatusRow.model_validate(row))
         placement = [
             WorkerSummary(
@@ -173,10 +182,13 @@ class NatsBridge(MemoryService):
             spaces=rows, workers=sorted(w.worker for w in workers), placement=placement
         )
 
-    async def _unhosted(self, space: str, stream_seq: int) -> dict[str, Any]:
-        """What a space no worker hosts looks like from its newest snapshot: the
-        position a worker would start from, so ``wal_lag`` is what it would have to
-        fold (every message, with no snapshot) and grows with each write meanwhile."""
+    async def _unhosted(
+        self, space: str, stream_seq: int, cold: list[str] | None = None
+    ) -> dict[str, Any]:
+        """What a space no worker holds in memory looks like from its newest
+        snapshot: the position a worker would start from, so ``wal_lag`` is what it
+        would have to fold (every message, with no snapshot) and grows with each
+        write meanwhile. ``cold``: the workers that serve it and load it on use."""
         if self._snapshots is None:
             bucket = SnapshotBucket(self.js, replicas=self.settings.stream_replicas)
             await bucket.open()
@@ -200,14 +212,17 @@ class NatsBridge(MemoryService):
             with contextlib.suppress(ValueError):
                 written = datetime.fromisoformat(info.mtime)
                 age = round(max(0.0, (datetime.now(UTC) - written).total_seconds()), 3)
+        start = f"the snapshot at seq {snapshot_seq}" if info is not None else "the WAL from seq 1"
+        if cold:
+            recovery = f"cold: {cold[0]} loads it on its next query or write, from {start}"
+        else:
+            recovery = (
+                f"no worker hosts it: a worker would {'restore' if info else 'replay'} {start}"
+            )
         return {
             "wal_lag": max(0, stream_seq - snapshot_seq),
             "snapshot_seq": snapshot_seq,
             "snapshot_age_s": age,
             "memories": header("Engram-Memories") if info is not None else None,
-            "recovery": (
-                f"no worker hosts it: a worker would restore the snapshot at seq {snapshot_seq}"
-                if info is not None
-                else "no worker hosts it: a worker would replay the WAL from seq 1"
-            ),
+            "recovery": recovery,
         }

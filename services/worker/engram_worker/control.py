@@ -62,6 +62,7 @@ def status(worker: Worker, space: str | None = None) -> WorkerStatus:
         worker=worker.settings.worker_id,
         spaces=hosted,
         failed=failed,
+        cold=sorted(s for s in worker.placement.idle.cold if space is None or s == space),
         hosted=len(worker.placement.serving),
         loaded=len(worker.hosting.hosts),
         index_bytes=sum(h.index_memory_bytes() for h in worker.hosting.hosts.values()),

@@ -73,6 +73,10 @@ class SpaceHost:
         #: primary writes snapshots, erases WAL messages and runs the consolidation
         #: schedule, so replicas never duplicate that work or race
         self.primary = True
+        self.last_used = time.monotonic()  # the last query or write (idle unloading)
+        self.in_use = 0  # queries being answered
+        self._caught_up = False
+        self._start_last = 0  # the WAL's last seq when start() looked
         self.wal = WalConsumer(self, js, settings)
         self.indexer = Indexer(self.space, lambda: self.state, settings.index_batch)
         #: the fold writes, queries read (with the indexer's lock: see :meth:`reading`)
@@ -93,7 +97,7 @@ class SpaceHost:
         and fold everything after it."""
         info = await self.js.stream_info(stream_name(self.space))
         last = info.state.last_seq
-        self.wal.stream_last = last
+        self.wal.stream_last = self._start_last = last
         snap = self.snapshotter
         if use_snapshot and self._snapshots is not None:
             await snap.recover(last)
@@ -122,16 +126,16 @@ class SpaceHost:
 
     async def caught_up(self) -> None:
         """Return once everything the WAL held when the host started is folded."""
-        while True:
+        while not self._caught_up:
             try:
-                await self.wait_applied(self.wal.stream_last, 60.0)
-                return
+                await self.wait_applied(self._start_last, 60.0)
+                self._caught_up = True
             except NotCaughtUp:
                 log.info(
                     "space %s: still catching up (%d of %d)",
                     self.space,
                     self.state.applied_seq,
-                    self.wal.stream_last,
+                    self._start_last,
                 )
 
     async def stop(self, *, snapshot: bool = False) -> None:
@@ -162,6 +166,7 @@ class SpaceHost:
         pending after it), erase what it makes obsolete, announce it, and keep the
         index inserts going."""
         at = stored_at(stamp)
+        self.last_used = time.monotonic()
         if verb == "consolidate":
             # reads the members' vectors: not during an insert; holding the index
             # lock for writing also waits out every reader

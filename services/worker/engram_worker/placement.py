@@ -32,6 +32,7 @@ from engram_contract.subjects import QUERY_QUEUE, query_wildcard, serving_subjec
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_worker.hosting import Hosting
+from engram_worker.idle import IdleSpaces
 from engram_worker.metrics import WorkerMetrics
 from engram_worker.queries import QueryFailed
 
@@ -65,7 +66,7 @@ class Placement:
     there whenever the registry or the live workers change (:meth:`poke`)."""
 
     def __init__(self, worker: Wiring, membership: Membership) -> None:
-        self._w = worker
+        self.worker = worker
         self.membership = membership
         self.serving: dict[str, Subscription] = {}
         self._moving: dict[str, asyncio.Task[None]] = {}  # a serve or release under way
@@ -74,10 +75,11 @@ class Placement:
         self._settled = asyncio.Event()
         self.stopping = False
         self.me = worker.settings.worker_id
+        self.idle = IdleSpaces(self, worker.settings.space_idle_unload)
 
     def hosts_of(self, space: str) -> list[str]:
         """The live workers that host ``space``, its primary first."""
-        return hosts(space, self.membership.live(), self._w.settings.space_replicas)
+        return hosts(space, self.membership.live(), self.worker.settings.space_replicas)
 
     def placed_here(self, space: str) -> bool:
         return not self.stopping and self.me in self.hosts_of(space)
@@ -86,7 +88,7 @@ class Placement:
         """The registry's active spaces placed on this worker."""
         return {
             rec.id
-            for rec in self._w.registry.cached_all()
+            for rec in self.worker.registry.cached_all()
             if rec.status == "active" and self.placed_here(rec.id)
         }
 
@@ -94,7 +96,12 @@ class Placement:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="placement")
+        self.idle.start()
         self.poke()
+
+    def moving(self, space: str) -> bool:
+        """Whether ``space`` is being loaded here or handed over."""
+        return space in self._moving
 
     def poke(self) -> None:
         """Something changed (registry, membership, a move finished): reconcile."""
@@ -128,18 +135,22 @@ class Placement:
                 continue
             if space not in want:
                 self._move(space, self._release(space))
-            elif space not in self._w.hosting.hosts and space not in self._w.hosting.failed:
+            elif (
+                space not in self.worker.hosting.hosts
+                and space not in self.worker.hosting.failed
+                and space not in self.idle.cold
+            ):
                 # deleted and created again: the new incarnation loads now, not on
                 # its first query
-                self._move(space, self._w.hosting.load_quietly(space))
-        for space, host in self._w.hosting.hosts.items():
+                self._move(space, self.worker.hosting.load_quietly(space))
+        for space, host in self.worker.hosting.hosts.items():
             # a space on its way out stays as it was until released: during a
             # handover the old and the new primary may both write, which the
             # snapshot store's compare-and-set and idempotent erasing allow
             if space in want:
                 host.set_primary(self.hosts_of(space)[0] == self.me)
-        self._w.metrics.placement(len(want), len(self._w.hosting.hosts))
-        unserved = want - set(self.serving) - set(self._w.hosting.failed)
+        self.worker.metrics.placement(len(want), len(self.worker.hosting.hosts))
+        unserved = want - set(self.serving) - set(self.worker.hosting.failed)
         if not self._moving and not unserved:
             self._settled.set()
 
@@ -157,11 +168,16 @@ class Placement:
         task.add_done_callback(done)
 
     async def _serve(self, space: str) -> None:
-        """Load ``space``, catch up with its WAL, then answer its queries."""
+        """Load ``space``, catch up with its WAL, then answer its queries (with idle
+        unloading on, a space not loaded here is served cold: its first query or
+        write loads it)."""
         started = time.monotonic()
         try:
-            host = await self._w.hosting.ensure_host(space)
-            await host.caught_up()
+            if self.idle.enabled and space not in self.worker.hosting.hosts:
+                await self.idle.park(space)
+            else:
+                host = await self.worker.hosting.ensure_host(space)
+                await host.caught_up()
         except QueryFailed:
             # failed to load (kept in hosting.failed): its queries are answered here
             # all the same, with why (503), and each one tries to load it again
@@ -172,30 +188,30 @@ class Placement:
             return
         if not self.placed_here(space):
             return  # placed elsewhere meanwhile: the next reconcile releases it
-        self.serving[space] = await self._w.nc.subscribe(
-            query_wildcard(space), queue=QUERY_QUEUE, cb=self._w.on_query
+        self.serving[space] = await self.worker.nc.subscribe(
+            query_wildcard(space), queue=QUERY_QUEUE, cb=self.worker.on_query
         )
-        await self._w.nc.flush()  # served means the server routes its queries here
+        await self.worker.nc.flush()  # served means the server routes its queries here
         took = time.monotonic() - started
-        self._w.metrics.space_loaded(took)
+        self.worker.metrics.space_loaded(took)
         log.info("space %s: serving (%.2f s to load and catch up)", space, took)
 
     async def _release(self, space: str) -> None:
         """Stop serving ``space`` once a new host serves it (or none is left alive)."""
-        deadline = time.monotonic() + self._w.settings.handover_timeout
+        deadline = time.monotonic() + self.worker.settings.handover_timeout
         while not self.placed_here(space):
-            rec = self._w.registry.cached(space)
+            rec = self.worker.registry.cached(space)
             if rec is None or rec.status != "active":
                 break  # deleted: nobody takes it over
             others = [w for w in self.hosts_of(space) if w != self.me]
-            if not others or await served_by(self._w.nc, others, space):
+            if not others or await served_by(self.worker.nc, others, space):
                 break
             if time.monotonic() > deadline:
                 log.warning(
                     "space %s: %s did not serve it within %.0f s; releasing it anyway",
                     space,
                     ", ".join(others),
-                    self._w.settings.handover_timeout,
+                    self.worker.settings.handover_timeout,
                 )
                 break
             await asyncio.sleep(_POLL)
@@ -205,17 +221,19 @@ class Placement:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        await self._w.hosting.unload(space)
-        self._w.metrics.space_moved()
+        await self.worker.hosting.unload(space)
+        await self.idle.unpark(space)
+        self.worker.metrics.space_moved()
         log.info("space %s: released to %s", space, ", ".join(self.hosts_of(space)) or "nobody")
 
     async def leave(self) -> None:
         """A graceful stop: hand every space over before letting go of it."""
         self.stopping = True
         self.poke()
-        await self.settled(self._w.settings.handover_timeout + 5.0)
+        await self.settled(self.worker.settings.handover_timeout + 5.0)
 
     async def stop(self) -> None:
+        await self.idle.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

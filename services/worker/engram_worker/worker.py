@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, cast, get_args
 
@@ -61,6 +62,7 @@ class Worker:
         self._probe_server = ProbeServer(self.probes)
         self.subscriptions: list[Subscription] = []  # queries and control, once started
         self.loaded = False  # start() has hosted the registry's spaces
+        self.stopped = False  # stop() was called
 
     # -- wiring ------------------------------------------------------------
 
@@ -212,6 +214,9 @@ class Worker:
         """Graceful stop: every space is handed over to its next host before this
         worker lets go of it (make before break); the primaries write a snapshot
         of what changed."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self._placement is not None:
             await self.placement.membership.leave()
             await self.placement.leave()
@@ -238,9 +243,17 @@ class Worker:
         """Answer one query; every failure becomes an ``{"error": …}`` reply."""
         try:
             host = await self.hosting.ensure_host(space)
+            if self._placement is not None:
+                await self._placement.idle.unpark(space)  # loaded: no longer cold
+            await host.caught_up()  # loaded just now: answer from the whole WAL
         except QueryFailed as exc:
             return json.dumps(error_reply(exc.status, exc.title, exc.detail)).encode()
-        return await answer(self, host, name, data)
+        host.in_use += 1
+        try:
+            return await answer(self, host, name, data)
+        finally:
+            host.in_use -= 1
+            host.last_used = time.monotonic()
 
 
 async def main(settings: WorkerSettings, stop: asyncio.Event | None = None) -> None:

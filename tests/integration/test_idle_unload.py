@@ -1,0 +1,76 @@
+"""ENGRAM_SPACE_IDLE_UNLOAD: an idle space leaves memory (snapshotted first) and
+comes back on its next query or write, answering exactly as before."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client as Nats
+
+from engram_worker.worker import Worker
+from tests.helpers import (
+    eventually,
+    gateway_settings,
+    publish_remembers,
+    register_space,
+    running_gateway,
+    similar_ids_over_nats,
+)
+
+Start = Callable[..., Awaitable[Worker]]
+
+
+async def test_an_idle_space_is_unloaded_and_answers_the_same_when_used_again(
+    nats_server: Any, nc: Nats, workers: Start, new_space: Any
+) -> None:
+    space = new_space("idle")
+    await register_space(nc, space)
+    seq = await publish_remembers(nc, space, range(40))
+    w = await workers(space_idle_unload=0.6)
+    before = await similar_ids_over_nats(nc, space, 7, seq, k=5)  # loads it
+    assert before[0] == "m7" and space in w.hosts
+    index_bytes = w.hosts[space].index_memory_bytes()
+    assert index_bytes > 0
+
+    async def cold() -> bool | None:
+        return True if space not in w.hosts and space in w.placement.idle.cold else None
+
+    await eventually(cold)
+    async with running_gateway(gateway_settings(nats_server.url)) as client:
+        body = (await client.get("/api/v1/status", params={"space": space})).json()
+        (row,) = body["spaces"]
+        assert row["loaded"] is False and row["hosts"] == [w.settings.worker_id]
+        assert row["memories"] == 40  # from its snapshot, written on the way out
+        (mine,) = [p for p in body["placement"] if p["worker"] == w.settings.worker_id]
+        assert mine["index_bytes"] < index_bytes or mine["loaded"] < mine["hosted"]
+    # the next query loads it and answers as before
+    assert await similar_ids_over_nats(nc, space, 7, seq, k=5) == before
+    assert space in w.hosts and space not in w.placement.idle.cold
+    assert w.hosts[space].snapshotter.recovery.startswith("restored from snapshot")
+
+    await eventually(cold)
+    # a write to a cold space loads it too
+    seq = await publish_remembers(nc, space, range(40, 45))
+
+    async def loaded() -> bool | None:
+        host = w.hosts.get(space)
+        return True if host is not None and host.state.applied_seq >= seq else None
+
+    await eventually(loaded)
+    assert (await similar_ids_over_nats(nc, space, 42, seq, k=1)) == ["m42"]
+
+
+async def test_with_idle_unload_a_starting_worker_loads_spaces_on_first_use(
+    nc: Nats, workers: Start, new_space: Any
+) -> None:
+    spaces = [new_space("lazy") for _ in range(3)]
+    seqs = {}
+    for space in spaces:
+        await register_space(nc, space)
+        seqs[space] = await publish_remembers(nc, space, range(10))
+    w = await workers(space_idle_unload=60)
+    assert all(s in w.placement.idle.cold and s not in w.hosts for s in spaces)
+    assert (await similar_ids_over_nats(nc, spaces[1], 3, seqs[spaces[1]]))[0] == "m3"
+    assert spaces[1] in w.hosts
+    assert spaces[0] not in w.hosts and spaces[2] not in w.hosts
