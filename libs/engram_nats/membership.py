@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import nats.errors
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -193,17 +194,17 @@ class Membership:
         )
         data = beat.model_dump_json().encode()
         await self._outlive(worker_id)
-        try:
-            entry = await self.kv.get(worker_id)
-        except KeyNotFoundError:
-            entry = None
-        try:
-            if entry is None or not entry.value:
-                self._revision = await self.kv.create(worker_id, data)
-            else:
-                self._revision = await self.kv.update(worker_id, data, last=entry.revision)
-        except KeyWrongLastSequenceError as exc:  # another process claimed it meanwhile
-            raise WorkerIdTaken(_taken(worker_id, 0.0)) from exc
+        # a bucket just created in a cluster may not answer until its stream has
+        # a leader: retry timeouts for a while
+        for delay in (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 0.0):
+            try:
+                self._revision = await _claim(self.kv, worker_id, data)
+                break
+            except nats.errors.TimeoutError:
+                if not delay:
+                    raise
+                log.info("membership: KV %s not answering yet; retrying", self._bucket)
+                await asyncio.sleep(delay)
         self.me = beat
         self._seen[worker_id] = (time.monotonic(), beat)
         await self._refresh()
@@ -287,6 +288,21 @@ class Membership:
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()  # type: ignore[attr-defined]
+
+
+async def _claim(kv: KeyValue, worker_id: str, data: bytes) -> int:
+    """Put our first beat under ``worker_id``: created, or over the last beat of a
+    life that is over; :class:`WorkerIdTaken` if another process got there first."""
+    try:
+        entry = await kv.get(worker_id)
+    except KeyNotFoundError:
+        entry = None
+    try:
+        if entry is None or not entry.value:
+            return int(await kv.create(worker_id, data))
+        return int(await kv.update(worker_id, data, last=entry.revision))
+    except KeyWrongLastSequenceError as exc:  # another process claimed it meanwhile
+        raise WorkerIdTaken(_taken(worker_id, 0.0)) from exc
 
 
 def _taken(worker_id: str, age: float) -> str:

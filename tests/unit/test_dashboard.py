@@ -146,11 +146,13 @@ def test_prometheus_scrapes_the_gateway_and_the_workers() -> None:
     config = yaml.safe_load(PROMETHEUS.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) >= {"engram-gateway", "engram-worker"}
-    for name, target in (("engram-gateway", "gateway:7432"), ("engram-worker", "worker:9464")):
-        job = jobs[name]
+    for job in jobs.values():
         assert job.get("metrics_path", "/metrics") == "/metrics"
-        targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-        assert target in targets
+    gateways = [t for sc in jobs["engram-gateway"]["static_configs"] for t in sc["targets"]]
+    assert gateways == ["gateway1:7432", "gateway2:7432"]  # docker-compose.yml's gateways
+    # every replica of the scaled worker service, found by its DNS name
+    (sd,) = jobs["engram-worker"]["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["type"] == "A" and sd["port"] == 9464
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,22 @@
+# The Engram image: the `engram` command (gateway, worker, CLI). nats-server
+# runs in its own containers (the official image), so the server extra is not
+# installed here. Build: docker build -t engram .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY libs ./libs
+COPY services ./services
+COPY cli ./cli
+RUN pip install . && useradd --system --uid 10001 engram
+USER engram
+
+# the gateway's HTTP port and a worker's /metrics, /health, /ready
+EXPOSE 7432 9464
+ENTRYPOINT ["engram"]
+CMD ["gateway"]
