@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,8 @@ from engram_contract.errors import EngramError, Timeout, Unavailable, error_for
 from engram_contract.messages import Model
 from engram_contract.subjects import CommandVerb, QueryName, command_subject, query_subject
 from engram_contract.subjects import stream_name as wal_stream
+
+log = logging.getLogger(__name__)
 
 #: Waits between retries of a request nobody answered: a worker that is
 #: starting (or has just subscribed) can miss a request by a few ms.
@@ -47,6 +50,15 @@ WRITE_FAILURES: tuple[type[BaseException], ...] = (
 )
 #: Seconds a client should wait before retrying what NATS could not do now.
 RETRY_AFTER = 1.0
+#: Seconds to wait for a batch's acks before publishing the unacknowledged again
+ACK_WAIT = 2.0
+#: Publish failures worth another try with the same message ids (not "no stream":
+#: a missing stream fails at once)
+RETRYABLE: tuple[type[BaseException], ...] = (
+    *ACK_TIMEOUTS,
+    nats.js.errors.ServiceUnavailableError,
+    *UNREACHABLE,
+)
 
 
 def encode(body: Model | dict[str, Any] | bytes) -> bytes:
@@ -70,25 +82,35 @@ async def publish(
     pipelined; return the last acknowledged stream sequence.
 
     Each message carries ``Nats-Msg-Id = command_id``: a retry with the same ids
-    inside the duplicate window is acknowledged without being stored twice.
-    Raises :class:`Unavailable` when JetStream does not acknowledge every message.
+    inside the duplicate window is acknowledged without being stored twice. So
+    when acks stop coming for :data:`ACK_WAIT` seconds (a NATS node lost, a
+    stream electing a new leader), the unacknowledged messages are published
+    again, from the first one on, until ``timeout``; only then is
+    :class:`Unavailable` raised.
     """
-    stream = wal_stream(space)
-    futures: list[asyncio.Future[Any]] = []
-    try:
-        for verb, command_id, body in messages:  # a failure part-way cancels the rest
-            futures.append(
-                await js.publish_async(
-                    command_subject(space, verb),
-                    body,
-                    headers={"Nats-Msg-Id": command_id},
-                    stream=stream,
-                )
-            )
-        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
-    except ACK_TIMEOUTS:
-        for f in futures:
-            f.cancel()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    batch = list(messages)
+    seqs: list[int] = []
+    failure: BaseException | None = None
+    while batch:
+        acks, failure = await _publish_once(js, space, batch, deadline)
+        seqs += acks
+        batch = batch[len(acks) :]
+        if not batch:
+            break
+        if loop.time() >= deadline or not isinstance(failure, RETRYABLE):
+            break
+        log.info(
+            "space %s: %d message(s) not acknowledged (%r); publishing again",
+            space,
+            len(batch),
+            failure,
+        )
+        await asyncio.sleep(min(0.25, max(deadline - loop.time(), 0)))
+    if not batch:
+        return max(seqs)
+    if isinstance(failure, ACK_TIMEOUTS):
         raise Unavailable(
             503,
             "Not acknowledged",
@@ -97,17 +119,59 @@ async def publish(
             hint="Retry with the same idempotency key: stored memories are not duplicated.",
             retry_after=RETRY_AFTER,
         ) from None
-    except WRITE_FAILURES as exc:
-        for f in futures:
-            f.cancel()
-        raise Unavailable(
-            503,
-            "Write failed",
-            f"could not write to space {space!r}: {exc!r}",
-            hint="Check that NATS is up; retry with the same idempotency key.",
-            retry_after=RETRY_AFTER,
-        ) from None
-    return max(int(a.seq) for a in acks)
+    raise Unavailable(
+        503,
+        "Write failed",
+        f"could not write to space {space!r}: {failure!r}",
+        hint="Check that NATS is up; retry with the same idempotency key.",
+        retry_after=RETRY_AFTER,
+    ) from None
+
+
+async def _publish_once(
+    js: JetStreamContext,
+    space: str,
+    batch: list[tuple[CommandVerb, str, bytes]],
+    deadline: float,
+) -> tuple[list[int], BaseException | None]:
+    """Publish ``batch`` pipelined; the seqs of the acknowledged prefix, and what
+    stopped the rest (``None``: all acknowledged)."""
+    stream = wal_stream(space)
+    futures: list[asyncio.Future[Any]] = []
+    failure: BaseException | None = None
+    try:
+        for verb, command_id, body in batch:
+            futures.append(
+                await js.publish_async(
+                    command_subject(space, verb),
+                    body,
+                    headers={"Nats-Msg-Id": command_id},
+                    stream=stream,
+                )
+            )
+    except WRITE_FAILURES as exc:  # a failure part-way: the rest is not sent
+        failure = exc
+    # wait while acks keep coming (a busy server is slow, not lost); ACK_WAIT
+    # seconds without one is a stall: give up on the rest, for a retry
+    loop = asyncio.get_running_loop()
+    pending = set(futures)
+    while pending and failure is None and loop.time() < deadline:
+        wait = min(ACK_WAIT, deadline - loop.time())
+        done, pending = await asyncio.wait(pending, timeout=wait)
+        if not done:
+            break
+    seqs: list[int] = []
+    for f in futures:
+        if not f.done():
+            failure = failure or nats.errors.TimeoutError()
+            break
+        if f.cancelled() or f.exception() is not None:
+            failure = failure or f.exception() or nats.errors.TimeoutError()
+            break
+        seqs.append(int(f.result().seq))
+    for f in futures[len(seqs) :]:
+        f.cancel()
+    return seqs, failure
 
 
 async def request(nc: Client, subject: str, payload: bytes, *, timeout: float) -> Msg:
