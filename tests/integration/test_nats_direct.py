@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import httpx
+import nats.errors
+import pytest
 from nats.aio.client import Client as Nats
 
 from engram_contract.messages import encode_embedding
@@ -116,12 +118,16 @@ async def test_bad_queries_get_error_replies(
     client: httpx.AsyncClient, nc: Nats, space_id: str
 ) -> None:
     await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
+    # a new space is served a moment after it is created (its worker loads it
+    # first): a NATS client retries "no responders", as query_over_nats does
+    assert "memories" in await query_over_nats(nc, space_id, "stats", {})
     bad = await nc.request(f"spaces.{space_id}.q.recall", b"garbage", timeout=10)
     assert json.loads(bad.data)["error"]["status"] == 400
     dims = await query_over_nats(nc, space_id, "recall", {"embedding": [1.0, 2.0]})
     assert dims["error"]["status"] == 400 and "16" in dims["error"]["detail"]
-    missing = await query_over_nats(nc, "no-such-space-x", "recall", {"query": "x"})
-    assert missing["error"]["status"] == 404
+    # no worker serves a space that does not exist: NATS itself says so
+    with pytest.raises(nats.errors.NoRespondersError):
+        await nc.request("spaces.no-such-space-x.q.recall", b'{"query": "x"}', timeout=10)
     unknown = await query_over_nats(nc, space_id, "frobnicate", {})
     assert unknown["error"]["status"] == 404
     assert "recall" in unknown["error"]["detail"]
