@@ -245,16 +245,37 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
         for (_, proc), http in zip(procs[-top.gateways :], gateway_urls, strict=True):
             wait_for_port(settings.http_host, int(http.rsplit(":", 1)[1]), 30, proc)
         print(_banner(settings, data, gateway_urls, worker_lines, nats_lines), flush=True)
-        while all(p.poll() is None for _, p in procs):
-            time.sleep(0.5)
-        dead = [f"{n} (exit {p.returncode})" for n, p in procs if p.poll() is not None]
-        print(f"stopping: {', '.join(dead)} exited", file=sys.stderr)
+        _watch(procs)
         return 1
     except KeyboardInterrupt:
         print("\nstopping…", file=sys.stderr)
         return 0
     finally:
         stop_all()
+
+
+def _role(name: str) -> str:
+    """``worker-2`` → ``worker``, ``nats-server-1`` → ``nats-server``."""
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() else name
+
+
+def _watch(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """Return when a role has no process left. A process that dies while others
+    of its role live on (a worker killed to see its spaces fail over) is only
+    reported: the cluster goes on without it."""
+    reported: set[str] = set()
+    while True:
+        time.sleep(0.5)
+        for name, proc in procs:
+            if proc.poll() is not None and name not in reported:
+                reported.add(name)
+                print(f"{name} exited ({proc.returncode})", file=sys.stderr, flush=True)
+        roles = {_role(n) for n, _ in procs}
+        alive = {_role(n) for n, p in procs if p.poll() is None}
+        if roles - alive:
+            print(f"stopping: no {', '.join(sorted(roles - alive))} left", file=sys.stderr)
+            return
 
 
 def _start_nats(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def connect(url: str, name: str, attempts: int = -1) -> Client:
@@ -27,6 +31,23 @@ async def connect(url: str, name: str, attempts: int = -1) -> Client:
         reconnect_time_wait=0.5,
         error_cb=on_error,
     )
+
+
+#: waits between tries of a JetStream call that timed out while a cluster settles
+SETTLE_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+async def settled(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``call()``, tried again while it times out: a JetStream cluster that has just
+    formed, or a stream just created in one, may not answer until it has a leader
+    (seconds on a busy machine)."""
+    for delay in SETTLE_BACKOFF:
+        try:
+            return await call()
+        except nats.errors.TimeoutError:
+            log.info("nats: %s timed out (a cluster settling?); trying again", what)
+            await asyncio.sleep(delay)
+    return await call()
 
 
 async def gather(

@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import nats.errors
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -33,6 +32,7 @@ from pydantic import ValidationError
 
 from engram_contract.messages import WorkerBeat
 from engram_contract.subjects import WORKERS_BUCKET
+from engram_nats.connection import settled
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,13 @@ class Membership:
     # -- following ---------------------------------------------------------
 
     async def open(self) -> None:
+        self._kv = await settled(self._open, f"opening KV {self._bucket}")
+
+    async def _open(self) -> KeyValue:
         try:
-            self._kv = await self._js.key_value(self._bucket)
+            return await self._js.key_value(self._bucket)
         except BucketNotFoundError:
-            self._kv = await self._js.create_key_value(
+            return await self._js.create_key_value(
                 bucket=self._bucket,
                 history=1,
                 ttl=max(self.ttl * _KEEP_TTLS, 60.0),
@@ -103,10 +106,6 @@ class Membership:
     def live(self) -> frozenset[str]:
         """The ids of the workers alive now (this process's own id included)."""
         return self._live
-
-    def beats(self) -> dict[str, WorkerBeat]:
-        """The last beat of every live worker."""
-        return {w: self._seen[w][1] for w in self._live if w in self._seen}
 
     async def wait_gone(self, workers: frozenset[str] | set[str]) -> None:
         """Return once any of ``workers`` is no longer alive (never, for none)."""
@@ -195,16 +194,9 @@ class Membership:
         data = beat.model_dump_json().encode()
         await self._outlive(worker_id)
         # a bucket just created in a cluster may not answer until its stream has
-        # a leader: retry timeouts for a while
-        for delay in (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 0.0):
-            try:
-                self._revision = await _claim(self.kv, worker_id, data)
-                break
-            except nats.errors.TimeoutError:
-                if not delay:
-                    raise
-                log.info("membership: KV %s not answering yet; retrying", self._bucket)
-                await asyncio.sleep(delay)
+        # a leader
+        kv = self.kv
+        self._revision = await settled(lambda: _claim(kv, worker_id, data), "claiming the id")
         self.me = beat
         self._seen[worker_id] = (time.monotonic(), beat)
         await self._refresh()

@@ -61,7 +61,6 @@ async def test_watchers_see_joins_and_graceful_leaves(
     await b.announce("worker-b")
     await _until(lambda: gateway.live() == {"worker-a", "worker-b"})
     assert b.live() == {"worker-a", "worker-b"}
-    assert gateway.beats()["worker-a"].ttl == TTL
     # beats keep them alive past the TTL
     await asyncio.sleep(TTL * 2)
     assert gateway.live() == {"worker-a", "worker-b"}
