@@ -21,6 +21,7 @@ from engram_contract.messages import (
     DecaySettings,
     LinkSettings,
     Metric,
+    NatsClusterState,
     SpaceRecord,
 )
 from engram_contract.subjects import REGISTRY_BUCKET, stream_name
@@ -177,6 +178,22 @@ class SpaceRegistry:
                 continue  # changed under us: read again
             self._cache[space] = deleting
             return deleting
+
+    async def cluster_state(self) -> NatsClusterState | None:
+        """The JetStream cluster's health, from the registry's own stream: its
+        replicas are the cluster's nodes (``None`` on a single server)."""
+        info = await self._js.stream_info(f"KV_{REGISTRY_BUCKET}")
+        cluster = info.cluster
+        if cluster is None or not cluster.replicas:
+            return None
+        peers = cluster.replicas or []
+        offline = sorted(str(p.name) for p in peers if p.offline or not p.current)
+        nodes = sorted(
+            {*(str(p.name) for p in peers), *([cluster.leader] if cluster.leader else [])}
+        )
+        return NatsClusterState(
+            nodes=nodes, leader=cluster.leader, offline=offline, degraded=bool(offline)
+        )
 
     async def remove(self, space: str) -> None:
         """Delete the space's WAL stream and erase its snapshot, then its record: the

@@ -15,6 +15,7 @@ import pytest
 from engram_cli.devstack import NodePorts, start_nats_cluster
 from engram_worker.worker import Worker
 from tests.helpers import (
+    eventually,
     free_port,
     gateway_settings,
     random_unit,
@@ -72,6 +73,9 @@ async def test_a_node_lost_during_ingest_loses_and_doubles_nothing(
 
             for n in range(10):
                 await write(n)
+            ready = (await c.get("/ready")).json()
+            assert ready["nats_cluster"]["degraded"] is False
+            assert len(ready["nats_cluster"]["nodes"]) == 3
             # kill the node the worker's NATS connection uses: it must resume elsewhere
             connected = worker.nc.connected_url
             victim = next(
@@ -80,10 +84,19 @@ async def test_a_node_lost_during_ingest_loses_and_doubles_nothing(
             victim.kill()
             for n in range(10, 30):
                 await write(n)
-            r = await c.post(
-                f"/api/v1/spaces/{space}/recall",
-                json={"embedding": random_unit(16, 25), "k": 1, "mode": "similarity"},
-            )
+
+            # the worker's WAL consumer resumes on another node (two missed
+            # heartbeats), then the read-your-writes recall is answered
+            async def recalled() -> httpx.Response | None:
+                r = await c.post(
+                    f"/api/v1/spaces/{space}/recall",
+                    json={"embedding": random_unit(16, 25), "k": 1, "mode": "similarity"},
+                )
+                if r.status_code in (503, 504):
+                    return None
+                return r
+
+            r = await eventually(recalled, timeout=60)
             assert r.status_code == 200, r.text
             assert r.json()["results"][0]["memory"]["id"].startswith("m25-")
             stored: list[str] = []
@@ -97,5 +110,16 @@ async def test_a_node_lost_during_ingest_loses_and_doubles_nothing(
                     break
             assert len(stored) == len(set(stored)) == len(acked) == 600
             assert sorted(stored) == sorted(acked)
+
+            # the lost node shows: the cluster is degraded, and still serving
+            async def degraded() -> dict[str, Any] | None:
+                r = await c.get("/ready")
+                body: dict[str, Any] = r.json()
+                return body if r.status_code == 200 and body["nats_cluster"]["degraded"] else None
+
+            body = await eventually(degraded, timeout=60)
+            assert len(body["nats_cluster"]["offline"]) == 1
+            status = (await c.get("/api/v1/status", params={"space": space})).json()
+            assert status["nats_cluster"]["degraded"] is True
     finally:
         await worker.stop()

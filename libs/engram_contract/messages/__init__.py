@@ -56,6 +56,7 @@ from engram_contract.messages.commands import (
 from engram_contract.messages.control import (
     FailedSpace,
     HostedSpace,
+    NatsClusterState,
     ReloadReply,
     ReloadRequest,
     SpaceStatusRow,
@@ -196,6 +197,7 @@ __all__ = [
     "MetaValue",
     "Metric",
     "Model",
+    "NatsClusterState",
     "QueryError",
     "QueryStruct",
     "RecallMode",

@@ -105,9 +105,21 @@ class SpaceStatusRow(Model):
     )
 
 
+class NatsClusterState(Model):
+    """The JetStream cluster as the registry's stream sees it (``null`` on one node)."""
+
+    nodes: list[str] = Field(description="Servers holding a replica of the registry.")
+    leader: str | None
+    offline: list[str] = Field(description="Replicas that are offline or not current.")
+    degraded: bool = Field(description="A node is lost: serving goes on while a quorum lives.")
+
+
 class StatusResponse(Model):
     spaces: list[SpaceStatusRow]
     workers: list[str] = Field(description="Workers that answered.")
     placement: list[WorkerSummary] = Field(
         default_factory=list, description="What each worker that answered hosts and holds."
+    )
+    nats_cluster: NatsClusterState | None = Field(
+        default=None, description="The JetStream cluster's health; null on a single server."
     )

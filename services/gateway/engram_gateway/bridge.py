@@ -178,8 +178,15 @@ class NatsBridge(MemoryService):
             )
             for w in sorted(workers, key=lambda w: w.worker)
         ]
+        try:
+            cluster = await self.registry.cluster_state()
+        except Exception:  # the status reports what it can
+            cluster = None
         return StatusResponse(
-            spaces=rows, workers=sorted(w.worker for w in workers), placement=placement
+            spaces=rows,
+            workers=sorted(w.worker for w in workers),
+            placement=placement,
+            nats_cluster=cluster,
         )
 
     async def _unhosted(

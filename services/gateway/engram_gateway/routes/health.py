@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 from typing import Any
 
 from litestar import Response, get
@@ -33,7 +35,14 @@ async def health(state: State) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", tags=["ops"], summary="Readiness: NATS connected and registry loaded")
+@get(
+    "/ready",
+    tags=["ops"],
+    summary="Readiness: NATS connected and registry loaded",
+    description="200 when NATS is connected and the registry loaded, else 503. "
+    "`nats_cluster` says whether a JetStream cluster has lost a node (`degraded`: "
+    "still serving, on a quorum) — a degraded cluster does not make the gateway unready.",
+)
 async def ready(state: State) -> Response[dict[str, Any]]:
     bridge = bridge_of(state)
     checks = {
@@ -41,9 +50,12 @@ async def ready(state: State) -> Response[dict[str, Any]]:
         "registry_loaded": bridge.registry.loaded.is_set(),
     }
     ok = all(checks.values())
-    return Response(
-        {"status": "ready" if ok else "not ready", **checks}, status_code=200 if ok else 503
-    )
+    body: dict[str, Any] = {"status": "ready" if ok else "not ready", **checks}
+    if checks["nats_connected"]:
+        with contextlib.suppress(Exception):
+            cluster = await asyncio.wait_for(bridge.registry.cluster_state(), 2.0)
+            body["nats_cluster"] = None if cluster is None else cluster.model_dump()
+    return Response(body, status_code=200 if ok else 503)
 
 
 @get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
