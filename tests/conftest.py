@@ -21,6 +21,7 @@ from tests.helpers import (
     NatsServer,
     forget_workers,
     gateway_settings,
+    purge_heartbeats,
     running_gateway,
     worker_settings,
 )
@@ -51,6 +52,7 @@ async def worker(nats_server: NatsServer) -> AsyncIterator[Worker]:
     await w.start()
     yield w
     await w.stop()
+    await purge_heartbeats(nats_server.url, [w.settings.worker_id])
 
 
 @pytest.fixture
@@ -68,6 +70,7 @@ async def workers(nats_server: NatsServer) -> AsyncIterator[Any]:
     yield start
     for w in started:
         await w.stop()  # a no-op for those the test stopped
+    await purge_heartbeats(nats_server.url, [w.settings.worker_id for w in started])
 
 
 @pytest.fixture

@@ -150,27 +150,29 @@ class EngramProcess:
                 self.proc.kill()
 
 
-def forget_workers(nats_url: str, procs: list[EngramProcess]) -> None:
-    """Remove the heartbeats of killed worker processes, so the next test's workers
-    do not place spaces on them for a TTL (the server is shared by the session)."""
-    ids = [p.env["ENGRAM_WORKER_ID"] for p in procs if p.role == "worker"]
-    if not ids:
+async def purge_heartbeats(nats_url: str, worker_ids: list[str]) -> None:
+    """Remove these workers' heartbeats from ``ENGRAM_WORKERS``: the session's
+    server is shared, and the next test's workers must not place spaces on a
+    worker that died without saying goodbye (killed, or its connection closed)."""
+    if not worker_ids:
         return
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await nc.jetstream().key_value(WORKERS_BUCKET)
+        for worker_id in worker_ids:
+            with contextlib.suppress(Exception):
+                await kv.purge(worker_id)
+    except Exception:
+        pass  # no bucket: no worker got as far as announcing itself
+    finally:
+        await nc.close()
 
-    async def forget() -> None:
-        nc = await nats.connect(nats_url)
-        try:
-            kv = await nc.jetstream().key_value(WORKERS_BUCKET)
-            for worker_id in ids:
-                with contextlib.suppress(Exception):
-                    await kv.purge(worker_id)
-        except Exception:
-            pass  # no bucket: no worker got as far as announcing itself
-        finally:
-            await nc.close()
 
+def forget_workers(nats_url: str, procs: list[EngramProcess]) -> None:
+    """:func:`purge_heartbeats` of killed worker processes (from a sync fixture)."""
+    ids = [p.env["ENGRAM_WORKER_ID"] for p in procs if p.role == "worker"]
     # in a thread of its own: the test's event loop may still be running here
-    thread = threading.Thread(target=asyncio.run, args=(forget(),))
+    thread = threading.Thread(target=asyncio.run, args=(purge_heartbeats(nats_url, ids),))
     thread.start()
     thread.join(30)
 

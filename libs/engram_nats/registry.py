@@ -179,22 +179,6 @@ class SpaceRegistry:
             self._cache[space] = deleting
             return deleting
 
-    async def cluster_state(self) -> NatsClusterState | None:
-        """The JetStream cluster's health, from the registry's own stream: its
-        replicas are the cluster's nodes (``None`` on a single server)."""
-        info = await self._js.stream_info(f"KV_{REGISTRY_BUCKET}")
-        cluster = info.cluster
-        if cluster is None or not cluster.replicas:
-            return None
-        peers = cluster.replicas or []
-        offline = sorted(str(p.name) for p in peers if p.offline or not p.current)
-        nodes = sorted(
-            {*(str(p.name) for p in peers), *([cluster.leader] if cluster.leader else [])}
-        )
-        return NatsClusterState(
-            nodes=nodes, leader=cluster.leader, offline=offline, degraded=bool(offline)
-        )
-
     async def remove(self, space: str) -> None:
         """Delete the space's WAL stream and erase its snapshot, then its record: the
         id is free again."""
@@ -276,3 +260,18 @@ class SpaceRegistry:
                 + ", ".join(f"{k}={shown(asked[k])}" for k in differ)
             )
         return existing, False
+
+
+async def cluster_state(js: JetStreamContext) -> NatsClusterState | None:
+    """The JetStream cluster's health, from the registry's own stream: its
+    replicas are the cluster's nodes (``None`` on a single server)."""
+    info = await js.stream_info(f"KV_{REGISTRY_BUCKET}")
+    cluster = info.cluster
+    if cluster is None or not cluster.replicas:
+        return None
+    peers = cluster.replicas or []
+    offline = sorted(str(p.name) for p in peers if p.offline or not p.current)
+    nodes = sorted({*(str(p.name) for p in peers), *([cluster.leader] if cluster.leader else [])})
+    return NatsClusterState(
+        nodes=nodes, leader=cluster.leader, offline=offline, degraded=bool(offline)
+    )

@@ -25,7 +25,7 @@ from engram_gateway.processes import SharedAckedSeqs
 from engram_nats import wire
 from engram_nats.connection import gather
 from engram_nats.membership import Membership
-from engram_nats.registry import SpaceRegistry
+from engram_nats.registry import SpaceRegistry, cluster_state
 from engram_nats.service import MemoryService
 from engram_nats.snapshots import SnapshotBucket
 from engram_nats.spaces import SpacePolicy
@@ -179,7 +179,7 @@ class NatsBridge(MemoryService):
             for w in sorted(workers, key=lambda w: w.worker)
         ]
         try:
-            cluster = await self.registry.cluster_state()
+            cluster = await cluster_state(self.js)
         except Exception:  # the status reports what it can
             cluster = None
         return StatusResponse(

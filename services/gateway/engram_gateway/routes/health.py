@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from engram_contract.errors import Unavailable
 from engram_gateway.metrics import GatewayMetrics, exposition
 from engram_gateway.routes.common import bridge_of
+from engram_nats.registry import cluster_state
 
 
 @get(
@@ -53,7 +54,7 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"status": "ready" if ok else "not ready", **checks}
     if checks["nats_connected"]:
         with contextlib.suppress(Exception):
-            cluster = await asyncio.wait_for(bridge.registry.cluster_state(), 2.0)
+            cluster = await asyncio.wait_for(cluster_state(bridge.js), 2.0)
             body["nats_cluster"] = None if cluster is None else cluster.model_dump()
     return Response(body, status_code=200 if ok else 503)
 
