@@ -207,8 +207,9 @@ class Snapshotter:
         now = time.monotonic() if now is None else now
         s = self._host.settings
         # only recall bookkeeping (reinforce commands) since the last capture: cheap
-        # to fold again after a crash, and a snapshot of a big space holds up its
-        # queries for a moment, so it waits ten intervals (a graceful stop writes it)
+        # to fold again after a crash, and a snapshot of a big space costs seconds
+        # of CPU and pauses the fold, so it waits ten intervals (a graceful stop
+        # writes it)
         interval = s.snapshot_interval
         if self.content_seq <= self.captured_seq:
             interval *= REINFORCE_ONLY_INTERVALS
