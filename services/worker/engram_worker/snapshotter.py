@@ -294,7 +294,7 @@ class Snapshotter:
             batch = state.indexing.take()
             if batch is not None:
                 await host.indexer.run(batch)
-            state.flush()  # what was folded while that batch was inserted
+            state.flush()  # nothing is left pending (the fold is paused)
             _ = state.graph  # absorbs the links found: capture reads, changes nothing
             index = state.index
             if index.dirty:  # no forgotten vector in the bytes
