@@ -73,6 +73,8 @@ class SpaceHost:
         self.indexer = Indexer(self.space, lambda: self.state, settings.index_batch)
         #: the fold writes, queries read (with the indexer's lock: see :meth:`reading`)
         self.state_lock = RWLock()
+        #: while a snapshot reads the state (:meth:`fold_paused`); set when it is done
+        self._fold_gate: asyncio.Event | None = None
         self.erase_queue = EraseQueue(self.space, js)
         self.snapshotter = Snapshotter(self, snapshots)
         self.writeback = WriteBack(self)
@@ -137,6 +139,8 @@ class SpaceHost:
         """Fold one WAL message (``stamp``: its server time in ns; ``after``: messages
         pending after it), erase what it makes obsolete, announce it, and keep the
         index inserts going."""
+        while self._fold_gate is not None:  # a snapshot is reading the state
+            await self._fold_gate.wait()
         at = stored_at(stamp)
         if verb == "consolidate":
             # reads the members' vectors: not during an insert; holding the index
@@ -170,6 +174,23 @@ class SpaceHost:
             await self.indexer.flush()  # back-pressure: the index is the ingest ceiling
         elif pending >= self.settings.index_batch or after == 0:
             self.indexer.kick()
+
+    @contextlib.asynccontextmanager
+    async def fold_paused(self) -> AsyncIterator[None]:
+        """No fold step runs in the block while queries go on beside it (they
+        only read): a snapshot reads the state in a thread meanwhile. A step
+        already waiting for the state lock is let finish first; one waiting for
+        the index lock (a consolidate) finishes before the caller's own index
+        lock is granted."""
+        assert self._fold_gate is None, "the fold is paused already"
+        gate = self._fold_gate = asyncio.Event()
+        try:
+            async with self.state_lock.write():
+                pass
+            yield
+        finally:
+            self._fold_gate = None
+            gate.set()
 
     async def _publish(self, event: Event) -> None:
         if type(event) is Rejected:
