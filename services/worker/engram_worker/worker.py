@@ -53,7 +53,7 @@ class StartSteps:
     def __str__(self) -> str:
         total = sum(s for _, s in self._steps)
         parts = ", ".join(f"{name} {s:.3f}" for name, s in self._steps)
-        return f"{total:.2f} s ({parts})"
+        return f"{total:.2f} s ({parts}; CPU {time.process_time():.2f} s)"
 
 
 def process_age() -> float | None:
