@@ -113,13 +113,19 @@ async def main(args: argparse.Namespace) -> None:
         async with asyncio.timeout(HOSTED_TIMEOUT):
             await wait_hosted(nc, NATS_SPACE)
         step(f"ingest {cfg.n}")
+        if args.publish_stopped:  # the worker folds the WAL at start, from seq 1
+            await asyncio.to_thread(stack.stop_gracefully, "worker", WORKER_STOP_TIMEOUT)
         last = 0
         for lo in range(0, cfg.n, 20_000):
             hi = min(cfg.n, lo + 20_000)
             last = await publish_windowed(
                 nc.jetstream(), remember_messages(data, lo, hi, "sb"), cfg.window
             )
-        await wait_searchable_nats(nc, NATS_SPACE, last, probe_body(data.vectors[-1]))
+        if args.publish_stopped:
+            stack.restart("worker")
+            await wait_hosted(nc, NATS_SPACE)
+        async with asyncio.timeout(3600):
+            await wait_searchable_nats(nc, NATS_SPACE, last, probe_body(data.vectors[-1]))
         cue = probe_body(data.vectors[-1])
         bodies = [recall_body(q, cfg.k, "similarity") for q in data.queries]
         subject = f"spaces.{NATS_SPACE}.q.recall"
@@ -232,6 +238,9 @@ if __name__ == "__main__":
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--tree", action="append")
+    p.add_argument(
+        "--publish-stopped", action="store_true", help="publish while the worker is stopped"
+    )
     p.add_argument("--profile-query", type=int, default=0, help="rounds of profile_query.py")
     p.add_argument("--py-spy", help="py-spy binary: record the worker in the last round")
     p.add_argument("--spy-out", default="/tmp/spy")
