@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import nats
+import nats.errors
 import profile_query
 from fold_recovery import WORKER_STOP_TIMEOUT
 from ingest import remember_messages
@@ -125,7 +126,13 @@ async def main(args: argparse.Namespace) -> None:
             stack.restart("worker")
             await wait_hosted(nc, NATS_SPACE)
         async with asyncio.timeout(3600):
-            await wait_searchable_nats(nc, NATS_SPACE, last, probe_body(data.vectors[-1]))
+            while True:
+                try:
+                    await wait_searchable_nats(nc, NATS_SPACE, last, probe_body(data.vectors[-1]))
+                    break
+                except nats.errors.NoRespondersError:
+                    print("no responders while the worker folds; asking again", flush=True)
+                    await asyncio.sleep(0.5)
         cue = probe_body(data.vectors[-1])
         bodies = [recall_body(q, cfg.k, "similarity") for q in data.queries]
         subject = f"spaces.{NATS_SPACE}.q.recall"
