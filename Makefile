@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=ops/bench $(BIN)/mypy -m bench -m profile_fold -m quality
+	MYPYPATH=ops/bench $(BIN)/mypy -m bench -m profile_fold -m quality -m snapshot_stall
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -131,3 +131,46 @@ async def test_bad_queries_get_error_replies(
     unknown = await query_over_nats(nc, space_id, "frobnicate", {})
     assert unknown["error"]["status"] == 404
     assert "recall" in unknown["error"]["detail"]
+
+
+async def test_recalls_of_an_idle_hosted_space_answer_alike(
+    client: httpx.AsyncClient, nc: Nats, space_id: str
+) -> None:
+    """A recall of a hosted, caught-up space with nothing to wait for is answered
+    as it arrives (engram_worker.queries.recall_now); its errors are the same
+    clear replies, and one that must wait still waits."""
+    await client.post("/api/v1/spaces", json={"id": space_id, "dim": 16})
+    seq = await remember_over_nats(
+        nc, space_id, {"id": "a", "content": "a", "embedding": random_unit(16, 1)}
+    )
+    warm = await query_over_nats(
+        nc, space_id, "recall", {"embedding": random_unit(16, 1), "k": 1, "min_seq": seq}
+    )
+    assert warm["results"][0]["memory"]["id"] == "a"
+    for consistency in ("eventual", "read_your_writes"):
+        rec = await query_over_nats(
+            nc,
+            space_id,
+            "recall",
+            {"embedding": random_unit(16, 1), "k": 1, "consistency": consistency},
+        )
+        assert rec["results"][0]["memory"]["id"] == "a" and rec["applied_seq"] >= seq
+    bad = await nc.request(f"spaces.{space_id}.q.recall", b"garbage", timeout=10)
+    assert json.loads(bad.data)["error"]["status"] == 400
+    dims = await query_over_nats(nc, space_id, "recall", {"embedding": [1.0, 2.0]})
+    assert dims["error"]["status"] == 400 and "16" in dims["error"]["detail"]
+    other = await query_over_nats(
+        nc,
+        space_id,
+        "recall",
+        {"embedding": random_unit(16, 1), "memory_space_id": "some-other-space"},
+    )
+    assert other["error"]["status"] == 400 and other["error"]["title"] == "Wrong memory space"
+    # a min_seq not yet applied is waited for: the recall sees the memory written then
+    later = await remember_over_nats(
+        nc, space_id, {"id": "b", "content": "b", "embedding": random_unit(16, 2)}
+    )
+    rec = await query_over_nats(
+        nc, space_id, "recall", {"embedding": random_unit(16, 2), "k": 1, "min_seq": later}
+    )
+    assert rec["results"][0]["memory"]["id"] == "b" and rec["applied_seq"] >= later

@@ -89,3 +89,58 @@ async def test_async_with_takes_it_for_writing() -> None:
     await reader
     lock.release_read()
     assert lock.idle
+
+
+async def test_a_downgraded_writer_lets_queued_readers_in_but_not_a_waiting_writer() -> None:
+    lock = RWLock()
+    await lock.acquire_write()
+    early = [asyncio.create_task(lock.acquire_read()) for _ in range(2)]
+    await settle()
+    writer = asyncio.create_task(lock.acquire_write())
+    await settle()
+    late = asyncio.create_task(lock.acquire_read())  # behind the waiting writer
+    await settle()
+    lock.downgrade()
+    await asyncio.gather(*early)  # the readers ahead of the writer go in beside it
+    await settle()
+    assert lock.readers == 3 and not lock.writing
+    assert not writer.done()  # no writer gets in between the write and the read
+    assert not late.done()  # and the reader behind it still waits its turn
+    lock.release_read()  # the downgraded one
+    for _ in early:
+        lock.release_read()
+    await writer
+    await settle()
+    assert not late.done()
+    lock.release_write()
+    await late
+    lock.release_read()
+    assert lock.idle
+
+
+async def test_a_downgraded_writer_keeps_a_writer_out_until_it_leaves() -> None:
+    lock = RWLock()
+    await lock.acquire_write()
+    writer = asyncio.create_task(lock.acquire_write())
+    await settle()
+    lock.downgrade()
+    await settle()
+    assert not writer.done() and lock.readers == 1
+    newcomer = asyncio.create_task(lock.acquire_read())  # queues behind the writer
+    await settle()
+    assert not newcomer.done()
+    lock.release_read()
+    await writer
+    lock.release_write()
+    await newcomer
+    lock.release_read()
+    assert lock.idle
+
+
+async def test_only_the_writer_can_downgrade() -> None:
+    lock = RWLock()
+    with pytest.raises(AssertionError):
+        lock.downgrade()
+    await lock.acquire_read()
+    with pytest.raises(AssertionError):
+        lock.downgrade()

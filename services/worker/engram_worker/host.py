@@ -75,12 +75,15 @@ class SpaceHost:
         self.primary = True
         self.last_used = time.monotonic()  # the last query or write (idle unloading)
         self.in_use = 0  # queries being answered
-        self._caught_up = False
+        #: everything the WAL held when the host started is folded (caught_up())
+        self.wal_caught_up = False
         self._start_last = 0  # the WAL's last seq when start() looked
         self.wal = WalConsumer(self, js, settings)
         self.indexer = Indexer(self.space, lambda: self.state, settings.index_batch)
         #: the fold writes, queries read (with the indexer's lock: see :meth:`reading`)
         self.state_lock = RWLock()
+        #: while a snapshot reads the state (:meth:`fold_paused`); set when it is done
+        self._fold_gate: asyncio.Event | None = None
         self.erase_queue = EraseQueue(self.space, js)
         self.snapshotter = Snapshotter(self, snapshots)
         self.writeback = WriteBack(self)
@@ -126,10 +129,10 @@ class SpaceHost:
 
     async def caught_up(self) -> None:
         """Return once everything the WAL held when the host started is folded."""
-        while not self._caught_up:
+        while not self.wal_caught_up:
             try:
                 await self.wait_applied(self._start_last, 60.0)
-                self._caught_up = True
+                self.wal_caught_up = True
             except NotCaughtUp:
                 log.info(
                     "space %s: still catching up (%d of %d)",
@@ -165,6 +168,8 @@ class SpaceHost:
         """Fold one WAL message (``stamp``: its server time in ns; ``after``: messages
         pending after it), erase what it makes obsolete, announce it, and keep the
         index inserts going."""
+        while self._fold_gate is not None:  # a snapshot is reading the state
+            await self._fold_gate.wait()
         at = stored_at(stamp)
         self.last_used = time.monotonic()
         if verb == "consolidate":
@@ -199,6 +204,23 @@ class SpaceHost:
             await self.indexer.flush()  # back-pressure: the index is the ingest ceiling
         elif pending >= self.settings.index_batch or after == 0:
             self.indexer.kick()
+
+    @contextlib.asynccontextmanager
+    async def fold_paused(self) -> AsyncIterator[None]:
+        """No fold step runs in the block while queries go on beside it (they
+        only read): a snapshot reads the state in a thread meanwhile. A step
+        already waiting for the state lock is let finish first; one waiting for
+        the index lock (a consolidate) finishes before the caller's own index
+        lock is granted."""
+        assert self._fold_gate is None, "the fold is paused already"
+        gate = self._fold_gate = asyncio.Event()
+        try:
+            async with self.state_lock.write():
+                pass
+            yield
+        finally:
+            self._fold_gate = None
+            gate.set()
 
     async def _publish(self, event: Event) -> None:
         if type(event) is Rejected:

@@ -4,7 +4,8 @@ A space's queries read (several recalls search its index at once, each in a
 thread); its fold steps and index inserts write. Waiters are served in arrival
 order, and a waiting writer holds back the readers that come after it, so a
 steady stream of recalls never starves the fold. ``async with lock:`` takes it
-for writing.
+for writing; :meth:`downgrade` turns the writer into a reader at once (no
+other writer gets in between).
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ class RWLock:
     def release_write(self) -> None:
         assert self.writing, "release_write without the writer"
         self.writing = False
+        self._wake()
+
+    def downgrade(self) -> None:
+        """The writer becomes a reader, atomically: a writer waiting meanwhile
+        still waits (now for this reader too), and the readers queued ahead of
+        the next waiting writer go in beside it."""
+        assert self.writing, "downgrade without the writer"
+        self.writing = False
+        self.readers += 1
         self._wake()
 
     @contextlib.asynccontextmanager

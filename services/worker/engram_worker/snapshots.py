@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -92,28 +93,37 @@ class SnapshotStore(SnapshotBucket):
         buf = bytearray(size)
         digest = hashlib.sha256()
         got = 0
-        if info.chunks:
-            sub = await self._js.subscribe(
-                chunk_subject(info.nuid or ""),
-                ordered_consumer=True,
-                pending_bytes_limit=max(64 * 1024 * 1024, 4 * CHUNK_SIZE),
-            )
-            try:
-                for _ in range(int(info.chunks)):
-                    try:
-                        msg = await sub.next_msg(timeout=_READ_TIMEOUT)
-                    except TimeoutError:
-                        raise SnapshotUnreadable(
-                            f"chunks missing: read {got} bytes of {size}"
-                        ) from None
-                    chunk = msg.data
-                    if got + len(chunk) > size:
-                        raise SnapshotUnreadable(f"more than the {size} bytes announced")
-                    buf[got : got + len(chunk)] = chunk
-                    digest.update(chunk)
-                    got += len(chunk)
-            finally:
-                await close_consumer(self._js, STREAM, sub)
+        # the digest is computed in a thread of its own while the chunks arrive
+        # (hashlib releases the GIL): ~0.1-0.3 s of a 190 MB read off the loop
+        hashing = concurrent.futures.ThreadPoolExecutor(1, "snapshot-digest")
+        hashed: concurrent.futures.Future[None] | None = None
+        try:
+            if info.chunks:
+                sub = await self._js.subscribe(
+                    chunk_subject(info.nuid or ""),
+                    ordered_consumer=True,
+                    pending_bytes_limit=max(64 * 1024 * 1024, 4 * CHUNK_SIZE),
+                )
+                try:
+                    for _ in range(int(info.chunks)):
+                        try:
+                            msg = await sub.next_msg(timeout=_READ_TIMEOUT)
+                        except TimeoutError:
+                            raise SnapshotUnreadable(
+                                f"chunks missing: read {got} bytes of {size}"
+                            ) from None
+                        chunk = msg.data
+                        if got + len(chunk) > size:
+                            raise SnapshotUnreadable(f"more than the {size} bytes announced")
+                        buf[got : got + len(chunk)] = chunk
+                        hashed = hashing.submit(digest.update, chunk)  # in order: one thread
+                        got += len(chunk)
+                finally:
+                    await close_consumer(self._js, STREAM, sub)
+            if hashed is not None:
+                await asyncio.wrap_future(hashed)
+        finally:
+            hashing.shutdown(wait=False, cancel_futures=True)
         if got != size:
             raise SnapshotUnreadable(f"read {got} bytes of {size}")
         want = (info.digest or "").removeprefix("SHA-256=")

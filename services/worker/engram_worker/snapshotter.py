@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from engram_contract.messages import SpaceRecord
 from engram_worker.core.index import VectorIndex
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from engram_worker.host import SpaceHost
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+B = TypeVar("B")
 #: a space changed only by reinforce commands is snapshotted this many intervals apart
 REINFORCE_ONLY_INTERVALS = 10
 
@@ -202,8 +207,9 @@ class Snapshotter:
         now = time.monotonic() if now is None else now
         s = self._host.settings
         # only recall bookkeeping (reinforce commands) since the last capture: cheap
-        # to fold again after a crash, and a snapshot of a big space holds up its
-        # queries for a moment, so it waits ten intervals (a graceful stop writes it)
+        # to fold again after a crash, and a snapshot of a big space costs seconds
+        # of CPU and pauses the fold, so it waits ten intervals (a graceful stop
+        # writes it)
         interval = s.snapshot_interval
         if self.content_seq <= self.captured_seq:
             interval *= REINFORCE_ONLY_INTERVALS
@@ -230,32 +236,25 @@ class Snapshotter:
                 self._last_snapshot = time.monotonic()  # back off one interval
 
     async def snapshot(self, origin: str | None = None) -> SnapshotHeader:
-        """Write a snapshot of the applied state now and erase the previous one."""
+        """Write a snapshot of the applied state now and erase the previous one.
+
+        Queries go on meanwhile: the fold is paused while the records are captured
+        and the index serialised (both in threads), and the index lock is held for
+        writing only to insert what is pending and scrub forgotten vectors, then
+        downgraded to reading (see :meth:`_capture`). Encoding and writing hold
+        nothing a query needs."""
         if self._store is None:
             raise RuntimeError("this host has no snapshot store")
         async with self._lock:
             await self._host.erase_queue.retry_failed()
-            forget_mark = self.forget_due
-            async with self._host.indexer.lock:
-                batch = self._host.state.indexing.take()
-                if batch is not None:
-                    await self._host.indexer.run(batch)
-                # from here to the capture nothing awaits: records and index agree
-                self._host.state.flush()
-                records = capture(self._host.state)
-                seq, since = self._host.state.applied_seq, self.since_snapshot
-                header = snapshot_header(
-                    self._host.state,
-                    self._host.record,
-                    self._host.settings.index_dtype,
-                    origin or f"worker {self._host.settings.worker_id}",
-                    self._host.erase_queue.pending(),
-                )
-                self.captured_seq, self.forget_due, self.since_snapshot = seq, None, 0
-                index = self._host.state.index
-                await asyncio.to_thread(index.scrub)  # no forgotten vector in the bytes
-                index_bytes = await asyncio.to_thread(index.to_bytes)
+            forget_mark, since = self.forget_due, 0
             try:
+                async with self._host.fold_paused():
+                    header, records, index_bytes = await self._capture(origin)
+                    since = self.since_snapshot
+                    self.captured_seq, self.forget_due = header.applied_seq, None
+                    self.since_snapshot = 0
+                seq = header.applied_seq
                 # a message being folded at capture may still be erasing what it replaced
                 await self._host.wait_applied(seq, self._host.settings.apply_wait_timeout)
                 await write_snapshot(self._store, header, records, index_bytes)
@@ -275,3 +274,70 @@ class Snapshotter:
                 "space %s: snapshot at seq %d (%d memories)", self._host.space, seq, header.memories
             )
             return header
+
+    async def _capture(
+        self, origin: str | None
+    ) -> tuple[SnapshotHeader, dict[str, Column], bytearray]:
+        """The header, records and index bytes of the state now (call with the fold
+        paused): the records and the index hold exactly the same keys, at the same
+        applied seq.
+
+        Under the index lock for writing: insert what is pending, absorb the links
+        found (so capturing changes nothing) and scrub forgotten vectors, if any.
+        Then the lock is downgraded to reading, so no insert slips in while
+        recalls search beside the two threads that capture the records and
+        serialise the index."""
+        host = self._host
+        state, lock = host.state, host.indexer.lock
+        await lock.acquire_write()
+        try:
+            batch = state.indexing.take()
+            if batch is not None:
+                await host.indexer.run(batch)
+            state.flush()  # nothing is left pending (the fold is paused)
+            _ = state.graph  # absorbs the links found: capture reads, changes nothing
+            index = state.index
+            if index.dirty:  # no forgotten vector in the bytes
+                await _in_threads(index.scrub)
+        except BaseException:
+            lock.release_write()
+            raise
+        lock.downgrade()
+        try:
+            header = snapshot_header(
+                state,
+                host.record,
+                host.settings.index_dtype,
+                origin or f"worker {host.settings.worker_id}",
+                host.erase_queue.pending(),
+            )
+            records, index_bytes = await _in_threads(
+                functools.partial(capture, state), index.to_bytes
+            )
+        finally:
+            lock.release_read()
+        return header, records, index_bytes
+
+
+#: the snapshot's own threads: capturing a big space does not hold up the
+#: default executor's threads, where recalls run
+_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="engram-snapshot")
+
+
+@overload
+async def _in_threads(a: Callable[[], A], /) -> tuple[A]: ...
+@overload
+async def _in_threads(a: Callable[[], A], b: Callable[[], B], /) -> tuple[A, B]: ...
+async def _in_threads(*fns: Callable[[], Any]) -> tuple[Any, ...]:
+    """Each of ``fns`` in a snapshot thread, side by side. Returns (or raises) only
+    once every one is done, even when cancelled: the caller's locks stay held
+    while a thread still reads the state."""
+    loop = asyncio.get_running_loop()
+    runs = [loop.run_in_executor(_THREADS, fn) for fn in fns]
+    everything = asyncio.ensure_future(asyncio.wait(runs))
+    try:
+        await asyncio.shield(everything)
+    except asyncio.CancelledError:
+        await everything
+        raise
+    return tuple(run.result() for run in runs)

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from typing import Any, cast, get_args
@@ -35,11 +36,43 @@ from engram_worker.hosting import Hosting
 from engram_worker.metrics import worker_metrics
 from engram_worker.placement import Placement
 from engram_worker.probes import Probes, ProbeServer
-from engram_worker.queries import QueryFailed, answer
+from engram_worker.queries import QueryFailed, answer, recall_now
 from engram_worker.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 _QUERIES = frozenset(get_args(QueryName))
+
+
+class StartSteps:
+    """Where a worker's start went, for its log: seconds from the process's start
+    (Python and the imports) to :meth:`Worker.start`, and of each step after."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        age = process_age()
+        self._steps: list[tuple[str, float]] = [] if age is None else [("process", age)]
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self._steps.append((step, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        total = sum(s for _, s in self._steps)
+        parts = ", ".join(f"{name} {s:.3f}" for name, s in self._steps)
+        return f"{total:.2f} s ({parts}; CPU {time.process_time():.2f} s)"
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (``None`` without ``/proc``)."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started / os.sysconf("SC_CLK_TCK"))
 
 
 class Worker:
@@ -79,37 +112,26 @@ class Worker:
                 await msg.respond(json.dumps(reply).encode())
             return
         space, name = parts[1], cast(QueryName, parts[3])
+        if name == "recall" and not self.queries_in_flight:
+            # alone and nothing to wait for: answered right here (queries.recall_now)
+            host = self.hosting.hosts.get(space)
+            now = None if host is None else recall_now(self, host, msg.data)
+            if now is not None:
+                await respond(self.nc, msg, space, name, now)
+                return
 
-        async def respond() -> None:
+        async def answer_later() -> None:
             try:
                 async with self._query_slots:
                     reply = await self.handle(space, name, msg.data)
-                    if len(reply) > self.nc.max_payload:
-                        log.warning(
-                            "space %s: %s answer of %d bytes is over max_payload (%d)",
-                            space,
-                            name,
-                            len(reply),
-                            self.nc.max_payload,
-                        )
-                        reply = json.dumps(
-                            error_reply(
-                                400,
-                                "Answer too large",
-                                f"the answer is {len(reply)} bytes, more than NATS carries in "
-                                f"one message ({self.nc.max_payload}); ask for fewer results "
-                                "(k, limit) or leave out embeddings",
-                            )
-                        ).encode()
-                    with contextlib.suppress(Exception):  # the requester may be gone
-                        await msg.respond(reply)
+                    await respond(self.nc, msg, space, name, reply)
             finally:
                 self.queries_in_flight -= 1
 
         # counted from arrival: queries waiting for their turn count too, so a
         # recall knows when others are queued behind it (queries.recall)
         self.queries_in_flight += 1
-        self._spawn(respond())
+        self._spawn(answer_later())
 
     @property
     def reply_budget(self) -> int:
@@ -157,6 +179,7 @@ class Worker:
         return self._probe_server.port
 
     async def start(self) -> None:
+        steps = StartSteps()
         if self.settings.metrics_port and await self._probe_server.start(
             self.settings.metrics_host, self.settings.metrics_port
         ):
@@ -167,14 +190,15 @@ class Worker:
                 self._probe_server.port,
             )
         self._nc = await connect(self.settings.nats_url, f"engram-worker-{self.settings.worker_id}")
+        steps.mark("connect")
         js = self.nc.jetstream()
         self._registry = SpaceRegistry(js, replicas=self.settings.stream_replicas)
-        await self.registry.open()
         self._snapshots = SnapshotStore(js, replicas=self.settings.stream_replicas)
-        await self.snapshots.open()
+        await asyncio.gather(self.registry.open(), self.snapshots.open())
         self.registry.on_change(self.hosting.on_registry_change)
         await self.registry.start_watch()
         await self.registry.wait_loaded()
+        steps.mark("registry")
         membership = Membership(
             js, ttl=self.settings.worker_ttl, replicas=self.settings.stream_replicas
         )
@@ -187,6 +211,7 @@ class Worker:
 
         self.registry.on_change(on_change)
         membership.on_change(on_change)
+        steps.mark("membership")
         self.subscriptions = [
             await self.nc.subscribe(RELOAD_SUBJECT, cb=functools.partial(on_reload, self)),
             await self.nc.subscribe(STATUS_SUBJECT, cb=functools.partial(on_status, self)),
@@ -198,16 +223,18 @@ class Worker:
         # every space placed here is served (or failed) before start returns; a
         # membership that keeps changing (workers starting together) settles too
         await placement.settled(self.settings.handover_timeout)
+        steps.mark("spaces")
         await self.nc.flush()  # ready means the server routes queries here
         self._spawn(self.snapshots.sweep_loop())
         self._spawn(self.probes.metrics_loop())
         self.loaded = True
         failed = self.hosting.failed
         log.info(
-            "worker %s: hosting %d spaces%s",
+            "worker %s: hosting %d spaces%s; started in %s",
             self.settings.worker_id,
             len(self.hosts),
             f"; failed to load: {', '.join(sorted(failed))}" if failed else "",
+            steps,
         )
 
     async def stop(self) -> None:
@@ -254,6 +281,29 @@ class Worker:
         finally:
             host.in_use -= 1
             host.last_used = time.monotonic()
+
+
+async def respond(nc: Client, msg: Msg, space: str, name: str, reply: bytes) -> None:
+    """Send a query's reply (an error in its place when NATS cannot carry it)."""
+    if len(reply) > nc.max_payload:
+        log.warning(
+            "space %s: %s answer of %d bytes is over max_payload (%d)",
+            space,
+            name,
+            len(reply),
+            nc.max_payload,
+        )
+        reply = json.dumps(
+            error_reply(
+                400,
+                "Answer too large",
+                f"the answer is {len(reply)} bytes, more than NATS carries in "
+                f"one message ({nc.max_payload}); ask for fewer results "
+                "(k, limit) or leave out embeddings",
+            )
+        ).encode()
+    with contextlib.suppress(Exception):  # the requester may be gone
+        await msg.respond(reply)
 
 
 async def main(settings: WorkerSettings, stop: asyncio.Event | None = None) -> None:

@@ -68,6 +68,11 @@ class VectorIndex:
         if keys:
             self._dirty = True
 
+    @property
+    def dirty(self) -> bool:
+        """A removed vector may still sit in a free slot (until :meth:`scrub`)."""
+        return self._dirty
+
     def scrub(self) -> int:
         """Overwrite the vectors of removed entries; returns how many slots were scrubbed.
 
