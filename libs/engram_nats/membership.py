@@ -42,6 +42,33 @@ _KEEP_TTLS = 20
 Listener = Callable[[frozenset[str]], Awaitable[None]]
 
 
+class AwakeClock:
+    """Monotonic seconds this process was awake to see heartbeats. Time its event
+    loop spent stalled (busy with other work, or the machine starved) is left out:
+    beats that arrived meanwhile wait in the queue and would otherwise look late,
+    making a busy watcher declare live workers dead."""
+
+    TICK = 0.1
+    GRACE = 0.5  # a gap longer than this between ticks is a stall
+
+    def __init__(self) -> None:
+        self._stalled = 0.0
+        self._last = time.monotonic()
+
+    def now(self) -> float:
+        t = time.monotonic()
+        return t - self._stalled - max(0.0, t - self._last - self.GRACE)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.TICK)
+            t = time.monotonic()
+            gap = t - self._last
+            if gap > self.GRACE:
+                self._stalled += gap - self.TICK
+            self._last = t
+
+
 class WorkerIdTaken(RuntimeError):
     """Another live process announced the same worker id."""
 
@@ -64,7 +91,8 @@ class Membership:
         self._replicas = replicas
         self._bucket = bucket
         self._kv: KeyValue | None = None
-        self._seen: dict[str, tuple[float, WorkerBeat]] = {}  # id → (monotonic arrival, beat)
+        self.clock = AwakeClock()
+        self._seen: dict[str, tuple[float, WorkerBeat]] = {}  # id → (awake arrival, beat)
         self._live: frozenset[str] = frozenset()
         self._listeners: list[Listener] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -136,7 +164,7 @@ class Membership:
                     except ValidationError:
                         log.error("membership: unreadable heartbeat under %r", entry.key)
                         continue
-                    arrived = time.monotonic()
+                    arrived = self.clock.now()
                     if initial and entry.created is not None:
                         # written before we looked: age it by the server's stamp
                         age = (datetime.now(UTC) - entry.created).total_seconds()
@@ -151,13 +179,14 @@ class Membership:
                 await self._refresh()
 
         self._tasks = [
+            asyncio.create_task(self.clock.run(), name="membership-clock"),
             asyncio.create_task(watch(), name="membership-watch"),
             asyncio.create_task(sweep(), name="membership-sweep"),
         ]
         await asyncio.wait_for(self.loaded.wait(), max(self.ttl, 10.0))
 
     async def _refresh(self) -> None:
-        now = time.monotonic()
+        now = self.clock.now()
         live = {
             w
             for w, (arrived, beat) in self._seen.items()
@@ -198,7 +227,7 @@ class Membership:
         kv = self.kv
         self._revision = await settled(lambda: _claim(kv, worker_id, data), "claiming the id")
         self.me = beat
-        self._seen[worker_id] = (time.monotonic(), beat)
+        self._seen[worker_id] = (self.clock.now(), beat)
         await self._refresh()
         self._tasks.append(asyncio.create_task(self._beat(), name="membership-beat"))
 
@@ -208,13 +237,13 @@ class Membership:
         if it beats again meanwhile (another live process has the id)."""
         seen = self._seen.get(worker_id)
         while seen is not None and not seen[1].leaving:
-            age = time.monotonic() - seen[0]
+            age = self.clock.now() - seen[0]
             if age >= seen[1].ttl:
                 return
             await asyncio.sleep(seen[1].ttl - age + 0.05)
             newer = self._seen.get(worker_id)
             if newer is not None and newer[0] > seen[0]:
-                raise WorkerIdTaken(_taken(worker_id, time.monotonic() - newer[0]))
+                raise WorkerIdTaken(_taken(worker_id, self.clock.now() - newer[0]))
             seen = newer
 
     async def _beat(self) -> None:
@@ -279,7 +308,7 @@ class Membership:
         self._tasks = []
         if self._watcher is not None:
             with contextlib.suppress(Exception):
-                await self._watcher.stop()  # type: ignore[attr-defined]
+                await asyncio.wait_for(self._watcher.stop(), 2.0)  # type: ignore[attr-defined]
 
 
 async def _claim(kv: KeyValue, worker_id: str, data: bytes) -> int:

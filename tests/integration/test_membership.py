@@ -4,6 +4,7 @@ by every watcher; an id held by a live process cannot be taken."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -141,3 +142,21 @@ async def test_a_takeover_is_noticed_by_the_holder(
     )
     await asyncio.wait_for(holder.lost.wait(), TTL * 2)
     assert "worker-t" in holder.live()  # the other process holds it now, alive
+
+
+async def test_a_watcher_that_stalls_does_not_declare_live_workers_dead(
+    members: Callable[[], Membership],
+) -> None:
+    watcher, alive = members(), members()
+    await watcher.start()
+    await alive.start()
+    await alive.announce("worker-busy-peer")
+    await _until(lambda: "worker-busy-peer" in watcher.live())
+    # the whole event loop blocked for longer than the TTL (CPU-bound work in a
+    # watcher, e.g. a gateway): the beats sent meanwhile wait in its queue
+    time.sleep(TTL * 2)  # noqa: ASYNC251 (the stall is the point)
+    for _ in range(20):  # whatever runs first after the stall, in any order
+        await asyncio.sleep(0)
+        assert "worker-busy-peer" in watcher.live()
+    await asyncio.sleep(TTL / 2)
+    assert "worker-busy-peer" in watcher.live()
