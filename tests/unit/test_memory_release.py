@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engram_worker.memory import ReleaseAfterBulk, can_release, release
+from engram_worker.memory import can_release, release
 
 
 def _rss() -> int:
@@ -30,14 +30,3 @@ def test_release_returns_freed_blocks_between_live_ones() -> None:
     after = _rss()
     assert before - after > 60_000_000, (before, after)
     assert all(len(b) == 2004 for b in kept)  # the live blocks are untouched
-
-
-def test_release_after_bulk_is_due_once_per_bulk() -> None:
-    bulk = ReleaseAfterBulk(3)
-    bulk.add()
-    bulk.add()
-    assert not bulk.due()
-    bulk.add()
-    assert bulk.due() is can_release()
-    bulk.released()
-    assert not bulk.due()

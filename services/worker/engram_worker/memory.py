@@ -51,23 +51,3 @@ def release() -> bool:
     if _TRIM is None:
         return False
     return bool(_TRIM(0))
-
-
-class ReleaseAfterBulk:
-    """Decides when a bulk of work is worth a :func:`release`: once ``bulk`` units
-    (folded messages) have been done since the last release and the work paused.
-    Pure bookkeeping; the caller runs the release (in a thread) when
-    :meth:`due` says so."""
-
-    def __init__(self, bulk: int) -> None:
-        self.bulk = bulk
-        self.done = 0  # units since the last release
-
-    def add(self, units: int = 1) -> None:
-        self.done += units
-
-    def due(self) -> bool:
-        return _TRIM is not None and self.done >= self.bulk
-
-    def released(self) -> None:
-        self.done = 0

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext, api
 from engram_contract.settings import WorkerSettings
 from engram_contract.subjects import command_verb, stream_name, wal_subjects
 from engram_worker.core.events import Event, Rejected
-from engram_worker.memory import ReleaseAfterBulk, release
+from engram_worker.memory import can_release, release
 from engram_worker.metrics import WorkerMetrics
 from engram_worker.positions import position
 
@@ -59,7 +59,8 @@ class WalConsumer:
         self.progress_at = time.monotonic()  # when the fold last moved (stuck detection)
         self.counts: dict[tuple[str, str], int] = {}  # (verb, outcome) → folded
         self.rejections: list[str] = []  # reasons, since the last drain_counts
-        self._bulk = ReleaseAfterBulk(RELEASE_AFTER)
+        # _folded when the freed heap was last released (None: it cannot be, not glibc)
+        self._released_at: int | None = 0 if can_release() else None
         self._release: asyncio.Task[None] | None = None
 
     async def start(self, applied_seq: int) -> None:
@@ -106,8 +107,13 @@ class WalConsumer:
             self.stream_last = seq if after == 0 else max(self.stream_last, seq + after)
             await host.fold(verb, msg.data, seq, stamp, after)
             self._folded += 1
-            self._bulk.add()
-            if after == 0 and self._bulk.due() and (self._release is None or self._release.done()):
+            if (
+                after == 0
+                and self._released_at is not None
+                and self._folded - self._released_at >= RELEASE_AFTER
+                and (self._release is None or self._release.done())
+            ):
+                self._released_at = self._folded
                 self._release = asyncio.create_task(self._release_memory())
             if self._folded % 256 == 0:
                 # nats-py hands queued messages to this callback without yielding:
@@ -123,7 +129,6 @@ class WalConsumer:
     async def _release_memory(self) -> None:
         """Once the index has taken what the fold left pending (its batches are most
         of what was freed), hand the freed heap back to the system, in a thread."""
-        self._bulk.released()
         for _ in range(240):  # at most a minute
             indexing = self._host.state.indexing
             if not (indexing.pending or indexing.inflight):
