@@ -25,6 +25,7 @@ from engram_worker.core.index import VectorIndex
 from engram_worker.core.persistence import capture, restore
 from engram_worker.core.snapshot import Column, SnapshotHeader, SnapshotInvalid, decode, encode
 from engram_worker.core.state import SpaceState
+from engram_worker.memory import can_release, release
 from engram_worker.snapshots import SnapshotStore, SnapshotUnreadable
 
 if TYPE_CHECKING:
@@ -259,6 +260,8 @@ class Snapshotter:
                 await self._host.wait_applied(seq, self._host.settings.apply_wait_timeout)
                 await write_snapshot(self._store, header, records, index_bytes)
                 del index_bytes, records
+                if can_release():  # the snapshot's buffers (the index's bytes and more)
+                    await asyncio.to_thread(release)
             except BaseException:
                 self.captured_seq = self.snapshot_seq  # not written: due again
                 self.since_snapshot += since

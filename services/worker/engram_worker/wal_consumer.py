@@ -20,6 +20,7 @@ from nats.js import JetStreamContext, api
 from engram_contract.settings import WorkerSettings
 from engram_contract.subjects import command_verb, stream_name, wal_subjects
 from engram_worker.core.events import Event, Rejected
+from engram_worker.memory import can_release, release
 from engram_worker.metrics import WorkerMetrics
 from engram_worker.positions import position
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from engram_worker.host import SpaceHost
 
 log = logging.getLogger(__name__)
+#: after folding this many messages, the first time the fold catches up with the
+#: stream, the freed heap is handed back (:mod:`engram_worker.memory`)
+RELEASE_AFTER = 8192
 
 
 class NotCaughtUp(TimeoutError):
@@ -55,6 +59,9 @@ class WalConsumer:
         self.progress_at = time.monotonic()  # when the fold last moved (stuck detection)
         self.counts: dict[tuple[str, str], int] = {}  # (verb, outcome) → folded
         self.rejections: list[str] = []  # reasons, since the last drain_counts
+        # _folded when the freed heap was last released (None: it cannot be, not glibc)
+        self._released_at: int | None = 0 if can_release() else None
+        self._release: asyncio.Task[None] | None = None
 
     async def start(self, applied_seq: int) -> None:
         """Fold everything after ``applied_seq``."""
@@ -79,6 +86,10 @@ class WalConsumer:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+        if self._release is not None:
+            self._release.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._release
 
     def cancel_waiters(self) -> None:
         for _, _, fut in self._waiters:
@@ -96,6 +107,14 @@ class WalConsumer:
             self.stream_last = seq if after == 0 else max(self.stream_last, seq + after)
             await host.fold(verb, msg.data, seq, stamp, after)
             self._folded += 1
+            if (
+                after == 0
+                and self._released_at is not None
+                and self._folded - self._released_at >= RELEASE_AFTER
+                and (self._release is None or self._release.done())
+            ):
+                self._released_at = self._folded
+                self._release = asyncio.create_task(self._release_memory())
             if self._folded % 256 == 0:
                 # nats-py hands queued messages to this callback without yielding:
                 # give queries and the flush task a turn
@@ -106,6 +125,22 @@ class WalConsumer:
             self.done_seq = host.state.applied_seq
             self.progress_at = time.monotonic()
             self._wake(self.done_seq)
+
+    async def _release_memory(self) -> None:
+        """Once the index has taken what the fold left pending (its batches are most
+        of what was freed), hand the freed heap back to the system, in a thread."""
+        for _ in range(240):  # at most a minute
+            indexing = self._host.state.indexing
+            if not (indexing.pending or indexing.inflight):
+                break
+            await asyncio.sleep(0.25)
+        started = time.perf_counter()
+        await asyncio.to_thread(release)
+        log.info(
+            "space %s: after a bulk fold, freed heap released in %.3f s",
+            self._host.space,
+            time.perf_counter() - started,
+        )
 
     def count(self, verb: str, event: Event) -> None:
         """Count a folded command. Plain ints here (the fold's hot path); the worker
