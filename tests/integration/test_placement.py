@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nats.errors
@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client as Nats
 
 from engram_contract.placement import hosts
+from engram_nats.registry import SpaceRegistry
 from engram_worker.worker import Worker
 from tests.helpers import (
     DIM,
@@ -28,6 +29,19 @@ from tests.helpers import (
 )
 
 Start = Callable[..., Awaitable[Worker]]
+_created: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+async def _remove_spaces(nc: Nats) -> AsyncIterator[None]:
+    """Delete the spaces a test made (after its workers stopped): every later test's
+    worker would otherwise load them all from the session's registry."""
+    yield
+    registry = SpaceRegistry(nc.jetstream())
+    await registry.open()
+    for space in _created:
+        await registry.remove(space)
+    _created.clear()
 
 
 async def _spaces(
@@ -35,6 +49,7 @@ async def _spaces(
 ) -> dict[str, int]:
     """``n`` new spaces (or ``names``) with a few memories each: space → last seq."""
     spaces = names or [new_space(f"pl{i}") for i in range(n)]
+    _created.extend(spaces)
     for space in spaces:
         await register_space(nc, space)
     seqs = await asyncio.gather(*(publish_remembers(nc, s, range(5)) for s in spaces))
