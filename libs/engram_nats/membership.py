@@ -192,8 +192,14 @@ class Membership:
             for w, (arrived, beat) in self._seen.items()
             if now - arrived < beat.ttl and not beat.leaving
         }
-        if self.me is not None and not self.lost.is_set() and not self.me.leaving:
-            live.add(self.me.id)
+        me = self.me
+        if me is not None and not self.lost.is_set():
+            # this process decides about itself: an older beat of its own, read
+            # back from the bucket after it said it leaves, must not revive it
+            if me.leaving:
+                live.discard(me.id)
+            else:
+                live.add(me.id)
         if live == self._live:
             return
         self._live = frozenset(live)

@@ -194,7 +194,7 @@ class Placement:
         await self.worker.nc.flush()  # served means the server routes its queries here
         took = time.monotonic() - started
         self.worker.metrics.space_loaded(took)
-        log.info("space %s: serving (%.2f s to load and catch up)", space, took)
+        log.info("worker %s: space %s: serving (%.2f s to load and catch up)", self.me, space, took)
 
     async def _release(self, space: str) -> None:
         """Stop serving ``space`` once a new host serves it (or none is left alive)."""
@@ -220,11 +220,17 @@ class Placement:
         sub = self.serving.pop(space, None)
         if sub is not None:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.drain()  # type: ignore[no-untyped-call]  # answers what was delivered first
         await self.worker.hosting.unload(space)
         await self.idle.unpark(space)
         self.worker.metrics.space_moved()
-        log.info("space %s: released to %s", space, ", ".join(self.hosts_of(space)) or "nobody")
+        log.info(
+            "worker %s: space %s released to %s (live: %s)",
+            self.me,
+            space,
+            ", ".join(self.hosts_of(space)) or "nobody",
+            ", ".join(sorted(self.membership.live())),
+        )
 
     async def leave(self) -> None:
         """A graceful stop: hand every space over before letting go of it."""
@@ -242,7 +248,7 @@ class Placement:
             task.cancel()
         for sub in self.serving.values():
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await sub.drain()  # type: ignore[no-untyped-call]  # answers what was delivered first
         self.serving.clear()
 
 

@@ -88,6 +88,7 @@ class Worker:
         #: queries received and not yet answered (a recall alone answers inline, see
         #: queries.recall)
         self.queries_in_flight = 0
+        self._no_queries = asyncio.Event()  # set when queries_in_flight drops to 0
         self._snapshots: SnapshotStore | None = None
         self.metrics = worker_metrics(CollectorRegistry(), settings.max_metric_spaces)
         self.hosting = Hosting(self)
@@ -127,10 +128,13 @@ class Worker:
                     await respond(self.nc, msg, space, name, reply)
             finally:
                 self.queries_in_flight -= 1
+                if not self.queries_in_flight:
+                    self._no_queries.set()
 
         # counted from arrival: queries waiting for their turn count too, so a
         # recall knows when others are queued behind it (queries.recall)
         self.queries_in_flight += 1
+        self._no_queries.clear()
         self._spawn(answer_later())
 
     @property
@@ -247,6 +251,10 @@ class Worker:
         if self._placement is not None:
             await self.placement.membership.leave()
             await self.placement.leave()
+            # handed over and unsubscribed: answer what arrived before that
+            if self.queries_in_flight:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._no_queries.wait(), 5.0)
         if self._registry is not None:
             await self._registry.close()
         for task in list(self._background):
