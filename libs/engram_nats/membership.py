@@ -137,20 +137,26 @@ class Membership:
 
     async def wait_gone(self, workers: frozenset[str] | set[str]) -> None:
         """Return once any of ``workers`` is no longer alive (never, for none)."""
-        while workers and workers <= self._live:
+        if not workers:
+            await asyncio.Event().wait()  # nobody to lose: until cancelled
+        while workers <= self._live:
             await self._changed.wait()
 
     async def start(self) -> None:
         """Open the bucket, follow it, and return once its current state is in."""
         if self._kv is None:
             await self.open()
-        watcher = await self.kv.watchall()
-        self._watcher = watcher
-        initial = True
+        last_entry = self.clock.now()
 
         async def watch() -> None:
-            nonlocal initial
+            """Follow the bucket; a new watch (after a NATS restart lost the old
+            one's consumer) ages the values it finds by their server stamps."""
+            nonlocal last_entry
+            watcher = await settled(self.kv.watchall, "watching the live workers")
+            self._watcher = watcher
+            initial = True
             async for entry in watcher:
+                last_entry = self.clock.now()
                 if entry is None:  # the end of the current values
                     initial = False
                     await self._refresh()
@@ -174,13 +180,29 @@ class Membership:
                     await self._refresh()
 
         async def sweep() -> None:
-            while True:
-                await asyncio.sleep(self.ttl / 4)
-                await self._refresh()
+            nonlocal last_entry
+            watching = asyncio.create_task(watch(), name="membership-watch")
+            try:
+                while True:
+                    await asyncio.sleep(self.ttl / 4)
+                    await self._refresh()
+                    # a watch that heard nothing for 2 TTLs (not even our own
+                    # beats, or anyone's) lost its consumer: watch again
+                    if watching.done() or self.clock.now() - last_entry > 2 * self.ttl:
+                        log.debug("membership: the watch went quiet; watching again")
+                        watching.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await watching
+                        if self._watcher is not None:
+                            with contextlib.suppress(Exception):
+                                await asyncio.wait_for(self._watcher.stop(), 2.0)  # type: ignore[attr-defined]
+                        last_entry = self.clock.now()
+                        watching = asyncio.create_task(watch(), name="membership-watch")
+            finally:
+                watching.cancel()
 
         self._tasks = [
             asyncio.create_task(self.clock.run(), name="membership-clock"),
-            asyncio.create_task(watch(), name="membership-watch"),
             asyncio.create_task(sweep(), name="membership-sweep"),
         ]
         await asyncio.wait_for(self.loaded.wait(), max(self.ttl, 10.0))

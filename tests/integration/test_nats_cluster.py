@@ -73,9 +73,13 @@ async def test_a_node_lost_during_ingest_loses_and_doubles_nothing(
 
             for n in range(10):
                 await write(n)
-            ready = (await c.get("/ready")).json()
-            assert ready["nats_cluster"]["degraded"] is False
-            assert len(ready["nats_cluster"]["nodes"]) == 3
+
+            async def cluster_seen() -> dict[str, Any] | None:
+                state: dict[str, Any] | None = (await c.get("/ready")).json()["nats_cluster"]
+                return state  # null while the state cannot be read (a busy cluster)
+
+            state = await eventually(cluster_seen, timeout=30)
+            assert state["degraded"] is False and len(state["nodes"]) == 3
             # kill the node the worker's NATS connection uses: it must resume elsewhere
             connected = worker.nc.connected_url
             victim = next(

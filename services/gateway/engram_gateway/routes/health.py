@@ -51,7 +51,12 @@ async def ready(state: State) -> Response[dict[str, Any]]:
         "registry_loaded": bridge.registry.loaded.is_set(),
     }
     ok = all(checks.values())
-    body: dict[str, Any] = {"status": "ready" if ok else "not ready", **checks}
+    # null: one server, or the cluster's state could not be read just now
+    body: dict[str, Any] = {
+        "status": "ready" if ok else "not ready",
+        **checks,
+        "nats_cluster": None,
+    }
     if checks["nats_connected"]:
         with contextlib.suppress(Exception):
             cluster = await asyncio.wait_for(cluster_state(bridge.js), 2.0)
