@@ -7,13 +7,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
+from engram_nats.connection import connect
 from engram_nats.membership import Membership, WorkerIdTaken
-from tests.helpers import eventually
+from tests.helpers import NatsServer, eventually
 
 TTL = 0.6
 
@@ -160,3 +162,35 @@ async def test_a_watcher_that_stalls_does_not_declare_live_workers_dead(
         assert "worker-busy-peer" in watcher.live()
     await asyncio.sleep(TTL / 2)
     assert "worker-busy-peer" in watcher.live()
+
+
+async def test_the_watch_comes_back_after_a_nats_restart(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "store")
+    server.start()
+    made: list[Membership] = []
+    conns: list[Client] = []
+    try:
+
+        async def member() -> Membership:
+            nc = await connect(server.url, "test")
+            conns.append(nc)
+            m = Membership(nc.jetstream(), ttl=TTL)
+            made.append(m)
+            await m.start()
+            return m
+
+        watcher, worker = await member(), await member()
+        await worker.announce("worker-before")
+        await _until(lambda: "worker-before" in watcher.live())
+        server.stop(kill=True)
+        server.start()  # same port, same store: the watch's consumer is gone
+        newcomer = await member()
+        await newcomer.announce("worker-after")
+        await _until(lambda: watcher.live() >= {"worker-before", "worker-after"}, timeout=15)
+        assert worker.live() >= {"worker-before", "worker-after"}
+    finally:
+        for m in made:
+            await m.close()
+        for nc in conns:
+            await nc.close()
+        server.stop()
