@@ -27,13 +27,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from engram_contract.placement import hosts
-from engram_contract.settings import WorkerSettings
 from engram_contract.subjects import QUERY_QUEUE, query_wildcard, serving_subject
 from engram_nats.membership import Membership
-from engram_nats.registry import SpaceRegistry
 from engram_worker.hosting import Hosting
+from engram_worker.hosting import Wiring as HostingWiring
 from engram_worker.idle import IdleSpaces
-from engram_worker.metrics import WorkerMetrics
 from engram_worker.queries import QueryFailed
 
 log = logging.getLogger(__name__)
@@ -42,18 +40,9 @@ log = logging.getLogger(__name__)
 _POLL = 0.2
 
 
-class Wiring(Protocol):
-    @property
-    def settings(self) -> WorkerSettings: ...
-
-    @property
-    def metrics(self) -> WorkerMetrics: ...
-
-    @property
-    def nc(self) -> Client: ...
-
-    @property
-    def registry(self) -> SpaceRegistry: ...
+class Wiring(HostingWiring, Protocol):
+    """What placement needs of the worker: hosting's wiring, the hosting itself
+    and the query callback it subscribes."""
 
     @property
     def hosting(self) -> Hosting: ...
