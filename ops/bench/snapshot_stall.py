@@ -22,11 +22,9 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,7 +35,7 @@ import nats
 import numpy as np
 from ingest import remember_messages
 from measure import NATS_SPACE, Config, make_dataset
-from stack import Stack, _spawn, _stop, _wait_ready, free_port
+from stack import Stack, _spawn, _stop, _wait_ready, free_port, new_stack
 from wire import (
     create_space,
     probe_body,
@@ -312,20 +310,13 @@ async def drive(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="engram-stall-"))
-    nats_port, http_port = free_port(), free_port()
-    stack = Stack(workdir, f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{http_port}", [])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    env |= {
-        "ENGRAM_NATS_URL": stack.nats_url,
-        "ENGRAM_HTTP_HOST": "127.0.0.1",
-        "ENGRAM_HTTP_PORT": str(http_port),
-        "ENGRAM_DATA_DIR": str(workdir / "data"),
-        "ENGRAM_SNAPSHOT_EVERY": str(10**9),  # only the snapshots asked for
-        "ENGRAM_SNAPSHOT_INTERVAL": str(10**6),
-        "ENGRAM_METRICS_PORT": str(free_port()),
-    }
-    stack.env = env
+    stack, nats_port = new_stack(
+        "engram-stall-",
+        ENGRAM_SNAPSHOT_EVERY=str(10**9),  # only the snapshots asked for
+        ENGRAM_SNAPSHOT_INTERVAL=str(10**6),
+        ENGRAM_METRICS_PORT=str(free_port()),
+    )
+    workdir, env = stack.workdir, stack.env
     try:
         server = start_nats_server(workdir / "nats", nats_port, log_file=stack.log("nats-server"))
         stack.procs.append(("nats-server", server))

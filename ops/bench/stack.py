@@ -178,10 +178,10 @@ def _wait_ready(stack: Stack, url: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"gateway not ready after {timeout:g} s")
 
 
-@contextlib.contextmanager
-def running_stack() -> Iterator[Stack]:
-    """nats-server + worker + gateway on loopback; all stopped and removed on exit."""
-    workdir = Path(tempfile.mkdtemp(prefix="engram-bench-"))
+def new_stack(prefix: str, **extra: str) -> tuple[Stack, int]:
+    """A stack's work dir, free loopback ports and environment (the caller's
+    ``ENGRAM_*`` left out, ``extra`` added); its NATS port. Nothing started yet."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     nats_port, http_port = free_port(), free_port()
     stack = Stack(workdir, f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{http_port}", [])
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
@@ -190,8 +190,17 @@ def running_stack() -> Iterator[Stack]:
         "ENGRAM_HTTP_HOST": "127.0.0.1",
         "ENGRAM_HTTP_PORT": str(http_port),
         "ENGRAM_DATA_DIR": str(workdir / "data"),
+        **extra,
     }
     stack.env = env
+    return stack, nats_port
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    """nats-server + worker + gateway on loopback; all stopped and removed on exit."""
+    stack, nats_port = new_stack("engram-bench-")
+    workdir, env = stack.workdir, stack.env
     try:
         server = start_nats_server(workdir / "nats", nats_port, log_file=stack.log("nats-server"))
         stack.procs.append(("nats-server", server))
