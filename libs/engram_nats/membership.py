@@ -249,30 +249,15 @@ class Membership:
             ttl=self.ttl,
         )
         data = beat.model_dump_json().encode()
-        await self._outlive(worker_id)
+        kv = self.kv
         # a bucket just created in a cluster may not answer until its stream has
         # a leader
-        kv = self.kv
-        self._revision = await settled(lambda: _claim(kv, worker_id, data), "claiming the id")
+        last = await settled(lambda: _outlive(kv, worker_id), "reading the id's last beat")
+        self._revision = await settled(lambda: _claim(kv, worker_id, data, last), "claiming the id")
         self.me = beat
         self._seen[worker_id] = (self.clock.now(), beat)
         await self._refresh()
         self._tasks.append(asyncio.create_task(self._beat(), name="membership-beat"))
-
-    async def _outlive(self, worker_id: str) -> None:
-        """Wait until the last beat under ``worker_id`` is a TTL old (a process of
-        ours that died and was restarted at once); raise :class:`WorkerIdTaken`
-        if it beats again meanwhile (another live process has the id)."""
-        seen = self._seen.get(worker_id)
-        while seen is not None and not seen[1].leaving:
-            age = self.clock.now() - seen[0]
-            if age >= seen[1].ttl:
-                return
-            await asyncio.sleep(seen[1].ttl - age + 0.05)
-            newer = self._seen.get(worker_id)
-            if newer is not None and newer[0] > seen[0]:
-                raise WorkerIdTaken(_taken(worker_id, self.clock.now() - newer[0]))
-            seen = newer
 
     async def _beat(self) -> None:
         while True:
@@ -339,23 +324,67 @@ class Membership:
                 await asyncio.wait_for(self._watcher.stop(), 2.0)  # type: ignore[attr-defined]
 
 
-async def _claim(kv: KeyValue, worker_id: str, data: bytes) -> int:
-    """Put our first beat under ``worker_id``: created, or over the last beat of a
-    life that is over; :class:`WorkerIdTaken` if another process got there first."""
+async def _last_beat(kv: KeyValue, worker_id: str) -> KeyValue.Entry | None:
     try:
-        entry = await kv.get(worker_id)
+        return await kv.get(worker_id)
     except KeyNotFoundError:
-        entry = None
+        return None
+
+
+def _live_beat(entry: KeyValue.Entry | None) -> WorkerBeat | None:
+    """The beat under ``entry`` if it speaks for a process that may still be alive
+    (not deleted, not leaving, readable)."""
+    if entry is None or not entry.value:
+        return None
     try:
-        if entry is None or not entry.value:
+        beat = WorkerBeat.model_validate_json(entry.value)
+    except ValidationError:
+        return None
+    return None if beat.leaving else beat
+
+
+async def _outlive(kv: KeyValue, worker_id: str) -> int | None:
+    """Wait until the last beat under ``worker_id`` is a TTL old (a process of ours
+    that died and was restarted at once) and return its revision (``None``: no
+    key); raise :class:`WorkerIdTaken` if the id beats again meanwhile (another
+    live process holds it, beating every TTL / 3).
+
+    Decided on the bucket's own revisions, never on what a watch has delivered so
+    far: a starved process may wake from its wait before its watch has read the
+    beats that arrived meanwhile, and would then take a live worker's id."""
+    entry = await _last_beat(kv, worker_id)
+    beat = _live_beat(entry)
+    if entry is None:
+        return None
+    revision = entry.revision or 0
+    if beat is not None:
+        # a read carries no timestamp: wait a whole TTL (plus a margin for a
+        # beat on its way) from now
+        await asyncio.sleep(beat.ttl + 0.25)
+        newer = await _last_beat(kv, worker_id)
+        if newer is None:
+            return None
+        if newer.revision != revision and _live_beat(newer) is not None:
+            raise WorkerIdTaken(_taken(worker_id, beat.ttl))
+        revision = newer.revision or 0
+    return revision
+
+
+async def _claim(kv: KeyValue, worker_id: str, data: bytes, last: int | None) -> int:
+    """Put our first beat under ``worker_id``: created, or over ``last`` (the last
+    beat of a life that is over); :class:`WorkerIdTaken` if anything was written
+    there since (another process beat or claimed it meanwhile)."""
+    try:
+        if last is None:
             return int(await kv.create(worker_id, data))
-        return int(await kv.update(worker_id, data, last=entry.revision))
-    except KeyWrongLastSequenceError as exc:  # another process claimed it meanwhile
+        return int(await kv.update(worker_id, data, last=last))
+    except KeyWrongLastSequenceError as exc:
         raise WorkerIdTaken(_taken(worker_id, 0.0)) from exc
 
 
-def _taken(worker_id: str, age: float) -> str:
+def _taken(worker_id: str, within: float) -> str:
+    when = f"it beat within the last {within:.1f} s" if within else "it claimed the id just now"
     return (
-        f"another worker with ENGRAM_WORKER_ID={worker_id!r} is alive (its last heartbeat "
-        f"{age:.1f} s ago); give every worker its own id"
+        f"another worker with ENGRAM_WORKER_ID={worker_id!r} is alive ({when}); "
+        "give every worker its own id"
     )
