@@ -235,7 +235,7 @@ def worker_metrics(registry: CollectorRegistry, max_spaces: int) -> WorkerMetric
         ),
         index_bytes=Gauge(
             "engram_index_memory_bytes",
-            "Memory held by the space's vector index (usearch).",
+            "Bytes of the space's vector index: its vectors and graph links.",
             space,
             registry=registry,
         ),

@@ -27,7 +27,10 @@ class VectorIndex:
         self.dtype = dtype
         self._index = Index(ndim=dim, metric=metric, dtype=dtype)
         self._dirty = False  # a removed vector may still sit in a free slot
-        self.memory_bytes = 0  # as of the last change (read while no insert runs)
+        # bytes of its vectors and graph links as of the last change (read while no
+        # insert runs); usearch's own ``memory_usage`` counts whole reserved arenas
+        # (16 MiB for a 10-vector index whose pages hold ~60 KiB)
+        self.memory_bytes = 0
 
     @classmethod
     def from_bytes(
@@ -49,7 +52,7 @@ class VectorIndex:
         restored.dtype = str(index.dtype).rsplit(".", 1)[-1].lower()
         restored._index = index
         restored._dirty = index.stats.nodes > len(index)
-        restored.memory_bytes = int(index.memory_usage)
+        restored.memory_bytes = int(index.serialized_length)
         return restored
 
     def __len__(self) -> int:
@@ -60,7 +63,7 @@ class VectorIndex:
             self._index.add(keys, vectors, threads=0)
             # read here, in the inserting thread: usearch's allocator may not be
             # read while another thread inserts (a metrics scrape crashed so)
-            self.memory_bytes = int(self._index.memory_usage)
+            self.memory_bytes = int(self._index.serialized_length)
 
     def remove(self, keys: list[int]) -> None:
         for key in keys:
