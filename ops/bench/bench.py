@@ -104,7 +104,13 @@ DEFAULT_OUT = HERE / "results" / "latest.json"
 
 
 async def bench_nats_path(
-    cfg: Config, stack: Stack, nc: Client, http: httpx.AsyncClient, data: Dataset, res: Results
+    cfg: Config,
+    stack: Stack,
+    nc: Client,
+    http: httpx.AsyncClient,
+    data: Dataset,
+    raw: Index,
+    res: Results,
 ) -> None:
     """Ingest straight into the WAL in stages; measure recall at each checkpoint (HTTP
     recall and the floors with the keep-alive client, see keepalive.py)."""
@@ -137,7 +143,7 @@ async def bench_nats_path(
     record_rss(stack, res, "worker_rss_after_ingest")
     async with KeepAliveClient(stack.http_url) as lean:
         await measure_floors(cfg, nc, lean, cfg.n, res)
-    await measure_throughput(cfg, stack, nc, data, res)
+    await measure_throughput(cfg, stack, nc, data, raw, res)
     total_s = sum(r.seconds for r in stages)
     note = f"{cfg.window} in flight, acked {acked_s:.2f} s"
     res.rates.append(Rate.of("engram nats ingest", cfg.n, total_s, note, dict(cpu)))
@@ -157,7 +163,7 @@ async def bench_engram(cfg: Config, stack: Stack, data: Dataset, raw: Index, res
         ) as http:
             await bench_raw_jetstream(cfg, nc, res)
             stack.check_alive()
-            await bench_nats_path(cfg, stack, nc, http, data, res)
+            await bench_nats_path(cfg, stack, nc, http, data, raw, res)
             stack.check_alive()
             await bench_http_ingest(cfg, stack, http, nc, data, res)
             stack.check_alive()

@@ -10,7 +10,15 @@ from typing import Any
 
 from measure import RECALL_HOPS, RECALL_MODES, Config, Results, Target, latency_cell, size_label
 from recall_paths import IN_WORKER_CALLS
-from throughput import CLIENTS, HTTP_MULTI, PATHS, qps, qps_ratio_name, throughput_name
+from throughput import (
+    CLIENTS,
+    HTTP_MULTI,
+    PATHS,
+    qps,
+    qps_ratio_name,
+    raw_throughput_name,
+    throughput_name,
+)
 from wire import recall_name
 
 INGEST_TARGETS = {"nats": 0.85, "http": 0.75}  # Engram ingest / raw usearch add (issue 14)
@@ -68,6 +76,14 @@ def compute_ratios(cfg: Config, res: Results) -> None:
     one, many = CLIENTS[0], CLIENTS[-1]
     for path in PATHS:
         res.ratios[qps_ratio_name(path)] = qps(res, path, many) / qps(res, path, one)
+    # the ceiling: what the cores allow the search alone, and how much of it is reached
+    raw_one = res.rate(raw_throughput_name(one)).per_s
+    raw_many = res.rate(raw_throughput_name(many)).per_s
+    res.ratios[f"raw search QPS {many} threads / {one} thread"] = raw_many / raw_one
+    for path in PATHS:
+        res.ratios[f"{path} recall QPS {many} clients / raw search QPS {many} threads"] = (
+            qps(res, path, many) / raw_many
+        )
     # what a deployment with several gateway processes gains over the default
     res.ratios[f"{HTTP_MULTI} recall QPS {many} clients / http {one} client"] = qps(
         res, HTTP_MULTI, many
@@ -237,7 +253,8 @@ def compute_targets(cfg: Config, res: Results) -> None:
                 QPS_SCALING_TARGET,
                 bool(ratio >= QPS_SCALING_TARGET),
                 f"{qps(res, path, many):,.0f} vs {qps(res, path, one):,.0f} QPS; p99 under "
-                f"load {loaded.p99_ms:.2f} ms; {res.environment.get('cpus')} CPUs",
+                f"load {loaded.p99_ms:.2f} ms; {res.environment.get('cpus')} CPUs; raw search "
+                f"alone {res.ratios[f'raw search QPS {many} threads / {one} thread']:.2f}×",
             )
         )
     fold = res.ratios["wal fold / raw wal replay"]

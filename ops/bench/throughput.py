@@ -3,19 +3,29 @@ sending similarity recalls (k=10) back to back for a fixed time, over NATS, over
 HTTP to the stack's gateway (one process, the default) and over HTTP to a second
 gateway running ``GATEWAY_PROCESSES`` processes (``ENGRAM_HTTP_WORKERS``), on the
 space and at the size the recall phase measured last (N). Records the QPS (a rate,
-with the CPU each process spent) and the latency under that load."""
+with the CPU each process spent) and the latency under that load.
+
+The same run measures the ceiling for it: raw usearch ``search`` (k=10) on the
+bench's own index of the same N vectors, back to back from 1 and then 8 threads
+(usearch releases the GIL while it searches), while the stack is idle. Raw QPS
+with 8 threads over 1 thread is what the machine's cores allow the search
+alone; Engram's 8-client QPS over it says how much of that ceiling the service
+reaches."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from keepalive import KeepAliveClient
 from measure import NATS_SPACE, Config, Dataset, Latency, Rate, Results, step
 from nats.aio.client import Client
 from stack import Stack, cpu_since
+from usearch.index import Index
 from wire import recall_body
 
 CLIENTS = (1, 8)
@@ -37,6 +47,32 @@ def throughput_name(path: str, clients: int) -> str:
 
 def qps_ratio_name(path: str) -> str:
     return f"{path} recall QPS {CLIENTS[-1]} clients / {CLIENTS[0]} client"
+
+
+def raw_throughput_name(threads: int) -> str:
+    return f"raw usearch search, {threads} thread{'s' if threads > 1 else ''}"
+
+
+def raw_search_qps(index: Index, queries: np.ndarray, k: int, threads: int, seconds: float) -> Rate:
+    """Searches back to back from ``threads`` threads for ``seconds``: the rate."""
+    counts = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def loop(t: int) -> None:
+        i, n = t * max(1, len(queries) // threads), 0
+        while time.perf_counter() < deadline:
+            index.search(queries[i % len(queries)], k)
+            i, n = i + 1, n + 1
+        counts[t] = n
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    pool = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    cpu = {"bench": time.process_time() - c0}
+    return Rate.of(raw_throughput_name(threads), sum(counts), time.perf_counter() - t0, "", cpu)
 
 
 async def _client(send: Send, bodies: list[bytes], start: int, deadline: float) -> list[float]:
@@ -69,7 +105,7 @@ async def run_clients(
 
 
 async def measure_throughput(
-    cfg: Config, stack: Stack, nc: Client, data: Dataset, res: Results
+    cfg: Config, stack: Stack, nc: Client, data: Dataset, raw: Index, res: Results
 ) -> None:
     """QPS and latency under load with 1 and 8 concurrent clients, over NATS and HTTP.
 
@@ -103,7 +139,15 @@ async def measure_throughput(
         "http": "one KeepAliveClient (a keep-alive connection per client), 1 gateway process",
         HTTP_MULTI: f"the same, a gateway of {GATEWAY_PROCESSES} processes",
         "nats": "one connection shared by the clients",
+        "raw": "usearch search on the bench's own index of the same vectors, threads",
     }
+    out["raw"] = {}
+    for threads in CLIENTS:
+        step(f"recall throughput: raw usearch search, {threads} thread(s), {seconds:g} s")
+        raw_search_qps(raw, data.queries, cfg.k, threads, WARMUP_S)
+        rate = await asyncio.to_thread(raw_search_qps, raw, data.queries, cfg.k, threads, seconds)
+        res.rates.append(rate)
+        out["raw"][str(threads)] = {"qps": rate.per_s, "searches": rate.count, "cpu_s": rate.cpu_s}
 
     async def via_nats(body: bytes) -> None:
         msg = await nc.request(subject, body, timeout=10.0)
