@@ -324,16 +324,17 @@ async def test_recall_consistency_modes(client: Client, space_id: str) -> None:
         f"/api/v1/spaces/{space_id}/memories",
         json={"content": "x", "id": "only", "embedding": random_unit(16, 3)},
     )
+    # without reinforcement: its write-back (a WAL command of its own, 0.25 s after
+    # a recall) would move the stream past seq 1 on a slow machine
+    cue = {"embedding": random_unit(16, 3), "reinforce": False}
     for mode in ("read_your_writes", "strong", "eventual"):
         r = await client.post(
-            f"/api/v1/spaces/{space_id}/recall",
-            json={"embedding": random_unit(16, 3), "consistency": mode},
+            f"/api/v1/spaces/{space_id}/recall", json={**cue, "consistency": mode}
         )
         assert r.status_code == 200
     strong = (
         await client.post(
-            f"/api/v1/spaces/{space_id}/recall",
-            json={"embedding": random_unit(16, 3), "consistency": "strong"},
+            f"/api/v1/spaces/{space_id}/recall", json={**cue, "consistency": "strong"}
         )
     ).json()
     assert strong["applied_seq"] == 1 and strong["results"][0]["memory"]["id"] == "only"
