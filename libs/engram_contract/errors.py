@@ -64,6 +64,14 @@ class MemoryNotFound(NotFound):
     """The memory id is not in this space (even if another space has it)."""
 
 
+class Unauthorized(EngramError):
+    """No key, or one that is not (or no longer) valid (401)."""
+
+
+class Forbidden(EngramError):
+    """The key is valid but may not do this, or not in this space (403)."""
+
+
 class InvalidInput(EngramError):
     """The input was refused: invalid ids, fields, dims, bounds, sizes.
     ``errors`` names each field."""
@@ -106,6 +114,10 @@ def error_for(
         )
     elif status in (400, 413, 422):
         cls = InvalidInput
+    elif status == 401:
+        cls = Unauthorized
+    elif status == 403:
+        cls = Forbidden
     elif status == 409:
         cls = LimitReached if title == "Space limit reached" else Conflict
     elif status == 504:

@@ -82,6 +82,18 @@ class GatewaySettings(CommonSettings):
     query_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a worker.")
     publish_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for PubAcks.")
     max_body_bytes: int = Field(default=128 * 1024 * 1024, description="Largest request body.")
+    auth: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="API keys: required, off, or auto (required unless the gateway listens "
+        "on loopback only; a key sent anyway is checked).",
+    )
+    admin_key: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=512,
+        description="An admin API key set at start (stored hashed; a new value replaces the "
+        "old one): how a deployment gets its first key.",
+    )
 
 
 class WorkerSettings(CommonSettings):

@@ -13,6 +13,7 @@ REGISTRY_BUCKET: Final = "ENGRAM_SPACES"
 SNAPSHOT_BUCKET: Final = "ENGRAM_SNAPSHOTS"
 #: Live workers: one key per worker id, its heartbeat (:class:`WorkerBeat`).
 WORKERS_BUCKET: Final = "ENGRAM_WORKERS"
+KEYS_BUCKET: Final = "ENGRAM_KEYS"
 STREAM_PREFIX: Final = "ENGRAM_SPACE_"
 
 CommandVerb = Literal["remember", "forget", "link", "reinforce", "consolidate"]

@@ -14,9 +14,9 @@ from throughput import (
     CLIENTS,
     HTTP_MULTI,
     PATHS,
+    ceiling_ratios,
     qps,
     qps_ratio_name,
-    raw_throughput_name,
     throughput_name,
 )
 from wire import recall_name
@@ -76,14 +76,7 @@ def compute_ratios(cfg: Config, res: Results) -> None:
     one, many = CLIENTS[0], CLIENTS[-1]
     for path in PATHS:
         res.ratios[qps_ratio_name(path)] = qps(res, path, many) / qps(res, path, one)
-    # the ceiling: what the cores allow the search alone, and how much of it is reached
-    raw_one = res.rate(raw_throughput_name(one)).per_s
-    raw_many = res.rate(raw_throughput_name(many)).per_s
-    res.ratios[f"raw search QPS {many} threads / {one} thread"] = raw_many / raw_one
-    for path in PATHS:
-        res.ratios[f"{path} recall QPS {many} clients / raw search QPS {many} threads"] = (
-            qps(res, path, many) / raw_many
-        )
+    res.ratios |= ceiling_ratios(res)  # what the cores allow the search alone
     # what a deployment with several gateway processes gains over the default
     res.ratios[f"{HTTP_MULTI} recall QPS {many} clients / http {one} client"] = qps(
         res, HTTP_MULTI, many

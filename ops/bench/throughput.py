@@ -53,6 +53,22 @@ def raw_throughput_name(threads: int) -> str:
     return f"raw usearch search, {threads} thread{'s' if threads > 1 else ''}"
 
 
+def ceiling_ratios(res: Results) -> dict[str, float]:
+    """Raw search QPS from 8 threads over 1 (what the cores allow the search alone),
+    and each path's 8-client QPS over the raw 8-thread QPS (how much of it is reached)."""
+    one, many = CLIENTS[0], CLIENTS[-1]
+    raw_many = res.rate(raw_throughput_name(many)).per_s
+    ratios = {
+        f"raw search QPS {many} threads / {one} thread": raw_many
+        / res.rate(raw_throughput_name(one)).per_s
+    }
+    for path in PATHS:
+        ratios[f"{path} recall QPS {many} clients / raw search QPS {many} threads"] = (
+            qps(res, path, many) / raw_many
+        )
+    return ratios
+
+
 def raw_search_qps(index: Index, queries: np.ndarray, k: int, threads: int, seconds: float) -> Rate:
     """Searches back to back from ``threads`` threads for ``seconds``: the rate."""
     counts = [0] * threads

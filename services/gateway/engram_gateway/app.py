@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from engram_contract import __version__
 from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
+from engram_gateway.auth import Gatekeeper, authorize, keys_required
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
 from engram_gateway.problems import EXCEPTION_HANDLERS
@@ -29,6 +30,7 @@ from engram_gateway.processes import shared_state
 from engram_gateway.routes import ROUTES
 from engram_gateway.spaces import SpaceResolver, deprecation_headers
 from engram_nats.connection import connect
+from engram_nats.keys import KeyStore
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import ensure_events_stream
@@ -105,10 +107,18 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         await registry.start_watch()
         await registry.wait_loaded()
         await bridge.spaces.create_or_get(settings.default_space)
+        keys = KeyStore(js, replicas=settings.stream_replicas)
+        await keys.start()
+        if settings.admin_key:
+            record = await keys.set_operator_key(settings.admin_key)
+            log.info("gateway: ENGRAM_ADMIN_KEY is admin key %s", record.id)
+        app.state.auth = Gatekeeper(keys, required=keys_required(settings))
+        _say_how_keys_are_checked(settings, keys)
         app.state.bridge = bridge
         try:
             yield
         finally:
+            await keys.close()
             await registry.close()
             await membership.close()
             try:
@@ -121,6 +131,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[_timed],
+        guards=[authorize],
         before_send=[request_counter(metrics), deprecation_headers],
         state=State({"metrics": metrics, "spaces": SpaceResolver(settings, metrics)}),
         request_max_body_size=settings.max_body_bytes,
@@ -135,6 +146,30 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
         ),
     )
+
+
+def _say_how_keys_are_checked(settings: GatewaySettings, keys: KeyStore) -> None:
+    if not keys_required(settings):
+        if settings.auth == "off":
+            log.warning("gateway: API keys are off (ENGRAM_AUTH=off): any client may do anything")
+        else:
+            log.info(
+                "gateway: API keys not required: listening on loopback %s (ENGRAM_AUTH=auto); "
+                "a key sent is checked",
+                settings.http_host,
+            )
+        return
+    why = (
+        "ENGRAM_AUTH=required"
+        if settings.auth == "required"
+        else (f"listening on {settings.http_host}, not loopback (ENGRAM_AUTH=auto)")
+    )
+    log.info("gateway: API keys required (%s)", why)
+    if not keys.any_keys():
+        log.warning(
+            "gateway: keys are required but none exists: set ENGRAM_ADMIN_KEY to make the "
+            "first one, or every request will be refused"
+        )
 
 
 def create_app_from_environment() -> Litestar:

@@ -14,6 +14,7 @@ from litestar.handlers import HTTPRouteHandler
 from engram_contract import __version__
 from engram_contract.asyncapi import asyncapi_document, public_servers
 from engram_contract.settings import GatewaySettings
+from engram_gateway.auth import READ
 
 
 def asyncapi_routes(settings: GatewaySettings) -> list[HTTPRouteHandler]:
@@ -32,6 +33,7 @@ def asyncapi_routes(settings: GatewaySettings) -> list[HTTPRouteHandler]:
         description="What an agent publishes on `spaces.<space>.<verb>`, requests on "
         "`spaces.<space>.q.<name>` (request and reply schemas) and receives on "
         "`spaces.<space>.evt.<kind>`, with every payload's JSON schema.",
+        opt=READ,
     )
     async def asyncapi() -> Response[bytes]:
         # in a thread: the first call builds the document (and imports FastStream)

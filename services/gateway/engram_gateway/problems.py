@@ -69,6 +69,9 @@ def problem_response(request: Request[Any, Any, Any], exc: EngramError) -> Respo
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(0, math.ceil(exc.retry_after)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="engram"'
+
     return Response(
         content=problem_body(exc, request.url.path),
         status_code=exc.status,

@@ -14,6 +14,7 @@ import logging
 from typing import Any, cast
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 HEADER = "x-memory-space"
 MISSING = "Missing memory_space_id. Set --space or X-Memory-Space header."
+#: the scope key under which the route's guard leaves the space it resolved
+RESOLVED_SPACE = "engram.space"
 #: the scope key that marks a request as served from the default space by fallback
 _FALLBACK = "engram.space_fallback"
 
@@ -57,7 +60,7 @@ class SpaceResolver:
         self.max_clients = max_clients
         self._warned: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
 
-    def resolve(self, request: Request[Any, Any, Any], path_space: str | None) -> str:
+    def resolve(self, request: ASGIConnection[Any, Any, Any, Any], path_space: str | None) -> str:
         header = request.headers.get(HEADER)
         if path_space is not None:
             checked_space(path_space)
@@ -87,7 +90,7 @@ class SpaceResolver:
         self._fallback(request)
         return self.default_space
 
-    def _fallback(self, request: Request[Any, Any, Any]) -> None:
+    def _fallback(self, request: ASGIConnection[Any, Any, Any, Any]) -> None:
         self.metrics.default_fallback.inc()
         cast("dict[str, Any]", request.scope)[_FALLBACK] = self.default_space
         client = (
@@ -106,7 +109,7 @@ class SpaceResolver:
             "(ENGRAM_REQUIRE_EXPLICIT_SPACE=true rejects such requests)",
             client[0] or "?",
             client[1],
-            request.method,
+            request.scope.get("method", ""),
             request.url.path,
             self.default_space,
         )
@@ -114,7 +117,11 @@ class SpaceResolver:
 
 def resolve_space(request: Request[Any, Any, Any], path_space: str | None) -> str:
     """The space ``request`` is about (``path_space``: the path's, None on legacy
-    routes); raises a 400 :class:`EngramError` when there is none or two disagree."""
+    routes); raises a 400 :class:`EngramError` when there is none or two disagree.
+    The route's guard resolved it already (to check the key's scope): that answer."""
+    resolved = request.scope.get(RESOLVED_SPACE)
+    if resolved is not None:
+        return cast("str", resolved)
     resolver: SpaceResolver = request.app.state.spaces
     return resolver.resolve(request, path_space)
 

@@ -4,6 +4,7 @@ from engram_gateway.routes import (
     consolidate,
     events,
     health,
+    keys,
     legacy,
     links,
     memories,
@@ -25,6 +26,7 @@ ROUTES = [
     *events.ROUTES,
     *transfer.ROUTES,
     *legacy.ROUTES,
+    *keys.ROUTES,
 ]
 
 __all__ = ["ROUTES"]

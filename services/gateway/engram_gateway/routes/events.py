@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 
+from engram_gateway.auth import READ
 from engram_gateway.events import EVENT_KINDS, EventFeed, parse_last_event_id, parse_types
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
@@ -23,6 +24,7 @@ from engram_gateway.spaces import resolve_space
     "sequence in the events stream, `event` its kind, `data` the event JSON. New events "
     "only, unless `Last-Event-ID` (header or `?last_event_id=`) asks to resume after that "
     "id. A `: keep-alive` comment is sent every 15 s while idle.",
+    opt=READ,
 )
 async def space_events(
     space: FromPath[str],

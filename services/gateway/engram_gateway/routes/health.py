@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engram_contract.errors import Unavailable
+from engram_gateway.auth import OPEN
 from engram_gateway.metrics import GatewayMetrics, exposition
 from engram_gateway.routes.common import bridge_of
 from engram_nats.registry import cluster_state
@@ -23,6 +24,7 @@ from engram_nats.registry import cluster_state
     summary="Liveness: NATS connected and the registry watch running",
     description="200 `{status: ok}` while the gateway's NATS connection is up and its "
     "space registry watch runs; otherwise 503 problem+json saying which is not.",
+    opt=OPEN,
 )
 async def health(state: State) -> dict[str, str]:
     reason = bridge_of(state).healthy
@@ -43,6 +45,7 @@ async def health(state: State) -> dict[str, str]:
     description="200 when NATS is connected and the registry loaded, else 503. "
     "`nats_cluster` says whether a JetStream cluster has lost a node (`degraded`: "
     "still serving, on a quorum) — a degraded cluster does not make the gateway unready.",
+    opt=OPEN,
 )
 async def ready(state: State) -> Response[dict[str, Any]]:
     bridge = bridge_of(state)
@@ -64,7 +67,7 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ok else 503)
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
+@get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)", opt=OPEN)
 async def metrics(state: State) -> Response[bytes]:
     gauges: GatewayMetrics = state.metrics
     counts = collections.Counter(r.status for r in bridge_of(state).registry.cached_all())

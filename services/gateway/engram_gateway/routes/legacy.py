@@ -9,6 +9,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
+from engram_gateway.auth import LEGACY, READ, WRITE
 from engram_gateway.routes.common import Cursor, IncludeVector, IncludeVectors, Limit
 from engram_gateway.routes.memories import (
     forget_in,
@@ -32,6 +33,7 @@ _LEGACY = (
     status_code=202,
     summary="Remember one memory or a batch (space from X-Memory-Space or ?space=)",
     description=_LEGACY + "Otherwise as `POST /api/v1/spaces/{space}/memories`.",
+    opt=WRITE | LEGACY,
 )
 async def legacy_remember(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     return await remember_in(resolve_space(request, None), request, state)
@@ -42,6 +44,7 @@ async def legacy_remember(request: Request[Any, Any, Any], state: State) -> Resp
     tags=["legacy"],
     summary="Page through memories (space from X-Memory-Space or ?space=)",
     description=_LEGACY + "Otherwise as `GET /api/v1/spaces/{space}/memories`.",
+    opt=READ | LEGACY,
 )
 async def legacy_list_memories(
     request: Request[Any, Any, Any],
@@ -60,6 +63,7 @@ async def legacy_list_memories(
     tags=["legacy"],
     summary="Get one memory (space from X-Memory-Space or ?space=)",
     description=_LEGACY + "Otherwise as `GET /api/v1/spaces/{space}/memories/{id}`.",
+    opt=READ | LEGACY,
 )
 async def legacy_get_memory(
     memory_id: FromPath[str],
@@ -76,6 +80,7 @@ async def legacy_get_memory(
     status_code=202,
     summary="Forget a memory (space from X-Memory-Space or ?space=)",
     description=_LEGACY + "Otherwise as `DELETE /api/v1/spaces/{space}/memories/{id}`.",
+    opt=WRITE | LEGACY,
 )
 async def legacy_forget(
     memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -89,6 +94,7 @@ async def legacy_forget(
     status_code=200,
     summary="Recall memories (space from X-Memory-Space or ?space=)",
     description=_LEGACY + "Otherwise as `POST /api/v1/spaces/{space}/recall`.",
+    opt=READ | LEGACY,
 )
 async def legacy_recall(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     return await recall_in(resolve_space(request, None), request, state)

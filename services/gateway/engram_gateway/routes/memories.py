@@ -13,6 +13,7 @@ from litestar.params import FromPath
 from engram_contract.errors import field_error
 from engram_contract.ids import MEMORY_ID_EXPECTED, MEMORY_ID_RE
 from engram_contract.messages import ForgetBatch, ListRequest, MemoryBatch, MemoryIn
+from engram_gateway.auth import READ, WRITE
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import (
     Cursor,
@@ -36,6 +37,7 @@ _BATCH = re.compile(rb'\s*\{\s*"memories"\s*:')
     description='Body: one `MemoryIn`, or `{"memories": [MemoryIn, …]}` (≤ 1000). '
     "Answers 202 `{ids, seq}` once JetStream has acknowledged every message. "
     "An `Idempotency-Key` header makes retries return the same ids and seq.",
+    opt=WRITE,
 )
 async def remember(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -65,6 +67,7 @@ async def remember_in(space: str, request: Request[Any, Any, Any], state: State)
     description="Answers 202 `{seq}` once the forget command is in the WAL. The worker drops "
     "the memory from index and records and erases the stream message that stored it "
     "(JetStream overwrites the bytes). Forgetting an unknown id is a no-op.",
+    opt=WRITE,
 )
 async def forget(
     space: FromPath[str], memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -92,6 +95,7 @@ async def forget_in(
     "the WAL. Unknown ids are no-ops; an unknown space is a 404. With an "
     "`Idempotency-Key` header the command ids are `<key>:<index>`, so a retry is stored "
     "once and answers the same seq.",
+    opt=WRITE,
 )
 async def forget_many(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -107,6 +111,7 @@ async def forget_many(
     "/api/v1/spaces/{space:str}/memories/{memory_id:str}",
     tags=["memories"],
     summary="Get one memory",
+    opt=READ,
 )
 async def get_memory(
     space: FromPath[str],
@@ -130,6 +135,7 @@ async def get_memory_in(
     "/api/v1/spaces/{space:str}/memories",
     tags=["memories"],
     summary="Page through a space's memories (stream order)",
+    opt=READ,
 )
 async def list_memories(
     space: FromPath[str],

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from engram_contract.messages import QueryStruct, RecallWire, parse_query
 from engram_contract.messages.query_structs import MODEL_OF
+from engram_gateway.auth import READ
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import resolve_space
@@ -34,6 +35,7 @@ Q = TypeVar("Q", bound=QueryStruct)
     "written through the WAL shortly after). `consistency`: `read_your_writes` "
     "(default: waits for this gateway's writes), `strong` (waits for the stream's last "
     "sequence), `eventual` (no wait).",
+    opt=READ,
 )
 async def recall(
     space: FromPath[str], request: Request[Any, Any, Any], state: State

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 
 from engram_contract.messages import CreateSpace
+from engram_gateway.auth import ADMIN, READ, audit_log, principal_of
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import checked_space, resolve_space
@@ -22,24 +23,37 @@ from engram_gateway.spaces import checked_space, resolve_space
     description="Body: `CreateSpace` (`id`, optional `dim`, `metric`, `embedder`, `links`, "
     "`decay`, `consolidation`). 201 when created, 200 when it already existed with the "
     "same settings.",
+    opt=ADMIN,
 )
 async def create_space(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
     body = parse_body(CreateSpace, await request.body())
     checked_space(body.id)
     rec, created = await bridge_of(state).create_space(body)
+    if created:
+        audit_log(request, "space.create", space=rec.id)
     return Response(rec.model_dump(mode="json"), status_code=201 if created else 200)
 
 
-@get("/api/v1/spaces", tags=["spaces"], summary="List spaces")
-async def list_spaces(state: State) -> dict[str, Any]:
+@get("/api/v1/spaces", tags=["spaces"], summary="List spaces", opt=READ)
+async def list_spaces(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    """Every active space an admin (or a request without keys) may see; a scoped
+    key sees only its own."""
+    principal = principal_of(request)
     recs = bridge_of(state).registry.cached_all()
-    return {"spaces": [r.model_dump(mode="json") for r in recs if r.status == "active"]}
+    return {
+        "spaces": [
+            r.model_dump(mode="json")
+            for r in recs
+            if r.status == "active" and principal.may("read", r.id)
+        ]
+    }
 
 
 @get(
     "/api/v1/spaces/{space:str}",
     tags=["spaces"],
     summary="A space's record with its memory count and applied sequence",
+    opt=READ,
 )
 async def show_space(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -62,11 +76,13 @@ async def show_space(
     description="The record turns `deleting` (writes 409, reads 404), workers unload the "
     "space, its WAL stream is deleted, then the record: the id is free again and "
     "creating it gives an empty space.",
+    opt=ADMIN,
 )
 async def delete_space(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[dict[str, Any]]:
     await bridge_of(state).delete_space(resolve_space(request, space))
+    audit_log(request, "space.delete", space=space)
     return Response({"id": space, "status": "deleted"}, status_code=202)
 
 

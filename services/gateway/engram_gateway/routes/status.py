@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
+from engram_gateway.auth import READ, require
 from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import checked_space
 
@@ -16,12 +17,19 @@ from engram_gateway.spaces import checked_space
     "/api/v1/status",
     tags=["ops"],
     summary="Every space's WAL position, hosting worker, lag, snapshot, or why it failed",
+    opt=READ,
 )
 async def status(
+    request: Request[Any, Any, Any],
     state: State,
     space: Annotated[str | None, QueryParameter(description="Only this space.")] = None,
 ) -> Response[bytes]:
-    report = await bridge_of(state).status(None if space is None else checked_space(space))
+    """A key scoped to spaces asks about one of them (``?space=``); the whole
+    deployment's status (every space, the workers, the NATS cluster) is an admin's."""
+    if space is not None:
+        checked_space(space)
+    require(request, "read", space)
+    report = await bridge_of(state).status(space)
     return raw_json(report.model_dump_json().encode())
 
 

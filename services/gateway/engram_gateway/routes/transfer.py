@@ -36,6 +36,7 @@ from engram_contract.messages import (
     ImportResult,
     SpaceSettings,
 )
+from engram_gateway.auth import READ, WRITE
 from engram_gateway.importer import Importer
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
@@ -78,6 +79,7 @@ def _line(doc: Any) -> bytes:
     "explicit links to memories exported before it, a semantic memory's members), then "
     '`{"end": {"memories", "links"}}`. `?tag=T` (repeatable) exports only memories '
     "carrying all of them. `POST …/import` takes it back.",
+    opt=READ,
 )
 async def export_space(
     space: FromPath[str], request: Request[Any, Any, Any], state: State, tag: Tags = None
@@ -183,6 +185,7 @@ async def _numbered_lines(
     "validated before anything is written: a bad line is a 400 naming it, and nothing "
     "is imported. The space must exist (404), or `?create=true` creates it with the "
     "export's settings. Answers `{space, created, memories, links, seq}`.",
+    opt=WRITE,
 )
 async def import_space(
     space: FromPath[str],
