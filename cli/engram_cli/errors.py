@@ -4,7 +4,8 @@ and an exit code.
 Exit codes (``engram space`` and ``engram memory``): ``0`` done; ``1`` not found
 or a conflict (the space or memory does not exist, the space exists with other
 settings); ``2`` usage: bad arguments, invalid input, no memory space given;
-``3`` the gateway is unreachable or cannot answer now (no worker, NATS down).
+``3`` the gateway is unreachable or cannot answer now (no worker, NATS down);
+``4`` refused: no API key, an invalid one, or one that does not cover the request.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from engram_contract.errors import EngramError, InvalidInput, Unavailable
+from engram_contract.errors import EngramError, Forbidden, InvalidInput, Unauthorized, Unavailable
 
-OK, FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
+OK, FAILED, USAGE, UNAVAILABLE, DENIED = 0, 1, 2, 3, 4
 
 
 def error(err: Console, message: str) -> None:
@@ -27,6 +28,8 @@ def exit_code_for(exc: EngramError) -> int:
         return USAGE
     if isinstance(exc, Unavailable):
         return UNAVAILABLE
+    if isinstance(exc, (Unauthorized, Forbidden)):
+        return DENIED
     return FAILED  # not found, a conflict, anything else the service refused
 
 

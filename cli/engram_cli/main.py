@@ -79,6 +79,12 @@ def cmd_space(args: argparse.Namespace) -> int:
     return run_space(args)
 
 
+def cmd_key(args: argparse.Namespace) -> int:
+    from engram_cli.keys import run_key
+
+    return run_key(args)
+
+
 def cmd_memory(args: argparse.Namespace) -> int:
     from engram_cli.memory import run_memory
 
@@ -98,6 +104,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # here, not at the top: the client commands' modules import the SDK and rich
+    from engram_cli.keys import add_parser as key_parser
     from engram_cli.memory import add_parser as memory_parser
     from engram_cli.space import add_parser as space_parser
     from engram_cli.status import add_parser as status_parser
@@ -147,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_parser(sub).set_defaults(func=cmd_status)
     space_parser(sub).set_defaults(func=cmd_space)
     memory_parser(sub).set_defaults(func=cmd_memory)
+    key_parser(sub).set_defaults(func=cmd_key)
     for p in transfer_parsers(sub).values():
         p.set_defaults(func=cmd_transfer)
     return parser

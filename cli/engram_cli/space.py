@@ -38,6 +38,21 @@ def gateway_url(args: argparse.Namespace) -> str:
     return str(getattr(args, "url", None) or os.environ.get("ENGRAM_URL") or DEFAULT_URL)
 
 
+def gateway_key(args: argparse.Namespace) -> str | None:
+    """``--api-key``, else ``ENGRAM_API_KEY`` (None: send none)."""
+    key = getattr(args, "api_key", None) or os.environ.get("ENGRAM_API_KEY")
+    return str(key) if key else None
+
+
+def add_key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="the API key to send (default: ENGRAM_API_KEY; needed when the gateway requires keys)",
+    )
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every ``space``/``memory`` subcommand takes (an argparse parent)."""
     p = argparse.ArgumentParser(add_help=False)
@@ -50,6 +65,7 @@ def common_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for the gateway"
     )
+    add_key_option(p)
     return p
 
 
@@ -66,7 +82,9 @@ def run_with_client(
     err = err or Console(stderr=True)
 
     async def go() -> int:
-        async with EngramClient.http(gateway_url(args), timeout=args.timeout) as client:
+        async with EngramClient.http(
+            gateway_url(args), timeout=args.timeout, api_key=gateway_key(args)
+        ) as client:
             return await command(client, args, out, err)
 
     try:

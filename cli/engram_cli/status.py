@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from engram_client.http_transport import problem_error
+from engram_cli.space import add_key_option, gateway_key
+from engram_client.http_transport import key_headers, problem_error
 from engram_contract.errors import NotFound
 from engram_contract.messages import SpaceStatusRow, StatusResponse
 
@@ -73,14 +74,21 @@ def exit_code(report: StatusResponse, lag_warn: int) -> int:
     return UNHEALTHY if bad else OK
 
 
-def fetch_status(url: str, space: str | None, timeout: float) -> dict[str, Any]:
+def fetch_status(
+    url: str, space: str | None, timeout: float, api_key: str | None = None
+) -> dict[str, Any]:
     """``GET {url}/api/v1/status[?space=S]``: the JSON body. Raises
     :class:`StatusUnavailable` with a one-line message naming ``url``."""
     import httpx
 
     params = {} if space is None else {"space": space}
     try:
-        r = httpx.get(f"{url.rstrip('/')}/api/v1/status", params=params, timeout=timeout)
+        r = httpx.get(
+            f"{url.rstrip('/')}/api/v1/status",
+            params=params,
+            timeout=timeout,
+            headers=key_headers(api_key),
+        )
     except httpx.TimeoutException:
         raise StatusUnavailable(f"the gateway at {url} did not answer in {timeout:g} s") from None
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
@@ -198,7 +206,7 @@ def run_status(
         err.print("[red]error:[/] --lag-warn must be 0 or more")
         return UNREACHABLE
     try:
-        body = fetch_status(url, args.space, args.timeout)
+        body = fetch_status(url, args.space, args.timeout, gateway_key(args))
         report = StatusResponse.model_validate(body)
     except StatusUnavailable as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -232,6 +240,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help=f"the gateway's base URL (default: ENGRAM_URL, else {DEFAULT_URL})",
     )
     p.add_argument("--space", metavar="S", help="only this space")
+    add_key_option(p)
     p.add_argument(
         "--lag-warn",
         type=int,

@@ -37,7 +37,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from engram_client.http_transport import problem_error
+from engram_cli.space import add_key_option, gateway_key
+from engram_client.http_transport import key_headers, problem_error
 from engram_contract.messages import MAX_BATCH
 from engram_contract.settings import GatewaySettings
 
@@ -177,8 +178,10 @@ def forget_many(client: httpx.Client, space: str, ids: list[str], console: Conso
     return len(ids)
 
 
-def _client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=httpx.Timeout(120.0, connect=10.0))
+def _client(url: str, api_key: str | None) -> httpx.Client:
+    return httpx.Client(
+        base_url=url, timeout=httpx.Timeout(120.0, connect=10.0), headers=key_headers(api_key)
+    )
 
 
 def _run(
@@ -191,7 +194,7 @@ def _run(
     err = err or Console(stderr=True)
     url = base_url(args)
     try:
-        with _client(url) as client:
+        with _client(url, gateway_key(args)) as client:
             summary: dict[str, Any] = step(client, err)
     except TransferFailed as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -290,6 +293,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         help=f"the gateway's base URL (default: ENGRAM_URL, else {DEFAULT_URL})",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_key_option(p)
 
 
 def add_parsers(sub: Any) -> dict[str, argparse.ArgumentParser]:

@@ -78,12 +78,20 @@ class EngramClient:
         self.transport = transport
 
     @classmethod
-    def http(cls, url: str = "http://127.0.0.1:7432", *, timeout: float = 30.0) -> EngramClient:
+    def http(
+        cls,
+        url: str = "http://127.0.0.1:7432",
+        *,
+        timeout: float = 30.0,
+        api_key: str | None = None,
+    ) -> EngramClient:
         """Talk to the gateway at ``url``. Writes return once the gateway has the
-        PubAck (durable); reads wait for this gateway's earlier writes."""
+        PubAck (durable); reads wait for this gateway's earlier writes. ``api_key``
+        (default: ``ENGRAM_API_KEY`` from the environment) is sent as
+        ``Authorization: Bearer``."""
         from engram_client.http_transport import HttpTransport
 
-        return cls(HttpTransport(url, timeout=timeout))
+        return cls(HttpTransport(url, timeout=timeout, api_key=api_key))
 
     @classmethod
     def nats(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -57,13 +58,21 @@ def problem_error(response: httpx.Response, body: bytes) -> EngramError:
     )
 
 
+def key_headers(api_key: str | None = None) -> dict[str, str]:
+    """``Authorization: Bearer`` for ``api_key``, else for ``ENGRAM_API_KEY`` when it
+    is set (nothing when neither is)."""
+    key = api_key if api_key is not None else os.environ.get("ENGRAM_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class HttpTransport:
     """Talks to a gateway at ``url``: the gateway validates, embeds, publishes
     (answering once JetStream acknowledged) and forwards queries."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.headers = {"User-Agent": "engram-sdk", **key_headers(api_key)}
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -75,7 +84,7 @@ class HttpTransport:
     async def open(self) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                base_url=self.url, timeout=self.timeout, headers={"User-Agent": "engram-sdk"}
+                base_url=self.url, timeout=self.timeout, headers=self.headers
             )
 
     async def close(self) -> None:
