@@ -72,6 +72,10 @@ class Forbidden(EngramError):
     """The key is valid but may not do this, or not in this space (403)."""
 
 
+class RateLimited(EngramError):
+    """Over the API key's request rate (429); ``retry_after`` says when to retry."""
+
+
 class InvalidInput(EngramError):
     """The input was refused: invalid ids, fields, dims, bounds, sizes.
     ``errors`` names each field."""
@@ -118,6 +122,8 @@ def error_for(
         cls = Unauthorized
     elif status == 403:
         cls = Forbidden
+    elif status == 429:
+        cls = RateLimited
     elif status == 409:
         cls = LimitReached if title == "Space limit reached" else Conflict
     elif status == 504:

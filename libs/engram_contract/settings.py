@@ -87,6 +87,18 @@ class GatewaySettings(CommonSettings):
         description="API keys: required, off, or auto (required unless the gateway listens "
         "on loopback only; a key sent anyway is checked).",
     )
+    rate_limit: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests per second each API key may make to one gateway process "
+        "(a token bucket; 0: no limit). Over it: 429 with Retry-After.",
+    )
+    rate_burst: int = Field(
+        default=0,
+        ge=0,
+        description="Requests a key may make at once before the rate applies "
+        "(0: twice the rate, at least 1).",
+    )
     admin_key: str | None = Field(
         default=None,
         min_length=16,

@@ -224,3 +224,22 @@ async def test_on_loopback_with_auth_auto_no_key_is_needed_but_a_sent_one_is_che
         assert (await client.get("/api/v1/spaces")).status_code == 200
         r = await client.get("/api/v1/spaces", headers=bearer("egk_0123456789ab_" + "B" * 43))
         assert r.status_code == 401
+
+
+async def test_a_key_over_its_rate_gets_429_with_retry_after(nats_server: Any) -> None:
+    settings = gateway_settings(
+        nats_server.url, auth="required", admin_key=ADMIN_KEY, rate_limit=0.5, rate_burst=4
+    )
+    async with running_gateway(settings) as client:
+        alpha = _space("alpha")
+        await _spaces(client, alpha)
+        first = bearer((await _key(client, spaces=[alpha], role="read"))["key"])
+        second = bearer((await _key(client, spaces=[alpha], role="read"))["key"])
+        path = f"/api/v1/spaces/{alpha}"
+        # the admin's own 3 requests above came out of its own bucket
+        assert [(await client.get(path, headers=first)).status_code for _ in range(4)] == [200] * 4
+        r = await client.get(path, headers=first)
+        assert r.status_code == 429, r.text
+        assert 1 <= int(r.headers["retry-after"]) <= 2
+        assert "rate limit" in r.json()["detail"]
+        assert (await client.get(path, headers=second)).status_code == 200

@@ -6,7 +6,7 @@ import pytest
 
 from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
-from engram_gateway.auth import keys_required, loopback
+from engram_gateway.auth import RateLimiter, keys_required, loopback
 from engram_gateway.routes import ROUTES
 
 PROBES = {"/health", "/ready", "/metrics"}
@@ -53,3 +53,19 @@ def test_auto_requires_keys_unless_on_loopback(host: str, auth: str, required: b
     settings = GatewaySettings(http_host=host, auth=auth)
     assert keys_required(settings) is required
     assert loopback(host) is (host in ("127.0.0.1", "::1", "localhost"))
+
+
+def test_the_rate_limiter_is_a_token_bucket_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("engram_gateway.auth.time.monotonic", lambda: now[0])
+    limiter = RateLimiter(rate=2.0, burst=3)
+    assert [limiter.wait("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait("a") == pytest.approx(0.5)  # empty: one token in 1/rate s
+    assert limiter.wait("b") == 0.0  # another key has its own bucket
+    now[0] += 0.5
+    assert limiter.wait("a") == 0.0
+    assert limiter.wait("a") == pytest.approx(0.5)
+    now[0] += 10.0  # refills up to the burst, not beyond
+    assert [limiter.wait("a") for _ in range(4)][-1] == pytest.approx(0.5)
+    assert RateLimiter(rate=0.0, burst=0).wait("a") == 0.0  # off
+    assert RateLimiter(rate=5.0, burst=0).burst == 10.0

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from engram_contract import __version__
 from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
-from engram_gateway.auth import Gatekeeper, authorize, keys_required
+from engram_gateway.auth import Gatekeeper, RateLimiter, authorize, keys_required
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
 from engram_gateway.problems import EXCEPTION_HANDLERS
@@ -112,7 +112,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         if settings.admin_key:
             record = await keys.set_operator_key(settings.admin_key)
             log.info("gateway: ENGRAM_ADMIN_KEY is admin key %s", record.id)
-        app.state.auth = Gatekeeper(keys, required=keys_required(settings))
+        limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        app.state.auth = Gatekeeper(keys, required=keys_required(settings), limiter=limiter)
         _say_how_keys_are_checked(settings, keys)
         app.state.bridge = bridge
         try:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
+import time
 from typing import Any, cast
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from engram_contract.errors import Forbidden, Unauthorized, space_not_found
+from engram_contract.errors import Forbidden, RateLimited, Unauthorized, space_not_found
 from engram_contract.keys import NOBODY_CHECKED, Principal, Role
 from engram_contract.settings import GatewaySettings
 from engram_gateway.spaces import RESOLVED_SPACE
@@ -58,12 +60,56 @@ def keys_required(settings: GatewaySettings) -> bool:
     return settings.auth == "required"
 
 
-class Gatekeeper:
-    """The keys one gateway process checks requests against."""
+class RateLimiter:
+    """A token bucket per API key (in this process): ``rate`` requests a second,
+    ``burst`` at once."""
 
-    def __init__(self, keys: KeyStore, required: bool) -> None:
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = float(burst or max(1, math.ceil(2 * rate)))
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id → (tokens, at)
+
+    def wait(self, key: str) -> float:
+        """Take a token for ``key``: 0 when there was one, else the seconds until
+        there will be (nothing is taken then)."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        if key not in self._buckets and len(self._buckets) >= self.max_keys:
+            self._buckets.clear()  # a flood of distinct keys: start again, full
+        self._buckets[key] = (tokens - 1.0, now)
+        return 0.0
+
+
+class Gatekeeper:
+    """The keys one gateway process checks requests against, and their rates."""
+
+    def __init__(self, keys: KeyStore, required: bool, limiter: RateLimiter | None = None) -> None:
         self.keys = keys
         self.required = required
+        self.limiter = limiter or RateLimiter(0.0, 0)
+
+    def throttle(self, principal: Principal) -> None:
+        """429 when the key is over its rate (requests without a key are not limited)."""
+        if principal is NOBODY_CHECKED:
+            return
+        wait = self.limiter.wait(principal.key_id)
+        if wait > 0:
+            raise RateLimited(
+                429,
+                "Too many requests",
+                f"API key {principal.key_id} is over its rate limit of "
+                f"{self.limiter.rate:g} requests/s",
+                hint="Retry after the Retry-After seconds; ENGRAM_RATE_LIMIT sets the rate.",
+                retry_after=wait,
+                slug="rate-limited",
+            )
 
     def principal(self, authorization: str | None) -> Principal:
         if authorization is None:
@@ -127,6 +173,7 @@ async def authorize(
     principal = gate.principal(connection.headers.get("authorization"))
     scope = cast("dict[str, Any]", connection.scope)
     scope[PRINCIPAL] = principal
+    gate.throttle(principal)
     if not principal.has(role):
         raise forbidden(role, None)
     path_space = connection.path_params.get("space")
