@@ -5,6 +5,7 @@ with the reason, where none answers."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -42,10 +43,14 @@ pytestmark = [
 ]
 
 
+ADMIN_KEY = "e2e-admin-key-0123456789"
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[object]:
     from testcontainers.compose import DockerCompose
 
+    os.environ.setdefault("ENGRAM_ADMIN_KEY", ADMIN_KEY)  # compose requires keys
     compose = DockerCompose(ROOT, compose_file_name="docker-compose.yml", build=True, wait=False)
     compose.start()
     try:
@@ -68,10 +73,15 @@ def _wait_ready(url: str, timeout: float = 180) -> None:
     raise TimeoutError(f"{url} not ready in {timeout} s")
 
 
+def _headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {os.environ['ENGRAM_ADMIN_KEY']}"}
+
+
 def _recall(url: str, space: str) -> httpx.Response:
     return httpx.post(
         f"{url}/api/v1/spaces/{space}/recall",
         json={"query": "where did the cat sit", "k": 1},
+        headers=_headers(),
         timeout=30,
     )
 
@@ -79,11 +89,13 @@ def _recall(url: str, space: str) -> httpx.Response:
 def test_remember_recall_and_lose_a_worker(cluster: object) -> None:
     one, other = "http://127.0.0.1:7432", "http://127.0.0.1:7433"
     space = f"e2e-{int(time.time())}"
-    r = httpx.post(f"{one}/api/v1/spaces", json={"id": space}, timeout=30)
+    assert httpx.post(f"{one}/api/v1/spaces", json={"id": space}, timeout=30).status_code == 401
+    r = httpx.post(f"{one}/api/v1/spaces", json={"id": space}, headers=_headers(), timeout=30)
     assert r.status_code == 201, r.text
     r = httpx.post(
         f"{one}/api/v1/spaces/{space}/memories",
         json={"memories": [{"content": "the cat sat on the mat"}, {"content": "dogs bark"}]},
+        headers=_headers(),
         timeout=30,
     )
     assert r.status_code == 202, r.text
@@ -91,7 +103,9 @@ def test_remember_recall_and_lose_a_worker(cluster: object) -> None:
     while (r := _recall(other, space)).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert r.json()["results"][0]["memory"]["content"] == "the cat sat on the mat"
-    status = httpx.get(f"{one}/api/v1/status", params={"space": space}, timeout=30).json()
+    status = httpx.get(
+        f"{one}/api/v1/status", params={"space": space}, headers=_headers(), timeout=30
+    ).json()
     (row,) = status["spaces"]
     assert len(row["hosts"]) == 2  # ENGRAM_SPACE_REPLICAS=2 over 3 workers
     # kill -9 the space's primary: its replica answers meanwhile. A worker's id
