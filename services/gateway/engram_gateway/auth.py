@@ -174,11 +174,12 @@ async def authorize(
     scope = cast("dict[str, Any]", connection.scope)
     scope[PRINCIPAL] = principal
     gate.throttle(principal)
-    if not principal.has(role):
-        raise forbidden(role, None)
     path_space = connection.path_params.get("space")
     if path_space is None and handler.opt.get("space") != "legacy":
+        if not principal.has(role):
+            raise forbidden(role, None)
         return
+    # the space first: an invalid id is the same 400 for every key and role
     space = connection.app.state.spaces.resolve(connection, path_space)
     scope[RESOLVED_SPACE] = space
     if not principal.may(role, space):
