@@ -96,10 +96,10 @@ def payloads(seed: int, count: int) -> Iterator[bytes]:
                 + b'", "memory": {"id": "u", "content": "\xff\xfe"}}'
             )
         else:  # the right keys with the wrong types
-            doc = {
+            junk: dict[str, Any] = {
                 f: rng.choice(_junk_values(rng)) for f in rng.sample(fields, rng.randrange(1, 6))
             }
-            text = json.dumps(doc, ensure_ascii=True) if kind == 6 else json.dumps(doc)
+            text = json.dumps(junk, ensure_ascii=True) if kind == 6 else json.dumps(junk)
             yield text.encode("utf-8", "surrogatepass")
 
 
