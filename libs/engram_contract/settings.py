@@ -79,6 +79,16 @@ class GatewaySettings(CommonSettings):
         "false: they use default_space, with a Deprecation header.",
     )
     max_spaces: int = Field(default=10_000, ge=1, description="Most spaces the registry holds.")
+    space_max_memories: int = Field(
+        default=0,
+        ge=0,
+        description="max_memories of new spaces: most live memories in one (0: no limit).",
+    )
+    space_max_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="max_bytes of new spaces: most bytes of one's WAL stream (0: no limit).",
+    )
     query_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a worker.")
     publish_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for PubAcks.")
     max_body_bytes: int = Field(default=128 * 1024 * 1024, description="Largest request body.")

@@ -190,8 +190,14 @@ class SpaceRegistry:
         await self.kv.delete(space)
         self._cache.pop(space, None)
 
-    async def ensure_stream(self, space: str) -> None:
-        await self._js.add_stream(config=space_stream_config(space, self._replicas))
+    async def ensure_stream(self, space: str, max_bytes: int = 0) -> None:
+        try:
+            await self._js.add_stream(config=space_stream_config(space, self._replicas, max_bytes))
+        except nats.js.errors.BadRequestError as exc:
+            # another creator's stream with another limit: the registry's record
+            # (written by whoever wins) decides, and the settings are compared there
+            if "already in use" not in str(exc):
+                raise
 
     async def create_or_get(
         self,
@@ -203,8 +209,12 @@ class SpaceRegistry:
         links: LinkSettings | None = None,
         decay: DecaySettings | None = None,
         consolidation: ConsolidationSettings | None = None,
+        max_memories: int | None = None,
+        max_bytes: int | None = None,
         default_dim: int = 384,
         default_embedder: str = "hash-ngram-v1",
+        default_max_memories: int = 0,
+        default_max_bytes: int = 0,
         max_spaces: int | None = None,
     ) -> tuple[SpaceRecord, bool]:
         """Return ``(record, created)``. Settings left ``None`` take the defaults for a
@@ -218,7 +228,8 @@ class SpaceRegistry:
                     f"the registry holds {len(self._cache)} spaces, the limit "
                     f"(ENGRAM_MAX_SPACES) is {max_spaces}"
                 )
-            await self.ensure_stream(space)
+            limit = default_max_bytes if max_bytes is None else max_bytes
+            await self.ensure_stream(space, limit)
             rec = SpaceRecord(
                 id=space,
                 dim=dim or default_dim,
@@ -228,6 +239,8 @@ class SpaceRegistry:
                 links=links or LinkSettings(),
                 decay=decay or DecaySettings(),
                 consolidation=consolidation or ConsolidationSettings(),
+                max_memories=default_max_memories if max_memories is None else max_memories,
+                max_bytes=limit,
             )
             try:
                 await self.kv.create(space, rec.model_dump_json().encode())
@@ -244,6 +257,8 @@ class SpaceRegistry:
             "links": links,
             "decay": decay,
             "consolidation": consolidation,
+            "max_memories": max_memories,
+            "max_bytes": max_bytes,
         }
         differ = [k for k, v in asked.items() if v is not None and getattr(existing, k) != v]
         if differ:

@@ -43,7 +43,7 @@ from engram_contract.messages import (
 )
 from engram_contract.placement import hosts
 from engram_contract.subjects import CommandVerb, QueryName
-from engram_nats import wire
+from engram_nats import quotas, wire
 from engram_nats.commands import FieldInvalid, remember_commands, to_embed
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
@@ -154,8 +154,15 @@ class MemoryService:
         self, space: str, messages: Iterable[tuple[CommandVerb, str, bytes]]
     ) -> int:
         """Publish ``(verb, command_id, body)`` messages (bodies validated and
-        encoded already); the last acknowledged seq, noted for read-your-writes."""
-        seq = await wire.publish(self.js, space, messages, timeout=self.publish_timeout)
+        encoded already); the last acknowledged seq, noted for read-your-writes.
+        Remembers past the space's quota are refused first, all of them."""
+        batch = list(messages)
+        remembers = [m for m in batch if m[0] == "remember"]
+        if remembers:
+            rec = await self.spaces.record(space)
+            if rec is not None and (rec.max_memories or rec.max_bytes):
+                await quotas.check(self, rec, remembers)
+        seq = await wire.publish(self.js, space, batch, timeout=self.publish_timeout)
         self.acked.note(space, seq)
         return seq
 

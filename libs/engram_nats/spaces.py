@@ -25,6 +25,8 @@ class SpacePolicy:
     default_embedder: str = "hash-ngram-v1"
     auto_create: bool = True
     max_spaces: int | None = None
+    default_max_memories: int = 0
+    default_max_bytes: int = 0
     create_hint: str = "Create the space first, or write a memory to it."
 
 
@@ -74,6 +76,8 @@ class SpaceAccess:
                 space,
                 default_dim=p.default_dim,
                 default_embedder=p.default_embedder,
+                default_max_memories=p.default_max_memories,
+                default_max_bytes=p.default_max_bytes,
                 max_spaces=p.max_spaces,
                 **asked,
             )
@@ -107,6 +111,8 @@ class SpaceAccess:
             links=body.links,
             decay=body.decay,
             consolidation=body.consolidation,
+            max_memories=body.max_memories,
+            max_bytes=body.max_bytes,
         )
 
     async def delete(self, js: JetStreamContext, space: str) -> None:

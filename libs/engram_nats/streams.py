@@ -14,14 +14,26 @@ from engram_contract.subjects import stream_name, wal_subjects
 DUPLICATE_WINDOW_S = 120.0
 
 
-def space_stream_config(space: str, replicas: int = 1) -> api.StreamConfig:
+def wal_byte_limit(max_bytes: int) -> int:
+    """The WAL stream's own byte limit for a space's ``max_bytes``: a little above
+    it, so that a full space can still be forgotten from (a forget is a write too,
+    and its erasure is what frees the WAL's bytes); remembers stop at ``max_bytes``
+    (the gateway and the SDK check it), anything at this limit (JetStream does)."""
+    return max_bytes + max(1 << 20, max_bytes // 20) if max_bytes else 0
+
+
+def space_stream_config(space: str, replicas: int = 1, max_bytes: int = 0) -> api.StreamConfig:
+    """A space's WAL. With ``max_bytes`` (the space's) JetStream refuses a write past
+    :func:`wal_byte_limit` of it (discard *new*: the WAL never drops what it
+    acknowledged)."""
     return api.StreamConfig(
         name=stream_name(space),
         description=f"Engram WAL of memory space {space}",
         subjects=[wal_subjects(space)],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
-        discard=api.DiscardPolicy.OLD,
+        discard=api.DiscardPolicy.NEW if max_bytes else api.DiscardPolicy.OLD,
+        max_bytes=wal_byte_limit(max_bytes) or None,
         duplicate_window=DUPLICATE_WINDOW_S,
         num_replicas=replicas,
         allow_direct=True,

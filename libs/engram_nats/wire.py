@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from engram_contract.errors import EngramError, Timeout, Unavailable, error_for
+from engram_contract.errors import EngramError, LimitReached, Timeout, Unavailable, error_for
 from engram_contract.messages import Model
 from engram_contract.subjects import CommandVerb, QueryName, command_subject, query_subject
 from engram_contract.subjects import stream_name as wal_stream
@@ -101,6 +101,18 @@ async def publish(
             break
         if loop.time() >= deadline or not isinstance(failure, RETRYABLE):
             break
+        if isinstance(failure, ACK_TIMEOUTS):
+            # one message on its own, waited for: a refusal that publish_async
+            # swallows (nats-py raises it in its reply callback, the future never
+            # ends) comes back as an error here — a full WAL above all
+            try:
+                seqs.append(await _publish_one(js, space, batch[0], deadline))
+                batch = batch[1:]
+                continue
+            except FULL as exc:
+                raise wal_full(space, len(seqs)) from exc
+            except WRITE_FAILURES as exc:
+                failure = exc
         log.info(
             "space %s: %d message(s) not acknowledged (%r); publishing again",
             space,
@@ -126,6 +138,50 @@ async def publish(
         hint="Check that NATS is up; retry with the same idempotency key.",
         retry_after=RETRY_AFTER,
     ) from None
+
+
+#: JetStream's answer to a write past the stream's byte limit (discard new):
+#: "maximum bytes exceeded"
+WAL_FULL_CODES = frozenset({10077})
+
+
+class _WalFull(Exception):
+    pass
+
+
+FULL = (_WalFull,)
+
+
+async def _publish_one(
+    js: JetStreamContext, space: str, message: tuple[CommandVerb, str, bytes], deadline: float
+) -> int:
+    verb, command_id, body = message
+    loop = asyncio.get_running_loop()
+    try:
+        ack = await js.publish(
+            command_subject(space, verb),
+            body,
+            headers={"Nats-Msg-Id": command_id},
+            stream=wal_stream(space),
+            timeout=max(deadline - loop.time(), 0.001),
+        )
+    except nats.js.errors.APIError as exc:
+        if exc.err_code in WAL_FULL_CODES:
+            raise _WalFull(exc.description) from exc
+        raise
+    return int(ack.seq)
+
+
+def wal_full(space: str, stored: int) -> LimitReached:
+    return LimitReached(
+        409,
+        "Space quota reached",
+        f"JetStream refused the write: the WAL of memory space {space!r} is at its byte "
+        f"limit (the space's max_bytes); {stored} message(s) of this write were stored",
+        hint="Forget memories you no longer need (a forget still fits), or ask an admin for "
+        "a space with a higher max_bytes.",
+        slug="space-quota-reached",
+    )
 
 
 async def _publish_once(

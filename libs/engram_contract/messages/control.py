@@ -83,6 +83,9 @@ class SpaceStatusRow(Model):
     id: str
     status: SpaceStatus
     stream_seq: int | None = Field(description="The WAL's last sequence.")
+    wal_bytes: int | None = Field(default=None, description="Bytes the WAL stream holds.")
+    max_memories: int = Field(default=0, description="The space's memory quota (0: none).")
+    max_bytes: int = Field(default=0, description="The space's WAL byte quota (0: none).")
     applied_seq: int | None
     wal_lag: int | None = Field(description="stream_seq − applied_seq.")
     memories: int | None

@@ -91,6 +91,18 @@ class SpaceRecord(Model):
     links: LinkSettings = Field(default_factory=LinkSettings)
     decay: DecaySettings = Field(default_factory=DecaySettings)
     consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
+    max_memories: int = Field(
+        default=0,
+        ge=0,
+        description="Most live memories; a remember of a new memory past it is refused "
+        "(0: no limit).",
+    )
+    max_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Most bytes of the space's WAL stream; JetStream refuses writes past it "
+        "(0: no limit).",
+    )
 
 
 class CreateSpace(Model):
@@ -103,3 +115,9 @@ class CreateSpace(Model):
     links: LinkSettings | None = None
     decay: DecaySettings | None = None
     consolidation: ConsolidationSettings | None = None
+    max_memories: int | None = Field(
+        default=None, ge=0, description="Most live memories (default ENGRAM_SPACE_MAX_MEMORIES)."
+    )
+    max_bytes: int | None = Field(
+        default=None, ge=0, description="Most WAL bytes (default ENGRAM_SPACE_MAX_BYTES)."
+    )

@@ -53,6 +53,8 @@ class NatsBridge(MemoryService):
             default_embedder=settings.default_embedder,
             auto_create=settings.auto_create_spaces,
             max_spaces=settings.max_spaces,
+            default_max_memories=settings.space_max_memories,
+            default_max_bytes=settings.space_max_bytes,
             create_hint=CREATE_HINT,
         )
         super().__init__(
@@ -112,6 +114,7 @@ class NatsBridge(MemoryService):
         rows = []
         for rec, info in zip(recs, infos, strict=True):
             stream_seq = None if isinstance(info, BaseException) else int(info.state.last_seq)
+            wal_bytes = None if isinstance(info, BaseException) else int(info.state.bytes)
             # its hosts, primary first (then the most advanced)
             hosts = sorted(
                 ((w.worker, h) for w in workers for h in w.spaces if h.id == rec.id),
@@ -124,6 +127,9 @@ class NatsBridge(MemoryService):
                 "id": rec.id,
                 "status": rec.status,
                 "stream_seq": stream_seq,
+                "wal_bytes": wal_bytes,
+                "max_memories": rec.max_memories,
+                "max_bytes": rec.max_bytes,
                 "failed": None if hosts or not failures else "; ".join(failures),
                 "hosts": [w for w, _ in hosts],
                 "loaded": True if hosts else None,

@@ -83,6 +83,7 @@ class SpaceState:
         self.applied_seq = 0
         self.rejected = 0
         self.links = record.links
+        self.max_memories = record.max_memories  # 0: no limit
         self.records = Records()
         self.indexing = Indexing(
             VectorIndex(record.dim, record.metric, index_dtype),
@@ -236,6 +237,12 @@ def _remember(state: SpaceState, command: Remember, seq: int, timestamp: datetim
         if problem is not None:
             raise CommandRejected(f"memory.embedding: {problem}", command.command_id)
     memory_id = command.memory_id or command.command_id
+    limit = state.max_memories
+    if limit and len(state.records) >= limit and memory_id not in state.records.by_id:
+        raise CommandRejected(
+            f"space full: it holds {len(state.records)} memories, its max_memories is {limit}",
+            command.command_id,
+        )
     created = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
     recalls, last_recall = 0, None
     if command.history is not None:
