@@ -30,7 +30,7 @@ from engram_worker.core.graph import AssociationGraph, GraphInvalid
 from engram_worker.core.graph_arrays import GraphArrays
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.links import RECENT
-from engram_worker.core.records import NO_METADATA, NO_TAGS, StoredMemory
+from engram_worker.core.records import NO_METADATA, NO_TAGS, Indexes, StoredMemory, make_indexes
 from engram_worker.core.snapshot import FORMAT, Column, SnapshotInvalid
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class Restored:
     next_key: int
     rejected: int
     by_id: dict[str, StoredMemory] = field(default_factory=dict)
+    indexes: Indexes | None = None  # the records' (made beside them)
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # in stream order
     graph: AssociationGraph = field(default_factory=AssociationGraph)
     recent: list[tuple[int, float]] = field(default_factory=list)
@@ -242,6 +243,7 @@ def _build(
         next_key=next_key,
         rejected=rejected,
         by_id=dict(zip(ids, recs, strict=True)),
+        indexes=make_indexes(recs, fields["key"], fields["seq"], ids),
         keys=key,
         graph=graph,
         recent=recent,
@@ -270,6 +272,7 @@ def finish(state: SpaceState, done: Restored, index: VectorIndex) -> None:
         applied_seq=done.applied_seq,
         next_key=done.next_key,
         rejected=done.rejected,
+        indexes=done.indexes,
     )
 
 
