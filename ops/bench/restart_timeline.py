@@ -217,10 +217,21 @@ def instrument(tl: Timeline) -> None:
     tl.wrap(snapshot_restore.RestoreSink, "end", "RestoreSink.end (wait for threads)")
 
 
-async def host_round(url: str, last: int, cue: list[float]) -> dict[str, Any]:
-    from fold_recovery import host_settings
-    from stack import Stack
+def child_settings(url: str) -> Any:
+    """fold_recovery's host settings, made here: this runs on other trees too,
+    whose worker lacks what fold_recovery (of this tree) imports."""
+    from engram_contract.settings import WorkerSettings
 
+    return WorkerSettings(
+        nats_url=url,
+        worker_id="bench",
+        event_window=0.0,
+        snapshot_every=1 << 62,
+        snapshot_interval=1e9,
+    )
+
+
+async def host_round(url: str, last: int, cue: list[float]) -> dict[str, Any]:
     import engram_worker
     from engram_nats.registry import SpaceRegistry
     from engram_worker.host import SpaceHost
@@ -234,7 +245,7 @@ async def host_round(url: str, last: int, cue: list[float]) -> dict[str, Any]:
     assert rec is not None
     store = SnapshotStore(js)
     await store.open()
-    settings = host_settings(Stack(Path("/tmp"), url, "", []))
+    settings = child_settings(url)
     vec = np.asarray(cue, dtype=np.float32)
     tl = Timeline()
     instrument(tl)
