@@ -35,6 +35,7 @@ from engram_worker.core.snapshot import decode
 from engram_worker.core.state import SpaceState
 from engram_worker.host import SpaceHost
 from engram_worker.positions import position, stored_at
+from engram_worker.snapshot_restore import RestoreSink
 from engram_worker.snapshots import SnapshotStore
 
 FOLD_ROUNDS = 3  # raw and fold replays, alternated; the median counts
@@ -233,9 +234,12 @@ async def bench_recovery(
 async def restore_breakdown(
     js: JetStreamContext, store: SnapshotStore, rec: SpaceRecord
 ) -> dict[str, float]:
-    """Where a restore's time goes, step by step as ``SpaceHost`` restores (one more
-    restore, outside the timed rounds), and the raw reference for the first step:
-    the same chunks read by an ordered consumer with ``next_msg`` into a buffer."""
+    """Where a restore's time goes: each step alone, one after the other (the
+    whole object read and its digest checked, decoded, usearch ``Index.restore``,
+    ``SpaceState`` restored); then a restore as ``SpaceHost`` does it, while the
+    chunks arrive (``streamed_*``: its total and when each step was done); and
+    the raw reference for the read: the same chunks read by an ordered consumer
+    with ``next_msg`` into a buffer. Outside the timed rounds."""
     t0 = time.perf_counter()
     loaded = await store.load(rec.id)
     if loaded is None:
@@ -265,6 +269,18 @@ async def restore_breakdown(
         "state_restore_s": t4 - t3,
     }
     del snap, data, loaded, index, state
+    gc.collect()
+    # as the host restores: while the chunks arrive (steps overlap; each is when
+    # it was done, from the restore's start)
+    fresh = SpaceState(rec, get_embedder(rec.embedder, rec.dim))
+    t0 = time.perf_counter()
+    got = await store.read(rec.id, lambda i: RestoreSink(i, lambda _: None, fresh, t0))
+    steps["streamed_restore_s"] = time.perf_counter() - t0
+    if got is None:
+        raise RuntimeError(f"{rec.id}: no snapshot")
+    for name, at in got[1].times.items():
+        steps[f"streamed_{name.replace(' ', '_')}_at_s"] = at
+    del got
     gc.collect()
     steps["raw_chunk_read_s"] = await read_chunks(js, f"$O.{SNAPSHOT_BUCKET}.C.{info.nuid}")
     return {k: round(v, 4) for k, v in steps.items()}

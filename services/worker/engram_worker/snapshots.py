@@ -16,8 +16,9 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from nats.js import api
 from nats.js.errors import APIError, NotFoundError
@@ -64,73 +65,127 @@ def _chunks(parts: Sequence[bytes | bytearray | memoryview], size: int) -> list[
     return out
 
 
+class Sink(Protocol):
+    """Where :meth:`SnapshotStore.read` puts a snapshot's chunks."""
+
+    def feed(self, chunk: bytes) -> None:
+        """The next chunk (called on the event loop: hand heavy work to a thread;
+        raise to stop reading)."""
+
+    async def end(self) -> None:
+        """Every chunk was fed: finish (raise if the bytes will not do)."""
+
+    def close(self) -> None:
+        """Done with (read whole, or given up): let go of threads."""
+
+
+S = TypeVar("S", bound=Sink)
+
+
+class _Whole:
+    """A sink that gathers the object into one buffer and checks its SHA-256
+    digest (computed in a thread of its own while the chunks arrive: hashlib
+    releases the GIL)."""
+
+    def __init__(self, info: api.ObjectInfo) -> None:
+        self._info = info
+        self._buf = bytearray(int(info.size or 0))
+        self._got = 0
+        self._digest = hashlib.sha256()
+        self._hashing = concurrent.futures.ThreadPoolExecutor(1, "snapshot-digest")
+        self._hashed: concurrent.futures.Future[None] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf[self._got : self._got + len(chunk)] = chunk
+        self._got += len(chunk)
+        # in order: one thread
+        self._hashed = self._hashing.submit(self._digest.update, chunk)
+
+    async def end(self) -> None:
+        if self._hashed is not None:
+            await asyncio.wrap_future(self._hashed)
+        want = (self._info.digest or "").removeprefix("SHA-256=")
+        have = base64.urlsafe_b64encode(self._digest.digest()).decode()
+        if want.rstrip("=") != have.rstrip("="):
+            raise SnapshotUnreadable("the object fails its SHA-256 digest")
+
+    def close(self) -> None:
+        self._hashing.shutdown(wait=False, cancel_futures=True)
+
+    def bytes(self) -> memoryview:
+        return memoryview(self._buf)
+
+
 class SnapshotStore(SnapshotBucket):
     """The bucket, plus writing a space's new snapshot and reading the newest."""
 
     async def load(self, space: str) -> tuple[api.ObjectInfo, memoryview] | None:
         """The newest snapshot's info and bytes, ``None`` if there is none; raises
-        :class:`SnapshotUnreadable` when it cannot be read back whole."""
+        :class:`SnapshotUnreadable` when it cannot be read back whole (its size
+        and SHA-256 digest are checked)."""
+        got = await self.read(space, _Whole)
+        if got is None:
+            return None
+        info, whole = got
+        return info, whole.bytes()
+
+    async def read(
+        self, space: str, sink: Callable[[api.ObjectInfo], S]
+    ) -> tuple[api.ObjectInfo, S] | None:
+        """Feed the newest snapshot's chunks, in order, to ``sink(info)`` (its
+        ``feed`` on the event loop, then its ``end``); ``None`` if there is no
+        snapshot. Raises :class:`SnapshotUnreadable` when chunks are missing or
+        the bytes are not the size announced, and whatever the sink raises. A
+        snapshot replaced while it was read is read again, with a new sink."""
         info = await self.info(space)
         for _ in range(3):
             if info is None:
                 return None
+            into = sink(info)
             try:
-                return info, await self._read(info)
+                await self._feed(info, into)
+                await into.end()
+                return info, into
             except SnapshotUnreadable:
                 now = await self.info(space)
                 if now is not None and now.nuid == info.nuid:
                     raise
                 info = now  # replaced or deleted while we read: its chunks went
+            finally:
+                into.close()
         raise SnapshotUnreadable("the snapshot kept being replaced while it was read")
 
-    async def _read(self, info: api.ObjectInfo) -> memoryview:
-        """An object's bytes, chunk by chunk, checked against its size and digest.
+    async def _feed(self, info: api.ObjectInfo, into: Sink) -> None:
+        """An object's chunks, in order, into ``into``, checked against its size.
 
         nats-py's ``get(writeinto=)`` is linear but waits on its flow-control
         timer between batches (about 3 s for 180 MB, measured); an ordered
         consumer read with ``next_msg`` moves the same bytes in a tenth of that."""
         size = int(info.size or 0)
-        buf = bytearray(size)
-        digest = hashlib.sha256()
         got = 0
-        # the digest is computed in a thread of its own while the chunks arrive
-        # (hashlib releases the GIL): ~0.1-0.3 s of a 190 MB read off the loop
-        hashing = concurrent.futures.ThreadPoolExecutor(1, "snapshot-digest")
-        hashed: concurrent.futures.Future[None] | None = None
-        try:
-            if info.chunks:
-                sub = await self._js.subscribe(
-                    chunk_subject(info.nuid or ""),
-                    ordered_consumer=True,
-                    pending_bytes_limit=max(64 * 1024 * 1024, 4 * CHUNK_SIZE),
-                )
-                try:
-                    for _ in range(int(info.chunks)):
-                        try:
-                            msg = await sub.next_msg(timeout=_READ_TIMEOUT)
-                        except TimeoutError:
-                            raise SnapshotUnreadable(
-                                f"chunks missing: read {got} bytes of {size}"
-                            ) from None
-                        chunk = msg.data
-                        if got + len(chunk) > size:
-                            raise SnapshotUnreadable(f"more than the {size} bytes announced")
-                        buf[got : got + len(chunk)] = chunk
-                        hashed = hashing.submit(digest.update, chunk)  # in order: one thread
-                        got += len(chunk)
-                finally:
-                    await close_consumer(self._js, STREAM, sub)
-            if hashed is not None:
-                await asyncio.wrap_future(hashed)
-        finally:
-            hashing.shutdown(wait=False, cancel_futures=True)
+        if info.chunks:
+            sub = await self._js.subscribe(
+                chunk_subject(info.nuid or ""),
+                ordered_consumer=True,
+                pending_bytes_limit=max(64 * 1024 * 1024, 4 * CHUNK_SIZE),
+            )
+            try:
+                for _ in range(int(info.chunks)):
+                    try:
+                        msg = await sub.next_msg(timeout=_READ_TIMEOUT)
+                    except TimeoutError:
+                        raise SnapshotUnreadable(
+                            f"chunks missing: read {got} bytes of {size}"
+                        ) from None
+                    chunk = msg.data
+                    if got + len(chunk) > size:
+                        raise SnapshotUnreadable(f"more than the {size} bytes announced")
+                    into.feed(chunk)
+                    got += len(chunk)
+            finally:
+                await close_consumer(self._js, STREAM, sub)
         if got != size:
             raise SnapshotUnreadable(f"read {got} bytes of {size}")
-        want = (info.digest or "").removeprefix("SHA-256=")
-        have = base64.urlsafe_b64encode(digest.digest()).decode()
-        if want.rstrip("=") != have.rstrip("="):
-            raise SnapshotUnreadable("the object fails its SHA-256 digest")
-        return memoryview(buf)
 
     async def save(
         self,

@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from nats.js import api
+
 from engram_contract.messages import SpaceRecord
-from engram_worker.core.index import VectorIndex
-from engram_worker.core.persistence import capture, restore
-from engram_worker.core.snapshot import Column, SnapshotHeader, SnapshotInvalid, decode, encode
+from engram_worker.core.persistence import capture
+from engram_worker.core.snapshot import Column, SnapshotHeader, SnapshotInvalid, encode
 from engram_worker.core.state import SpaceState
 from engram_worker.memory import can_release, release
+from engram_worker.snapshot_restore import RestoreSink
 from engram_worker.snapshots import SnapshotStore, SnapshotUnreadable
 
 if TYPE_CHECKING:
@@ -120,47 +122,35 @@ class Snapshotter:
 
     async def recover(self, stream_last: int) -> None:
         """Restore the newest snapshot if it is usable; otherwise leave the state
-        empty (the WAL is replayed from seq 1) and say why."""
+        empty (the WAL is replayed from seq 1) and say why. The snapshot is
+        restored as its chunks arrive (:mod:`engram_worker.snapshot_restore`)."""
         assert self._store is not None
+        host = self._host
         started = time.perf_counter()
+        fresh = host.fresh_state()
+
+        def sink(info: api.ObjectInfo) -> RestoreSink:
+            return RestoreSink(info, lambda h: self._unusable(h, stream_last), fresh, started)
+
         try:
-            loaded = await self._store.load(self._host.space)
+            got = await self._store.read(host.space, sink)
         except SnapshotUnreadable as exc:
             self._replay_instead(f"snapshot unreadable ({exc})")
+            return
+        except (SnapshotInvalid, ValueError) as exc:
+            self._replay_instead(f"snapshot not usable ({exc})")
             return
         except Exception as exc:
             self._replay_instead(f"snapshot store failed ({exc!r})")
             return
-        if loaded is None:
+        if got is None:
             self.recovery = "no snapshot: replayed the WAL"
-            log.info("space %s: no snapshot; replaying the WAL from seq 1", self._host.space)
+            log.info("space %s: no snapshot; replaying the WAL from seq 1", host.space)
             return
-        _, data = loaded
-        try:
-            snap = await asyncio.to_thread(decode, data)
-            problem = self._unusable(snap.header, stream_last)
-            if problem:
-                raise SnapshotInvalid(problem)
-            index = await asyncio.to_thread(
-                VectorIndex.from_bytes, snap.index, self._host.record.dim, self._host.record.metric
-            )
-            state = self._host.fresh_state()
-            restore(
-                state,
-                snap.records,
-                index,
-                applied_seq=snap.header.applied_seq,
-                next_key=snap.header.next_key,
-                rejected=snap.header.rejected,
-                format=snap.header.format,
-            )
-        except (SnapshotInvalid, ValueError) as exc:
-            self._replay_instead(f"snapshot not usable ({exc})")
-            return
-        finally:
-            del data
-        header = snap.header
-        self._host.state = state
+        restored = got[1]
+        header, state = restored.header, restored.state
+        assert header is not None and state is not None
+        host.state = state
         self.snapshot_seq = header.applied_seq
         self.snapshot_at = header.written_at.timestamp()
         self.erase_left = list(header.erase_pending)
@@ -169,13 +159,15 @@ class Snapshotter:
             f"restored from snapshot at seq {header.applied_seq} in {took:.2f}s "
             f"(written by {header.origin})"
         )
+        steps = ", ".join(f"{name} {t:.3f}" for name, t in restored.times.items())
         log.info(
-            "space %s: restored %d memories at seq %d from its snapshot in %.2fs; "
-            "tailing %d newer messages",
-            self._host.space,
+            "space %s: restored %d memories at seq %d from its snapshot in %.2fs "
+            "(done at: %s); tailing %d newer messages",
+            host.space,
             len(state),
             header.applied_seq,
             took,
+            steps,
             max(0, stream_last - header.applied_seq),
         )
 

@@ -17,6 +17,8 @@ format 3 snapshot's JSON records are converted to the same columns first
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import starmap
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ from engram_worker.core.graph import AssociationGraph, GraphInvalid
 from engram_worker.core.graph_arrays import GraphArrays
 from engram_worker.core.index import VectorIndex
 from engram_worker.core.links import RECENT
-from engram_worker.core.records import NO_METADATA, NO_TAGS, StoredMemory
+from engram_worker.core.records import NO_METADATA, NO_TAGS, Indexes, StoredMemory, make_indexes
 from engram_worker.core.snapshot import FORMAT, Column, SnapshotInvalid
 
 if TYPE_CHECKING:
@@ -78,6 +80,28 @@ def capture(state: SpaceState) -> dict[str, Column]:
     return cols
 
 
+@dataclass(slots=True)
+class Restored:
+    """A snapshot's records, graph and recent links, checked and built: all a
+    state takes from it but the index (:func:`prepare`, then :func:`finish`)."""
+
+    rows: int
+    distinct: int  # distinct ids among the rows
+    applied_seq: int
+    next_key: int
+    rejected: int
+    by_id: dict[str, StoredMemory] = field(default_factory=dict)
+    indexes: Indexes | None = None  # the records' (made beside them)
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # in stream order
+    graph: AssociationGraph = field(default_factory=AssociationGraph)
+    recent: list[tuple[int, float]] = field(default_factory=list)
+    #: what is wrong with the records, raised by :func:`finish` in the order a
+    #: snapshot's checks go: the count of vectors, the ids and keys, every key
+    #: in the index, then the rest
+    keys_problem: SnapshotInvalid | None = None
+    problem: SnapshotInvalid | None = None
+
+
 def restore(
     state: SpaceState,
     records: dict[str, Column],
@@ -92,15 +116,30 @@ def restore(
     :class:`SnapshotInvalid` when they do not make a consistent state. ``format``:
     the snapshot's (3: JSON records, converted first)."""
     assert state.applied_seq == 0 and not len(state), "restore into a fresh state"
+    done = prepare(
+        records, applied_seq=applied_seq, next_key=next_key, rejected=rejected, format=format
+    )
+    finish(state, done, index)
+
+
+def prepare(
+    records: dict[str, Column],
+    *,
+    applied_seq: int,
+    next_key: int,
+    rejected: int,
+    format: int = FORMAT,
+) -> Restored:
+    """The records, graph and recent links of a snapshot's columns, every check
+    that needs no index passed (the index may still be on its way); raises
+    :class:`SnapshotInvalid` when not even the ids can be read, and keeps any
+    other problem for :func:`finish`."""
     cols = from_v3(records) if format == 3 else records
     ids = C.strings(cols, "id")
-    n = len(ids)
-    key = C.array(cols, "key", "iu", np.int64)
-    seq = C.array(cols, "seq", "iu", np.int64)
     dense: dict[str, Any] = {
         "id": ids,
-        "key": key,
-        "seq": seq,
+        "key": C.array(cols, "key", "iu", np.int64),
+        "seq": C.array(cols, "seq", "iu", np.int64),
         "command_id": C.strings(cols, "command_id"),
         "content": C.strings(cols, "content"),
         "confidence": C.array(cols, "confidence", "iuf", np.float64),
@@ -112,8 +151,32 @@ def restore(
     if len({len(dense[name]) for name in DENSE}) > 1:
         raise SnapshotInvalid("record columns differ in length")
     distinct = len(set(ids))
-    if distinct != n or len(index) != n:
-        raise SnapshotInvalid(f"{n} records ({distinct} distinct) but {len(index)} vectors")
+    refused = functools.partial(
+        Restored,
+        rows=len(ids),
+        distinct=distinct,
+        applied_seq=applied_seq,
+        next_key=next_key,
+        rejected=rejected,
+        keys=dense["key"],
+    )
+    try:
+        _check_keys(dense, distinct, applied_seq, next_key)
+    except SnapshotInvalid as exc:
+        return refused(keys_problem=exc)
+    try:
+        return _build(
+            cols, dense, distinct, applied_seq=applied_seq, next_key=next_key, rejected=rejected
+        )
+    except SnapshotInvalid as exc:
+        return refused(problem=exc)
+
+
+def _check_keys(dense: dict[str, Any], distinct: int, applied_seq: int, next_key: int) -> None:
+    ids, key, seq = dense["id"], dense["key"], dense["seq"]
+    n = len(ids)
+    if distinct != n:
+        raise SnapshotInvalid(f"{n} records ({distinct} distinct)")
     if n and (
         bool(np.any(np.diff(seq) <= 0))
         or int(seq[-1]) > applied_seq
@@ -121,10 +184,22 @@ def restore(
         or int(key.min()) < 1
     ):
         raise SnapshotInvalid("records are out of order or beyond the snapshot's position")
-    if len(np.unique(key)) != n:
+    # keys are handed out in stream order, so they normally rise: no sort needed
+    if not bool(np.all(np.diff(key) > 0)) and len(np.unique(key)) != n:
         raise SnapshotInvalid("two records share an index key")
-    if not index.contains_all(key.tolist()):
-        raise SnapshotInvalid("a record's vector is missing from the index")
+
+
+def _build(
+    cols: dict[str, Column],
+    dense: dict[str, Any],
+    distinct: int,
+    *,
+    applied_seq: int,
+    next_key: int,
+    rejected: int,
+) -> Restored:
+    ids, key, seq = dense["id"], dense["key"], dense["seq"]
+    n = len(ids)
     tags = C.sparse(cols, "tags", n, C.tag_list)
     metadata = C.sparse(cols, "metadata", n, C.metadata_dict)
     zones = C.read_zones(cols.get("zone", []), n, TIMES)
@@ -157,15 +232,47 @@ def restore(
         "confidence": dense["confidence"].tolist(),
         "recalls": dense["recalls"].tolist(),
     }
-    recs = list(starmap(StoredMemory, zip(*(fields[c] for c in COLUMNS), strict=True)))
-    state.load(
-        graph=graph,
-        recent=recent,
-        by_id=dict(zip(ids, recs, strict=True)),
-        index=index,
+    values = [fields[c] for c in COLUMNS]
+    recs: list[StoredMemory] = []
+    for lo in range(0, n, C.SLICE):  # see C.SLICE
+        recs += starmap(StoredMemory, zip(*(v[lo : lo + C.SLICE] for v in values), strict=True))
+    return Restored(
+        rows=n,
+        distinct=distinct,
         applied_seq=applied_seq,
         next_key=next_key,
         rejected=rejected,
+        by_id=dict(zip(ids, recs, strict=True)),
+        indexes=make_indexes(recs, fields["key"], fields["seq"], ids),
+        keys=key,
+        graph=graph,
+        recent=recent,
+    )
+
+
+def finish(state: SpaceState, done: Restored, index: VectorIndex) -> None:
+    """Check :func:`prepare`'s records against the snapshot's index, then give
+    both to ``state`` (which must be fresh); raises :class:`SnapshotInvalid`."""
+    assert state.applied_seq == 0 and not len(state), "restore into a fresh state"
+    if len(index) != done.rows:
+        raise SnapshotInvalid(
+            f"{done.rows} records ({done.distinct} distinct) but {len(index)} vectors"
+        )
+    if done.keys_problem is not None:
+        raise done.keys_problem
+    if not index.contains_all(done.keys):
+        raise SnapshotInvalid("a record's vector is missing from the index")
+    if done.problem is not None:
+        raise done.problem
+    state.load(
+        graph=done.graph,
+        recent=done.recent,
+        by_id=done.by_id,
+        index=index,
+        applied_seq=done.applied_seq,
+        next_key=done.next_key,
+        rejected=done.rejected,
+        indexes=done.indexes,
     )
 
 

@@ -147,14 +147,34 @@ class Records:
                 out.add(key)
         return out
 
-    def load(self, by_id: dict[str, StoredMemory], next_key: int) -> None:
-        """Take over restored records (in stream order); the indexes are rebuilt."""
+    def load(
+        self,
+        by_id: dict[str, StoredMemory],
+        next_key: int,
+        indexes: Indexes | None = None,
+    ) -> None:
+        """Take over restored records (in stream order) and their indexes
+        (:func:`indexes`; made here when not given)."""
         assert not self.by_id, "load into empty records"
         self.by_id = by_id
-        self.by_key = {r.key: r for r in by_id.values()}
-        self.by_seq = {r.seq: r.id for r in by_id.values()}
-        self.seqs = [r.seq for r in by_id.values()]
+        if indexes is None:
+            recs = list(by_id.values())
+            indexes = make_indexes(recs, [r.key for r in recs], [r.seq for r in recs], list(by_id))
+        self.by_key, self.by_seq, self.seqs, self.tagged = indexes
         self.next_key = next_key
-        for rec in by_id.values():
-            for tag in rec.tags:
-                self.tagged.setdefault(tag, set()).add(rec.key)
+
+
+#: by key, id by seq, the sorted seqs, keys by tag (see :class:`Records`)
+Indexes = tuple[dict[int, StoredMemory], dict[int, str], list[int], dict[str, set[int]]]
+
+
+def make_indexes(
+    recs: list[StoredMemory], keys: list[int], seqs: list[int], ids: list[str]
+) -> Indexes:
+    """The indexes of records in stream order, given their keys, seqs and ids
+    as lists (a restore has them: no attribute read per record)."""
+    tagged: dict[str, set[int]] = {}
+    for rec in recs:
+        for tag in rec.tags:
+            tagged.setdefault(tag, set()).add(rec.key)
+    return dict(zip(keys, recs, strict=True)), dict(zip(seqs, ids, strict=True)), seqs, tagged

@@ -51,7 +51,14 @@ from engram_worker.core.index import VectorIndex
 from engram_worker.core.indexing import Indexing
 from engram_worker.core.links import LinkFinder
 from engram_worker.core.recall import RecallQuery, recall
-from engram_worker.core.records import NO_METADATA, NO_TAGS, Records, StoredMemory, epoch
+from engram_worker.core.records import (
+    NO_METADATA,
+    NO_TAGS,
+    Indexes,
+    Records,
+    StoredMemory,
+    epoch,
+)
 from engram_worker.core.wal import (
     CommandRejected,
     Consolidate,
@@ -205,11 +212,12 @@ class SpaceState:
         applied_seq: int,
         next_key: int,
         rejected: int,
+        indexes: Indexes | None = None,
     ) -> None:
         """Take over checked snapshot contents (see :func:`.persistence.restore`)."""
         self._graph = graph
         self.indexing.links.recent.extend(recent)
-        self.records.load(by_id, next_key)
+        self.records.load(by_id, next_key, indexes)
         self.indexing.index = index
         self.applied_seq = applied_seq
         self.rejected = rejected
