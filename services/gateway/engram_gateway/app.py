@@ -210,6 +210,7 @@ def main(settings: GatewaySettings) -> None:
             {
                 f"ENGRAM_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
                 for k, v in settings.model_dump(mode="json").items()
+                if v is not None  # unset stays unset ("null" is no admin key)
             }
         )
         uvicorn.run(
