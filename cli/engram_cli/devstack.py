@@ -70,11 +70,15 @@ def start_nats_server(
     monitor_port: int | None = None,
     log_file: Path | None = None,
     cluster: list[str] | None = None,
+    config: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start nats-server with JetStream on loopback; ``cluster``: extra arguments
-    that make it a cluster node (see :func:`cluster_args`)."""
+    that make it a cluster node (see :func:`cluster_args`); ``config``: a
+    configuration file (the auth callout's, :mod:`engram_nats.callout_setup`)."""
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)]
+    if config is not None:
+        args += ["-c", str(config)]
     if monitor_port:
         args += ["-m", str(monitor_port)]
     args += cluster or []

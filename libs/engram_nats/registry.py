@@ -66,15 +66,33 @@ class SpaceRegistry:
 
     async def open(self) -> None:
         try:
-            self._kv = await self._js.key_value(REGISTRY_BUCKET)
+            kv = await self._js.key_value(REGISTRY_BUCKET)
         except BucketNotFoundError:
-            self._kv = await self._js.create_key_value(
+            kv = await self._js.create_key_value(
                 bucket=REGISTRY_BUCKET,
                 history=1,
                 storage=api.StorageType.FILE,
                 replicas=self._replicas,
                 description="Engram memory space registry",
+                direct=True,
             )
+        self._kv = kv if kv._direct else await self._allow_direct()
+
+    async def _allow_direct(self) -> KeyValue:
+        """Turn on direct gets on a bucket made before they were used: an agent's
+        key may read its own spaces' records by ``$JS.API.DIRECT.GET.<stream>.<subject>``,
+        a subject its permissions can name (see :mod:`engram_nats.authcallout`)."""
+        info = await self._js.stream_info(f"KV_{REGISTRY_BUCKET}")
+        info.config.allow_direct = True
+        await self._js.update_stream(info.config)
+        return await self._js.key_value(REGISTRY_BUCKET)
+
+    def bind(self) -> None:
+        """Use the bucket without looking it up and without a watch: records are
+        read one at a time, by direct get (an agent whose key may read only its
+        own spaces' records)."""
+        stream = f"KV_{REGISTRY_BUCKET}"
+        self._kv = KeyValue(REGISTRY_BUCKET, stream, f"$KV.{REGISTRY_BUCKET}.", self._js, True)
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(space_id, record_or_None)`` on every registry change."""
