@@ -39,7 +39,7 @@ from engram_contract.messages import (
 from engram_nats.authcallout import inbox_prefix
 from engram_nats.connection import connect
 from engram_nats.consumers import close_consumer
-from engram_nats.registry import SpaceRegistry
+from engram_nats.registry import SpaceRegistry, direct_registry
 from engram_nats.service import MemoryService
 from engram_nats.spaces import SpacePolicy
 from engram_nats.streams import EVENTS_STREAM, ensure_events_stream
@@ -56,6 +56,11 @@ CREATE_HINT = "Create it with create_space() or write a memory to it."
 class _KeyRegistry(SpaceRegistry):
     """The registry as a key's NATS user reads it: one record at a time, of its
     own spaces; NATS drops a read of another space's record (no answer)."""
+
+    def bind(self) -> None:
+        """Use the bucket without looking it up and without a watch: records are
+        read when used, one at a time, by direct get."""
+        self._kv = direct_registry(self._js)
 
     async def get(self, space: str) -> SpaceRecord | None:
         try:
@@ -145,7 +150,7 @@ class NatsTransport:
         self._service = MemoryService(
             nc, registry, self.policy, publish_timeout=self.timeout, query_timeout=self.timeout
         )
-        if key is not None:  # its own spaces' records only, read when used
+        if isinstance(registry, _KeyRegistry):  # its own spaces' records only
             registry.bind()
             return
         try:

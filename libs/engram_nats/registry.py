@@ -42,6 +42,22 @@ class SpaceLimitReached(RuntimeError):
 Listener = Callable[[str, SpaceRecord | None], Awaitable[None]]
 
 
+async def allow_direct_gets(js: JetStreamContext) -> KeyValue:
+    """Turn on direct gets on a registry bucket made before they were used: an
+    agent's key reads its own spaces' records by ``$JS.API.DIRECT.GET.<stream>.<subject>``,
+    a subject its NATS permissions can name (see :mod:`engram_nats.authcallout`)."""
+    info = await js.stream_info(f"KV_{REGISTRY_BUCKET}")
+    info.config.allow_direct = True
+    await js.update_stream(info.config)
+    return await js.key_value(REGISTRY_BUCKET)
+
+
+def direct_registry(js: JetStreamContext) -> KeyValue:
+    """The registry bucket, not looked up (no stream info), read by direct gets."""
+    stream = f"KV_{REGISTRY_BUCKET}"
+    return KeyValue(REGISTRY_BUCKET, stream, f"$KV.{REGISTRY_BUCKET}.", js, True)
+
+
 class SpaceRegistry:
     """The registry of spaces in KV ``ENGRAM_SPACES``, with a watched local cache.
 
@@ -76,23 +92,7 @@ class SpaceRegistry:
                 description="Engram memory space registry",
                 direct=True,
             )
-        self._kv = kv if kv._direct else await self._allow_direct()
-
-    async def _allow_direct(self) -> KeyValue:
-        """Turn on direct gets on a bucket made before they were used: an agent's
-        key may read its own spaces' records by ``$JS.API.DIRECT.GET.<stream>.<subject>``,
-        a subject its permissions can name (see :mod:`engram_nats.authcallout`)."""
-        info = await self._js.stream_info(f"KV_{REGISTRY_BUCKET}")
-        info.config.allow_direct = True
-        await self._js.update_stream(info.config)
-        return await self._js.key_value(REGISTRY_BUCKET)
-
-    def bind(self) -> None:
-        """Use the bucket without looking it up and without a watch: records are
-        read one at a time, by direct get (an agent whose key may read only its
-        own spaces' records)."""
-        stream = f"KV_{REGISTRY_BUCKET}"
-        self._kv = KeyValue(REGISTRY_BUCKET, stream, f"$KV.{REGISTRY_BUCKET}.", self._js, True)
+        self._kv = kv if kv._direct else await allow_direct_gets(self._js)
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(space_id, record_or_None)`` on every registry change."""
