@@ -224,6 +224,10 @@ class NatsTransport:
     def events(
         self, space: str, kinds: builtins.list[str], last_event_id: int | None
     ) -> EventStream:
+        if self.api_key is not None:
+            from engram_client.nats_events import KeyEventStream
+
+            return KeyEventStream(self, space, kinds, last_event_id)
         return NatsEventStream(self, space, kinds, last_event_id)
 
 

@@ -26,6 +26,7 @@ from engram_contract.subjects import stream_name
 from engram_nats.authcallout import AuthCallout, inbox_prefix
 from engram_nats.callout_setup import SERVICE_USER, SYSTEM_USER, CalloutSecrets, with_user
 from engram_nats.keys import KeyStore
+from engram_nats.streams import ensure_events_stream
 from engram_worker.worker import Worker
 from tests.helpers import purge_heartbeats, query_over_nats, random_unit, worker_settings
 
@@ -324,3 +325,47 @@ async def test_the_sdk_over_nats_works_with_a_key_in_its_space(stack: Stack) -> 
     with pytest.raises(Unauthorized):
         async with EngramClient.nats(stack.server.url, api_key=key + "x") as c:
             pass
+
+
+async def test_a_key_reads_its_spaces_events_from_the_stream_and_no_others(
+    stack: Stack,
+) -> None:
+    await ensure_events_stream(stack.nc.jetstream(), max_age=600)
+    space, other = await stack.space("evt"), await stack.space("evt-other")
+    key = await stack.key("write", space)
+    async with EngramClient.nats(stack.server.url, api_key=key, timeout=5) as c:
+        s = c.space(space)
+        async with s.events(types=["stored"]) as events:
+            first = await s.remember("first", id="m1")
+            second = await s.remember("second", id="m2")
+            got = [await asyncio.wait_for(events.__anext__(), 10) for _ in range(2)]
+        assert [e.data.memory_id for e in got] == ["m1", "m2"]  # type: ignore[union-attr]
+        assert [e.data.seq for e in got] == [first.seq, second.seq]  # type: ignore[union-attr]
+        # resuming after the first one: the second, then nothing more
+        async with s.events(last_event_id=got[0].id) as events:
+            again = await asyncio.wait_for(events.__anext__(), 10)
+        assert again.id == got[1].id and again.kind == "stored"
+    # a consumer on another space's events is refused, whatever its name
+    agent = await stack.agent(key)
+    await agent.denied_request(
+        f"$JS.API.CONSUMER.CREATE.ENGRAM_EVENTS.x.spaces.{other}.evt.>",
+        json.dumps({"stream_name": "ENGRAM_EVENTS", "config": {"name": "x"}}).encode(),
+    )
+    await agent.denied_request("$JS.API.CONSUMER.CREATE.ENGRAM_EVENTS")
+    await agent.denied_request("$JS.API.STREAM.INFO.ENGRAM_EVENTS")
+    # nor by naming its own space in the subject and another in the request
+    mismatch = {
+        "stream_name": "ENGRAM_EVENTS",
+        "config": {
+            "name": "sly",
+            "filter_subject": f"spaces.{other}.evt.>",
+            "deliver_subject": f"{inbox_prefix(key)}.sly",
+            "ack_policy": "none",
+        },
+    }
+    reply = await agent.nc.request(
+        f"$JS.API.CONSUMER.CREATE.ENGRAM_EVENTS.sly.spaces.{space}.evt.>",
+        json.dumps(mismatch).encode(),
+        timeout=5,
+    )
+    assert "error" in json.loads(reply.data), reply.data
