@@ -70,8 +70,8 @@ def inbox_prefix(key: str) -> str:
 
 
 def user_permissions(principal: Principal, inbox: str) -> dict[str, Any]:
-    """The ``pub``/``sub``/``resp`` permissions of a key's NATS user (empty: all,
-    for an admin key).
+    """The ``pub``/``sub``/``resp`` permissions of a key's NATS user (for an
+    admin key: everything but :data:`CALLOUT_SUBJECT`).
 
     Per space S: the commands of its role (``spaces.S.remember|forget|link``
     for write keys), its queries (``spaces.S.q.<name>``; ``consolidate`` for
@@ -84,7 +84,10 @@ def user_permissions(principal: Principal, inbox: str) -> dict[str, Any]:
     PubAck comes back on the reply inbox.
     """
     if principal.admin:
-        return {}
+        # everything but the callout's own requests, which carry the keys of the
+        # agents connecting (plain, as they sent them)
+        deny = {"deny": [CALLOUT_SUBJECT]}
+        return {"pub": dict(deny), "sub": dict(deny)}
     pub: list[str] = []
     sub: list[str] = [f"{inbox}.>"]
     queries = READ_QUERIES + (WRITE_QUERIES if principal.has("write") else ())

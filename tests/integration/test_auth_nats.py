@@ -288,6 +288,20 @@ async def test_an_admin_key_may_do_everything(stack: Stack) -> None:
     await admin.nc.flush()
     await sub.unsubscribe()
     assert admin.errors == []
+    # but not the callout's requests: they carry the keys of the agents connecting
+    everything = await admin.nc.subscribe(">")
+    await admin.nc.flush()
+    await admin.denied_subscribe("$SYS.REQ.USER.AUTH")
+    reader = await stack.agent(await stack.key("read", space))
+    assert reader.nc.is_connected
+    await asyncio.sleep(0.2)
+    seen = []
+    while True:
+        try:
+            seen.append((await everything.next_msg(timeout=0.05)).subject)
+        except nats.errors.TimeoutError:
+            break
+    assert "$SYS.REQ.USER.AUTH" not in seen
 
 
 async def test_while_the_callout_is_down_open_connections_work_and_new_ones_are_refused(

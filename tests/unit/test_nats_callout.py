@@ -54,14 +54,18 @@ def test_a_read_key_gets_its_spaces_queries_and_events_only() -> None:
     assert perms["resp"]["max"] == 1
 
 
-def test_a_write_key_adds_its_commands_and_an_admin_key_has_no_limits() -> None:
+def test_a_write_key_adds_its_commands_and_an_admin_key_has_all_but_the_callout() -> None:
     p = Principal("k2", "write", frozenset({"alpha"}))
     pub = _subjects(user_permissions(p, "_INBOX_k2")["pub"])
     for verb in ("remember", "forget", "link"):
         assert f"spaces.alpha.{verb}" in pub
     assert "spaces.alpha.reinforce" not in pub and "spaces.alpha.consolidate" not in pub
     assert "spaces.alpha.q.consolidate" in pub
-    assert user_permissions(Principal("env-admin", "admin", frozenset()), "_INBOX") == {}
+    admin = user_permissions(Principal("env-admin", "admin", frozenset()), "_INBOX")
+    assert admin == {  # all but the callout's requests, which carry connecting agents' keys
+        "pub": {"deny": ["$SYS.REQ.USER.AUTH"]},
+        "sub": {"deny": ["$SYS.REQ.USER.AUTH"]},
+    }
 
 
 def test_each_key_has_its_own_inbox_prefix() -> None:
