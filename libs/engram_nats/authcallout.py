@@ -296,7 +296,7 @@ async def run(settings: CalloutSettings, ready: asyncio.Event | None = None) -> 
             "auth callout: no ENGRAM_NATS_SYSTEM_URL: connections of revoked keys stay "
             "open until they reconnect"
         )
-    keys = KeyStore(nc.jetstream(), replicas=settings.space_replicas)
+    keys = KeyStore(nc.jetstream(), replicas=settings.stream_replicas)
     callout = AuthCallout(nc, keys, settings.nats_issuer_seed.encode(), system)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
