@@ -50,7 +50,8 @@ async def connect(
     """Connect with unlimited reconnects (the broker may restart under us), or
     ``attempts`` of them (a command-line tool should fail, not hang). With a
     ``token`` (an agent's API key) the connection authenticates with it alone;
-    without one, with the service credentials (:func:`service_credentials`)."""
+    without one, with the credentials in ``url`` if it has any, else with the
+    service credentials (:func:`service_credentials`)."""
 
     refused: list[Exception] = []  # the server's "Authorization Violation", if it said so
 
@@ -59,7 +60,11 @@ async def connect(
             refused[:] = [exc]
         log.warning("nats: %s", exc)
 
-    auth: dict[str, str] = {"token": token} if token is not None else service_credentials()
+    auth: dict[str, str] = {}
+    if token is not None:
+        auth["token"] = token
+    elif "@" not in url:  # credentials in the URL are the ones meant (the callout's system user)
+        auth.update(service_credentials())
     if inbox_prefix is not None:
         auth["inbox_prefix"] = inbox_prefix
     try:

@@ -25,6 +25,7 @@ from engram_contract.keys import Role
 from engram_contract.subjects import stream_name
 from engram_nats.authcallout import AuthCallout, inbox_prefix
 from engram_nats.callout_setup import SERVICE_USER, SYSTEM_USER, CalloutSecrets, with_user
+from engram_nats.connection import connect
 from engram_nats.keys import KeyStore
 from engram_nats.streams import ensure_events_stream
 from engram_worker.worker import Worker
@@ -141,9 +142,13 @@ class Agent:
 
 
 @pytest.fixture
-async def stack(callout_nats: CalloutNats) -> AsyncIterator[Stack]:
-    nc = await nats.connect(callout_nats.service_url)
-    system = await nats.connect(callout_nats.system_url)
+async def stack(callout_nats: CalloutNats, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
+    # connected as `engram auth-callout` is: the service user from the environment,
+    # the system user from its URL
+    for name, value in callout_nats.secrets.service_env().items():
+        monkeypatch.setenv(name, value)
+    nc = await connect(callout_nats.url, "engram-auth-callout")
+    system = await connect(callout_nats.system_url, "engram-auth-callout-sys")
     keys = KeyStore(nc.jetstream())
     await keys.start()
     callout = AuthCallout(nc, keys, callout_nats.secrets.issuer_seed, system)

@@ -19,6 +19,7 @@ import pytest
 
 from engram_cli.devstack import free_port
 from engram_client import EngramClient
+from engram_client.errors import Unauthorized
 from tests.integration.test_dev_cluster import _read_banner
 
 ADMIN_KEY = "dev-admin-key-" + "y" * 20
@@ -71,3 +72,15 @@ async def _agent(http: str, url: str) -> None:
         written = await c.space("alpha").remember("an agent's note")
         found = await c.space("alpha").recall("note", k=1)
         assert found.results[0].memory.id == written.ids[0]
+        # revoked through the gateway: the agent's open connection is cut
+        async with httpx.AsyncClient(base_url=http, timeout=30) as h:
+            r = await h.delete(f"/api/v1/keys/{key.split('_')[1]}", headers=admin)
+            assert r.status_code == 204, r.text
+        for _ in range(100):
+            if not c.transport.nc.is_connected:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.05)
+        assert not c.transport.nc.is_connected  # type: ignore[attr-defined]
+    with pytest.raises(Unauthorized):
+        async with EngramClient.nats(url, api_key=key):
+            pass
