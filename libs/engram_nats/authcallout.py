@@ -145,6 +145,8 @@ class AuthCallout:
         return natsjwt.public_key(self._issuer)
 
     async def start(self) -> None:
+        if self.system is not None:
+            await self._check_system()
         self._sub = await self.nc.subscribe(CALLOUT_SUBJECT, CALLOUT_QUEUE, cb=self._on_request)
         await self.nc.flush()
         if self.system is not None:
@@ -160,6 +162,18 @@ class AuthCallout:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+
+    async def _check_system(self) -> None:
+        """The system connection must be in the system account: elsewhere the
+        connection lists still answer (for that account) but KICK does not."""
+        assert self.system is not None
+        reply = await self.system.request("$SYS.REQ.USER.INFO", b"", timeout=5)
+        account = (json.loads(reply.data).get("data") or {}).get("account")
+        if account == GLOBAL_ACCOUNT:
+            raise ValueError(
+                "ENGRAM_NATS_SYSTEM_URL connects a user of the global account, not of the "
+                "system account: revoked keys' connections could not be cut"
+            )
 
     # -- answering ------------------------------------------------------------
 

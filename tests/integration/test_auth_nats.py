@@ -388,3 +388,9 @@ async def test_a_key_reads_its_spaces_events_from_the_stream_and_no_others(
         timeout=5,
     )
     assert "error" in json.loads(reply.data), reply.data
+
+
+async def test_a_system_connection_outside_the_system_account_is_refused(stack: Stack) -> None:
+    wrong = AuthCallout(stack.nc, stack.keys, stack.server.secrets.issuer_seed, stack.nc)
+    with pytest.raises(ValueError, match="not of the system account"):
+        await wrong.start()
