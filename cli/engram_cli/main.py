@@ -102,9 +102,14 @@ def cmd_auth_callout(args: argparse.Namespace) -> int:
     return run_auth_callout(args)
 
 
+def _add_auth_callout(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from engram_cli.authcallout import add_parser
+
+    add_parser(sub).set_defaults(func=cmd_auth_callout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # here, not at the top: the client commands' modules import the SDK and rich
-    from engram_cli.authcallout import add_parser as auth_callout_parser
     from engram_cli.memory import add_parser as memory_parser
     from engram_cli.space import add_parser as space_parser
     from engram_cli.status import add_parser as status_parser
@@ -151,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reload-wait", type=float, default=30.0, metavar="S", help="seconds to wait for workers"
     )
     replay.set_defaults(func=cmd_replay)
-    auth_callout_parser(sub).set_defaults(func=cmd_auth_callout)
+    _add_auth_callout(sub)
     status_parser(sub).set_defaults(func=cmd_status)
     space_parser(sub).set_defaults(func=cmd_space)
     memory_parser(sub).set_defaults(func=cmd_memory)
