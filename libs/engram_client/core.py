@@ -110,8 +110,9 @@ class EngramClient:
         ``default_dim``/``default_embedder``/``auto_create_spaces`` mirror the
         gateway's ``ENGRAM_DEFAULT_DIM``, ``ENGRAM_DEFAULT_EMBEDDER`` and
         ``ENGRAM_AUTO_CREATE_SPACES`` for spaces this client creates.
-        ``api_key``: the connection token on a NATS that checks keys (the auth
-        callout): the client may then use only the key's spaces, and creates none.
+        ``api_key`` (default: ``ENGRAM_API_KEY`` from the environment): the
+        connection token on a NATS that checks keys (the auth callout); the
+        client then uses only the key's spaces, and creates none.
         """
         from engram_client.nats_transport import NatsTransport
 

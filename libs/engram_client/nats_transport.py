@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 from typing import Any
 
 import nats.errors
@@ -92,8 +93,9 @@ class NatsTransport:
         api_key: str | None = None,
     ) -> None:
         self.url = url
-        #: the connection token on a NATS with Engram's auth callout (docs/security.md)
-        self.api_key = api_key
+        #: the connection token on a NATS with Engram's auth callout (docs/security.md);
+        #: ENGRAM_API_KEY when not given, as over HTTP
+        self.api_key = api_key if api_key is not None else os.environ.get("ENGRAM_API_KEY") or None
         self.timeout = timeout
         self.replicas = replicas
         self.connect_attempts = connect_attempts
@@ -101,7 +103,7 @@ class NatsTransport:
             default_dim=default_dim,
             default_embedder=default_embedder,
             # a key's NATS user cannot create spaces (nor streams): an admin does
-            auto_create=auto_create_spaces and api_key is None,
+            auto_create=auto_create_spaces and self.api_key is None,
             create_hint=CREATE_HINT,
         )
         self._service: MemoryService | None = None

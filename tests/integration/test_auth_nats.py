@@ -329,7 +329,9 @@ async def test_while_the_callout_is_down_open_connections_work_and_new_ones_are_
     await query_over_nats(again.nc, space, "stats", {})
 
 
-async def test_the_sdk_over_nats_works_with_a_key_in_its_space(stack: Stack) -> None:
+async def test_the_sdk_over_nats_works_with_a_key_in_its_space(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     space, other = await stack.space("sdk"), await stack.space("sdk-other")
     key = await stack.key("write", space)
     async with EngramClient.nats(stack.server.url, api_key=key, timeout=2) as c:
@@ -344,6 +346,9 @@ async def test_the_sdk_over_nats_works_with_a_key_in_its_space(stack: Stack) -> 
     with pytest.raises(Unauthorized):
         async with EngramClient.nats(stack.server.url, api_key=key + "x") as c:
             pass
+    monkeypatch.setenv("ENGRAM_API_KEY", key)  # as over HTTP, the default key
+    async with EngramClient.nats(stack.server.url) as c:
+        assert (await c.space(space).get("m1")).id == "m1"
 
 
 async def test_a_key_reads_its_spaces_events_from_the_stream_and_no_others(
