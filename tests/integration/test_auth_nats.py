@@ -224,6 +224,11 @@ async def test_a_write_key_works_in_its_space_and_is_refused_everywhere_else(
     # nor other connections' replies: only its own inbox prefix
     await agent.denied_subscribe("_INBOX.>")
     await agent.denied_subscribe("_INBOX_0123456789ab.>")
+    # a connection of the same key with the default inbox prefix gets no replies
+    plain = await stack.agent(None, token=key)
+    with pytest.raises(nats.errors.TimeoutError):
+        await plain.nc.request(f"spaces.{mine}.q.stats", b"{}", timeout=0.5)
+    assert any('subscription to "_inbox.' in e.lower() for e in plain.errors), plain.errors
     # the connection survived its violations and still works in its space
     got = await query_over_nats(agent.nc, mine, "get", {"memory_id": "m1"})
     assert got["memory"]["content"] == "memory 1"
