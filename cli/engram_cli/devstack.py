@@ -23,6 +23,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from engram_contract.settings import GatewaySettings
+from engram_nats.callout_setup import SERVICE_USER, CalloutSecrets, config_path
+
+#: where ``engram dev`` keeps the auth callout's issuer seed and service passwords
+NATS_AUTH_DIR = "nats-auth"
 
 
 def find_nats_server() -> str:
@@ -70,11 +74,15 @@ def start_nats_server(
     monitor_port: int | None = None,
     log_file: Path | None = None,
     cluster: list[str] | None = None,
+    config: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start nats-server with JetStream on loopback; ``cluster``: extra arguments
-    that make it a cluster node (see :func:`cluster_args`)."""
+    that make it a cluster node (see :func:`cluster_args`); ``config``: a
+    configuration file (the auth callout's, :mod:`engram_nats.callout_setup`)."""
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)]
+    if config is not None:
+        args += ["-c", str(config)]
     if monitor_port:
         args += ["-m", str(monitor_port)]
     args += cluster or []
@@ -135,7 +143,7 @@ def wait_for_jetstream(monitor_ports: list[int], timeout: float) -> None:
 
 
 def start_nats_cluster(
-    data: Path, nodes: int, first_port: int, name: str = "engram"
+    data: Path, nodes: int, first_port: int, name: str = "engram", config: Path | None = None
 ) -> list[tuple[NodePorts, subprocess.Popen[bytes]]]:
     """``nodes`` nats-servers forming one JetStream cluster on loopback; the first
     listens on ``first_port`` (or a free port), the others on free ports."""
@@ -152,6 +160,7 @@ def start_nats_cluster(
                 node.monitor,
                 data / f"n{i + 1}.log",
                 cluster_args(name, i, ports),
+                config,
             )
             started.append((node, proc))
         wait_for_jetstream([n.monitor for n in ports], 60)
@@ -203,8 +212,12 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
     # SIGINT explicitly too: a shell's background job starts with SIGINT ignored
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    secrets = _callout_secrets(settings, data)
     try:
-        nats_urls, nats_lines = _start_nats(data, top.nats_nodes, nats_port, procs)
+        config = None
+        if secrets is not None:
+            config = secrets.write_config(config_path(data / NATS_AUTH_DIR))
+        nats_urls, nats_lines = _start_nats(data, top.nats_nodes, nats_port, procs, config)
         env = {
             **os.environ,
             "ENGRAM_NATS_URL": ",".join(nats_urls),
@@ -213,6 +226,18 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
         if top.nats_nodes > 1 and "ENGRAM_STREAM_REPLICAS" not in os.environ:
             env["ENGRAM_STREAM_REPLICAS"] = str(min(3, top.nats_nodes))
         engram = [sys.executable, "-m", "engram_cli"]
+        if secrets is not None:
+            env.update(secrets.service_env())
+            callout_env = {**env, **secrets.callout_env(env["ENGRAM_NATS_URL"])}
+            procs.append(
+                (
+                    "auth-callout",
+                    subprocess.Popen(
+                        [*engram, "auth-callout"], env=callout_env, start_new_session=True
+                    ),
+                )
+            )
+            nats_lines += _agent_lines(data)
         worker_lines = []
         for i in range(top.workers):
             # the worker's /metrics: ENGRAM_METRICS_PORT if set (the first), else free
@@ -278,17 +303,44 @@ def _watch(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
             return
 
 
+def _callout_secrets(settings: GatewaySettings, data: Path) -> CalloutSecrets | None:
+    """The auth callout's issuer and service passwords (kept in
+    ``data/nats-auth`` across runs) when the gateway requires keys, else None."""
+    from engram_gateway.auth import keys_required
+
+    if not keys_required(settings):
+        return None
+    return CalloutSecrets.load_or_create(data / NATS_AUTH_DIR)
+
+
+def _agent_lines(data: Path) -> list[str]:
+    """How an agent and the CLI connect to a NATS whose connections the callout checks."""
+    password = data / NATS_AUTH_DIR / "service.password"
+    return [
+        '  agents: nats.connect(url, token=KEY, inbox_prefix="_INBOX_<key id>") '
+        "or EngramClient.nats(url, api_key=KEY)",
+        f"  service user (engram status/replay): ENGRAM_NATS_USER={SERVICE_USER} "
+        f"ENGRAM_NATS_PASSWORD=$(cat {password})",
+    ]
+
+
 def _start_nats(
-    data: Path, nodes: int, port: int, procs: list[tuple[str, subprocess.Popen[bytes]]]
+    data: Path,
+    nodes: int,
+    port: int,
+    procs: list[tuple[str, subprocess.Popen[bytes]]],
+    config: Path | None = None,
 ) -> tuple[list[str], list[str]]:
     """Start one node (data in ``data/nats``) or a cluster (``data/nats-cluster``);
     the client URLs and a line per node for the banner."""
     if nodes == 1:
-        proc = start_nats_server(data / "nats", port, port + 4000, data / "nats-server.log")
+        proc = start_nats_server(
+            data / "nats", port, port + 4000, data / "nats-server.log", config=config
+        )
         procs.append(("nats-server", proc))
         url = f"nats://127.0.0.1:{port}"
         return [url], [f"{url}  (monitoring http://127.0.0.1:{port + 4000})"]
-    started = start_nats_cluster(data / "nats-cluster", nodes, port)
+    started = start_nats_cluster(data / "nats-cluster", nodes, port, config=config)
     lines = []
     for i, (node, proc) in enumerate(started):
         procs.append((f"nats-server-{i + 1}", proc))

@@ -102,6 +102,18 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_auth_callout(args: argparse.Namespace) -> int:
+    from engram_cli.authcallout import run_auth_callout
+
+    return run_auth_callout(args)
+
+
+def _add_auth_callout(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from engram_cli.authcallout import add_parser
+
+    add_parser(sub).set_defaults(func=cmd_auth_callout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # here, not at the top: the client commands' modules import the SDK and rich
     from engram_cli.keys import add_parser as key_parser
@@ -151,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reload-wait", type=float, default=30.0, metavar="S", help="seconds to wait for workers"
     )
     replay.set_defaults(func=cmd_replay)
+    _add_auth_callout(sub)
     status_parser(sub).set_defaults(func=cmd_status)
     space_parser(sub).set_defaults(func=cmd_space)
     memory_parser(sub).set_defaults(func=cmd_memory)
@@ -163,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: the long-running processes: ``engram worker`` and ``engram gateway`` take no
 #: arguments, and start without importing the client commands' modules (the SDK,
 #: httpx, rich: ~0.5 s of a worker's start)
-_PROCESSES = {"worker": cmd_worker, "gateway": cmd_gateway}
+_PROCESSES = {"worker": cmd_worker, "gateway": cmd_gateway, "auth-callout": cmd_auth_callout}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,6 +103,7 @@ class EngramClient:
         default_embedder: str = "hash-ngram-v1",
         auto_create_spaces: bool = True,
         replicas: int = 1,
+        api_key: str | None = None,
     ) -> EngramClient:
         """Talk to NATS at ``url`` directly, as an agent whose permissions are
         ``spaces.<id>.>`` (plus the registry bucket) would.
@@ -117,6 +118,9 @@ class EngramClient:
         ``default_dim``/``default_embedder``/``auto_create_spaces`` mirror the
         gateway's ``ENGRAM_DEFAULT_DIM``, ``ENGRAM_DEFAULT_EMBEDDER`` and
         ``ENGRAM_AUTO_CREATE_SPACES`` for spaces this client creates.
+        ``api_key`` (default: ``ENGRAM_API_KEY`` from the environment): the
+        connection token on a NATS that checks keys (the auth callout); the
+        client then uses only the key's spaces, and creates none.
         """
         from engram_client.nats_transport import NatsTransport
 
@@ -128,6 +132,7 @@ class EngramClient:
                 default_embedder=default_embedder,
                 auto_create_spaces=auto_create_spaces,
                 replicas=replicas,
+                api_key=api_key,
             )
         )
 

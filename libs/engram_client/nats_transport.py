@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 from typing import Any
 
 import nats.errors
@@ -21,7 +22,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
 from engram_client.base import Event, EventStream, SpaceInfo, Written, parse_event
-from engram_client.errors import Unavailable
+from engram_client.errors import Forbidden, Unauthorized, Unavailable
 from engram_contract.messages import (
     CreateSpace,
     EventsGap,
@@ -36,9 +37,10 @@ from engram_contract.messages import (
     SpaceRecord,
     StatsResponse,
 )
+from engram_nats.authcallout import inbox_prefix
 from engram_nats.connection import connect
 from engram_nats.consumers import close_consumer
-from engram_nats.registry import SpaceRegistry
+from engram_nats.registry import SpaceRegistry, direct_registry
 from engram_nats.service import MemoryService
 from engram_nats.spaces import SpacePolicy
 from engram_nats.streams import EVENTS_STREAM, ensure_events_stream
@@ -50,6 +52,27 @@ EVENTS_MAX_AGE = 3600.0
 #: the stream deletes its consumer on close).
 EVENTS_INACTIVE_S = 30.0
 CREATE_HINT = "Create it with create_space() or write a memory to it."
+
+
+class _KeyRegistry(SpaceRegistry):
+    """The registry as a key's NATS user reads it: one record at a time, of its
+    own spaces; NATS drops a read of another space's record (no answer)."""
+
+    def bind(self) -> None:
+        """Use the bucket without looking it up and without a watch: records are
+        read when used, one at a time, by direct get."""
+        self._kv = direct_registry(self._js)
+
+    async def get(self, space: str) -> SpaceRecord | None:
+        try:
+            return await super().get(space)
+        except nats.errors.TimeoutError:
+            raise Forbidden(
+                403,
+                "Forbidden",
+                f"this API key may not use memory space {space!r} "
+                "(NATS did not answer for its record)",
+            ) from None
 
 
 class NatsTransport:
@@ -67,15 +90,20 @@ class NatsTransport:
         auto_create_spaces: bool = True,
         replicas: int = 1,
         connect_attempts: int = 3,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        #: the connection token on a NATS with Engram's auth callout (docs/security.md);
+        #: ENGRAM_API_KEY when not given, as over HTTP
+        self.api_key = api_key if api_key is not None else os.environ.get("ENGRAM_API_KEY") or None
         self.timeout = timeout
         self.replicas = replicas
         self.connect_attempts = connect_attempts
         self.policy = SpacePolicy(
             default_dim=default_dim,
             default_embedder=default_embedder,
-            auto_create=auto_create_spaces,
+            # a key's NATS user cannot create spaces (nor streams): an admin does
+            auto_create=auto_create_spaces and self.api_key is None,
             create_hint=CREATE_HINT,
         )
         self._service: MemoryService | None = None
@@ -97,18 +125,36 @@ class NatsTransport:
     async def open(self) -> None:
         if self._service is not None:
             return
+        key = self.api_key
         try:
-            nc = await connect(self.url, "engram-sdk", attempts=self.connect_attempts)
+            nc = await connect(
+                self.url,
+                "engram-sdk",
+                attempts=self.connect_attempts,
+                token=key,
+                inbox_prefix=inbox_prefix(key) if key is not None else None,
+            )
         except (OSError, nats.errors.Error) as exc:
+            if key is not None and "authorization violation" in str(exc).lower():
+                raise Unauthorized(
+                    401,
+                    "Unauthorized",
+                    f"NATS at {self.url} refused the API key (unknown, revoked or malformed)",
+                ) from None
             raise Unavailable(
                 503,
                 "NATS unavailable",
                 f"cannot reach NATS at {self.url}: {exc or type(exc).__name__}",
             ) from None
-        registry = SpaceRegistry(nc.jetstream(), replicas=self.replicas)
+        registry = (SpaceRegistry if key is None else _KeyRegistry)(
+            nc.jetstream(), replicas=self.replicas
+        )
         self._service = MemoryService(
             nc, registry, self.policy, publish_timeout=self.timeout, query_timeout=self.timeout
         )
+        if isinstance(registry, _KeyRegistry):  # its own spaces' records only
+            registry.bind()
+            return
         try:
             await registry.open()
             await registry.start_watch()
@@ -180,6 +226,10 @@ class NatsTransport:
     def events(
         self, space: str, kinds: builtins.list[str], last_event_id: int | None
     ) -> EventStream:
+        if self.api_key is not None:
+            from engram_client.nats_events import KeyEventStream
+
+            return KeyEventStream(self, space, kinds, last_event_id)
         return NatsEventStream(self, space, kinds, last_event_id)
 
 

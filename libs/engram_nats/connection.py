@@ -1,10 +1,18 @@
-"""Connecting to NATS, and requests every worker answers."""
+"""Connecting to NATS, and requests every worker answers.
+
+Credentials: an Engram process (gateway, worker, the auth callout, the CLI's
+direct NATS commands) connects with the service user of a NATS that requires
+authentication, taken from ``ENGRAM_NATS_USER`` / ``ENGRAM_NATS_PASSWORD`` (or
+from the URL itself, ``nats://user:password@host:4222``); an agent connects
+with its API key as the token (``token=``), never with the service user.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -17,20 +25,62 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def connect(url: str, name: str, attempts: int = -1) -> Client:
+#: the service user's name and password (a NATS with auth callout, see docs/security.md)
+USER_ENV = "ENGRAM_NATS_USER"
+PASSWORD_ENV = "ENGRAM_NATS_PASSWORD"
+
+
+def service_credentials() -> dict[str, str]:
+    """``user`` and ``password`` for :func:`nats.connect` from the environment
+    (nothing when ``ENGRAM_NATS_USER`` is not set)."""
+    user = os.environ.get(USER_ENV)
+    if not user:
+        return {}
+    return {"user": user, "password": os.environ.get(PASSWORD_ENV, "")}
+
+
+async def connect(
+    url: str,
+    name: str,
+    attempts: int = -1,
+    *,
+    token: str | None = None,
+    inbox_prefix: str | None = None,
+) -> Client:
     """Connect with unlimited reconnects (the broker may restart under us), or
-    ``attempts`` of them (a command-line tool should fail, not hang)."""
+    ``attempts`` of them (a command-line tool should fail, not hang). With a
+    ``token`` (an agent's API key) the connection authenticates with it alone;
+    without one, with the credentials in ``url`` if it has any, else with the
+    service credentials (:func:`service_credentials`)."""
+
+    refused: list[Exception] = []  # the server's "Authorization Violation", if it said so
 
     async def on_error(exc: Exception) -> None:
+        if "authorization violation" in str(exc).lower():
+            refused[:] = [exc]
         log.warning("nats: %s", exc)
 
-    return await nats.connect(
-        url.split(","),
-        name=name,
-        max_reconnect_attempts=attempts,
-        reconnect_time_wait=0.5,
-        error_cb=on_error,
-    )
+    auth: dict[str, str] = {}
+    if token is not None:
+        auth["token"] = token
+    elif "@" not in url:  # credentials in the URL are the ones meant (the callout's system user)
+        auth.update(service_credentials())
+    if inbox_prefix is not None:
+        auth["inbox_prefix"] = inbox_prefix
+    try:
+        return await nats.connect(
+            url.split(","),
+            name=name,
+            max_reconnect_attempts=attempts,
+            reconnect_time_wait=0.5,
+            error_cb=on_error,
+            **auth,
+        )
+    except nats.errors.NoServersError:
+        # every try was refused: say why (a wrong key or password), not "no servers"
+        if refused:
+            raise refused[0] from None
+        raise
 
 
 #: waits between tries of a JetStream call that timed out while a cluster settles

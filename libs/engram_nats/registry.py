@@ -42,6 +42,22 @@ class SpaceLimitReached(RuntimeError):
 Listener = Callable[[str, SpaceRecord | None], Awaitable[None]]
 
 
+async def allow_direct_gets(js: JetStreamContext) -> KeyValue:
+    """Turn on direct gets on a registry bucket made before they were used: an
+    agent's key reads its own spaces' records by ``$JS.API.DIRECT.GET.<stream>.<subject>``,
+    a subject its NATS permissions can name (see :mod:`engram_nats.authcallout`)."""
+    info = await js.stream_info(f"KV_{REGISTRY_BUCKET}")
+    info.config.allow_direct = True
+    await js.update_stream(info.config)
+    return await js.key_value(REGISTRY_BUCKET)
+
+
+def direct_registry(js: JetStreamContext) -> KeyValue:
+    """The registry bucket, not looked up (no stream info), read by direct gets."""
+    stream = f"KV_{REGISTRY_BUCKET}"
+    return KeyValue(REGISTRY_BUCKET, stream, f"$KV.{REGISTRY_BUCKET}.", js, True)
+
+
 class SpaceRegistry:
     """The registry of spaces in KV ``ENGRAM_SPACES``, with a watched local cache.
 
@@ -66,15 +82,17 @@ class SpaceRegistry:
 
     async def open(self) -> None:
         try:
-            self._kv = await self._js.key_value(REGISTRY_BUCKET)
+            kv = await self._js.key_value(REGISTRY_BUCKET)
         except BucketNotFoundError:
-            self._kv = await self._js.create_key_value(
+            kv = await self._js.create_key_value(
                 bucket=REGISTRY_BUCKET,
                 history=1,
                 storage=api.StorageType.FILE,
                 replicas=self._replicas,
                 description="Engram memory space registry",
+                direct=True,
             )
+        self._kv = kv if kv._direct else await allow_direct_gets(self._js)
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(space_id, record_or_None)`` on every registry change."""
