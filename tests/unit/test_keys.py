@@ -24,8 +24,7 @@ def test_a_new_key_is_found_by_its_id_and_only_its_hash_is_stored() -> None:
     assert key_id(key) == record.id
     assert record.spaces == ["alpha", "beta"]
     assert (
-        key not in record.model_dump_json()
-        and key.split("_", 2)[2] not in record.model_dump_json()
+        key not in record.model_dump_json() and key.split("_", 2)[2] not in record.model_dump_json()
     )
     assert matches(record, key)
     assert not matches(record, key[:-1] + ("A" if key[-1] != "A" else "B"))
