@@ -10,6 +10,7 @@ from typing import Any
 
 from measure import RECALL_HOPS, RECALL_MODES, Config, Results, Target, latency_cell, size_label
 from recall_paths import IN_WORKER_CALLS
+from restart import render_restart
 from throughput import (
     CLIENTS,
     HTTP_MULTI,
@@ -100,12 +101,17 @@ def restart_ratios(res: Results) -> dict[str, float]:
             rs["host_start_to_first_recall_s"] / rs["raw_limit_s"]
         )
     per_index = mem.get("index_bytes_per_memory")
+    # the index's own bytes two ways: usearch's memory_usage (its arenas, reserve
+    # included; the target's) and its serialised length (vectors and links)
+    per_data = mem.get("index_serialized_bytes_per_memory")
     for when in ("after_ingest", "after_restart"):
         rss = mem.get(f"worker_rss_{when}")
         if rss and per_index and mem.get("worker_rss_no_space"):
             per = (rss - mem["worker_rss_no_space"]) / mem["memories"]
             mem[f"rss_bytes_per_memory_{when}"] = round(per, 1)
             out[f"worker rss per memory {when.replace('_', ' ')} / index bytes"] = per / per_index
+            if per_data:
+                out[f"worker rss per memory {when.replace('_', ' ')} / index data"] = per / per_data
     return out
 
 
@@ -143,34 +149,6 @@ def restart_targets(res: Results) -> list[Target]:
                 )
             )
     return out
-
-
-def render_restart(res: Results) -> list[str]:
-    rs, mem = res.restart, res.memory
-    if not rs:
-        return []
-    lines = [
-        "",
-        "RESTART AND MEMORY",
-        f"  {'worker spawn → first recall (NATS)':<40} {rs['process_to_first_recall_s']:>9.2f} s",
-        f"  {'host start → first recall (in-process)':<40} "
-        f"{rs['host_start_to_first_recall_s']:>9.2f} s",
-        f"  {'raw: chunk read + Index.restore':<40} {rs['raw_limit_s']:>9.2f} s  "
-        f"({rs['raw_chunk_read_s']:.2f} + {rs['raw_index_restore_s']:.2f})",
-    ]
-    for name in ("no_space", "after_ingest", "after_restart"):
-        rss = mem.get(f"worker_rss_{name}")
-        if rss:
-            per = mem.get(f"rss_bytes_per_memory_{name}")
-            note = "" if per is None else f"  {per:,.0f} B per memory"
-            label = "worker RSS " + name.replace("_", " ")
-            lines.append(f"  {label:<40} {rss / 1e6:>9,.0f} MB{note}")
-    if mem.get("index_bytes_per_memory"):
-        lines.append(
-            f"  {'usearch index memory_usage per memory':<40} "
-            f"{mem['index_bytes_per_memory']:>9,.0f} B"
-        )
-    return lines
 
 
 def compute_targets(cfg: Config, res: Results) -> None:

@@ -88,6 +88,7 @@ async def raw_restart_limit(nc: Client) -> dict[str, float]:
     if index is None:
         raise RuntimeError("usearch could not restore the snapshot's index")
     index_bytes_per = index.memory_usage / max(len(index), 1)
+    index_data_per = index.serialized_length / max(len(index), 1)
     del index, index_bytes
     gc.collect()
     return {
@@ -95,6 +96,7 @@ async def raw_restart_limit(nc: Client) -> dict[str, float]:
         "raw_index_restore_s": round(restore_s, 4),
         "raw_limit_s": round(read_s + restore_s, 4),
         "index_bytes_per_memory": round(index_bytes_per, 1),
+        "index_serialized_bytes_per_memory": round(index_data_per, 1),
     }
 
 
@@ -116,4 +118,38 @@ async def bench_restart(cfg: Config, stack: Stack, nc: Client, data: Dataset, re
     step("restart: the raw limit (chunk read + usearch Index.restore)")
     out |= await raw_restart_limit(nc)
     res.memory["index_bytes_per_memory"] = out["index_bytes_per_memory"]
+    res.memory["index_serialized_bytes_per_memory"] = out["index_serialized_bytes_per_memory"]
     res.memory["memories"] = cfg.n
+
+
+def render_restart(res: Results) -> list[str]:
+    rs, mem = res.restart, res.memory
+    if not rs:
+        return []
+    lines = [
+        "",
+        "RESTART AND MEMORY",
+        f"  {'worker spawn → first recall (NATS)':<40} {rs['process_to_first_recall_s']:>9.2f} s",
+        f"  {'host start → first recall (in-process)':<40} "
+        f"{rs['host_start_to_first_recall_s']:>9.2f} s",
+        f"  {'raw: chunk read + Index.restore':<40} {rs['raw_limit_s']:>9.2f} s  "
+        f"({rs['raw_chunk_read_s']:.2f} + {rs['raw_index_restore_s']:.2f})",
+    ]
+    for name in ("no_space", "after_ingest", "after_restart"):
+        rss = mem.get(f"worker_rss_{name}")
+        if rss:
+            per = mem.get(f"rss_bytes_per_memory_{name}")
+            note = "" if per is None else f"  {per:,.0f} B per memory"
+            label = "worker RSS " + name.replace("_", " ")
+            lines.append(f"  {label:<40} {rss / 1e6:>9,.0f} MB{note}")
+    if mem.get("index_bytes_per_memory"):
+        lines.append(
+            f"  {'usearch index memory_usage per memory':<40} "
+            f"{mem['index_bytes_per_memory']:>9,.0f} B"
+        )
+    if mem.get("index_serialized_bytes_per_memory"):
+        lines.append(
+            f"  {'usearch index serialized per memory':<40} "
+            f"{mem['index_serialized_bytes_per_memory']:>9,.0f} B"
+        )
+    return lines
