@@ -270,6 +270,8 @@ class Membership:
                     me.id, me.model_dump_json().encode(), last=self._revision
                 )
             except KeyWrongLastSequenceError:
+                if await self._own_beat_landed(me):
+                    continue  # a beat of ours whose ack timed out: go on from it
                 log.error(
                     "membership: another process took over worker id %r; this one stops "
                     "answering for it",
@@ -282,6 +284,25 @@ class Membership:
                 log.warning("membership: heartbeat of %r failed: %s", me.id, exc)
                 continue
             self.me = me
+
+    async def _own_beat_landed(self, me: WorkerBeat) -> bool:
+        """Whether the key's newer revision is this process's own beat (same
+        ``instance``): a busy broker stored it but its ack timed out. Then its
+        revision is the one to beat over."""
+        try:
+            entry = await _last_beat(self.kv, me.id)
+        except Exception:  # cannot tell now: not a takeover yet, ask next beat
+            return True
+        if entry is None or entry.value is None:
+            return False
+        try:
+            current = WorkerBeat.model_validate_json(entry.value)
+        except ValidationError:
+            return False
+        if current.instance != me.instance:
+            return False
+        self._revision = entry.revision or 0
+        return True
 
     async def leave(self) -> None:
         """Announce that this worker is leaving: every watcher places its spaces
