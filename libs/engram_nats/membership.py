@@ -286,14 +286,20 @@ class Membership:
             self.me = me
 
     async def _own_beat_landed(self, me: WorkerBeat) -> bool:
-        """Whether the key's newer revision is this process's own beat (same
-        ``instance``): a busy broker stored it but its ack timed out. Then its
-        revision is the one to beat over."""
+        """Whether the key still is this process's: its newer revision is our own
+        beat (same ``instance``; a busy broker stored it but its ack timed out),
+        or the key is gone (the bucket's ``max_age`` removed it while our beats
+        failed) and we create it again. Then beating goes on from there."""
         try:
             entry = await _last_beat(self.kv, me.id)
+            if entry is None:
+                self._revision = int(await self.kv.create(me.id, me.model_dump_json().encode()))
+                return True
+        except KeyWrongLastSequenceError:  # another process created it meanwhile
+            return False
         except Exception:  # cannot tell now: not a takeover yet, ask next beat
             return True
-        if entry is None or entry.value is None:
+        if entry.value is None:
             return False
         try:
             current = WorkerBeat.model_validate_json(entry.value)

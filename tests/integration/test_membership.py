@@ -167,6 +167,22 @@ async def test_a_beat_that_landed_without_its_ack_is_no_takeover(
     assert "worker-a" in holder.live()
 
 
+async def test_a_key_removed_while_beats_failed_is_claimed_again(
+    members: Callable[[], Membership], nc: Client, bucket: str
+) -> None:
+    # beats that fail for longer than the bucket's max_age let it remove the key;
+    # nobody else holds the id, so the worker writes it again and stays live
+    holder = members()
+    await holder.start()
+    await holder.announce("worker-e")
+    kv: KeyValue = await nc.jetstream().key_value(bucket)
+    await kv.purge("worker-e")
+    await asyncio.sleep(TTL)  # two or three beats
+    assert not holder.lost.is_set()
+    assert (await kv.get("worker-e")).value is not None
+    assert "worker-e" in holder.live()
+
+
 async def test_a_watcher_that_stalls_does_not_declare_live_workers_dead(
     members: Callable[[], Membership],
 ) -> None:
