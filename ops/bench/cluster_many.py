@@ -170,6 +170,16 @@ async def phase_many(
             f"{b['p99_ms']:.2f}) over {len(warm)} warm spaces in turn; one of them asked "
             f"alone {one:.3f} ms; similarity k=10 over NATS",
         )
+        step(f"phase 2: nats-server restarted with {cfg.many_spaces} streams (workers stopped)")
+        stack.stop(workers)
+        await nc.close()
+        out["nats_restart_s"] = round(stack.restart_nats(), 2)
+        res.add(
+            f"2: nats-server restart with {cfg.many_spaces} streams, until JetStream ready",
+            out["nats_restart_s"],
+            "s",
+            note="SIGTERM, started again on the same store, until /healthz answers 200",
+        )
         loaded = sum(out["workers_loaded"].values())
         idle = sum(out["workers_cold"].values())
         res.add(

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from stack import free_port, rss_bytes
 
-from engram_cli.devstack import start_nats_cluster, start_nats_server
+from engram_cli.devstack import start_nats_cluster, start_nats_server, wait_for_jetstream
 
 GATEWAY_READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 90.0  # a graceful stop hands spaces over and writes snapshots
@@ -36,6 +36,7 @@ class ClusterStack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # engram processes
     worker_env: dict[str, dict[str, str]] = field(default_factory=dict)  # extra env by worker
     http_url: str = ""
+    nats_monitor: int = 0  # the single nats-server's monitoring port
 
     # -- processes -----------------------------------------------------------
 
@@ -104,6 +105,21 @@ class ClusterStack:
         proc.wait(10)
         return t
 
+    def restart_nats(self, timeout: float = 600.0) -> float:
+        """Stop the single nats-server (SIGTERM) and start it again on the same
+        store; seconds from the start until JetStream is ready (``/healthz``)."""
+        [(name, proc)] = self.nats
+        proc.terminate()
+        proc.wait(60)
+        port = int(self.nats_urls[0].rsplit(":", 1)[1])
+        t0 = time.perf_counter()
+        server = start_nats_server(
+            self.workdir / "nats", port, self.nats_monitor, log_file=self.log(name)
+        )
+        self.nats = [(name, server)]
+        wait_for_jetstream([self.nats_monitor], timeout)
+        return time.perf_counter() - t0
+
     def workers(self) -> list[str]:
         return sorted(n for n in self.procs if n != "gateway")
 
@@ -159,7 +175,11 @@ def cluster_stack(
     try:
         if nats_nodes == 1:
             port = free_port()
-            server = start_nats_server(workdir / "nats", port, log_file=stack.log("nats-server"))
+            monitor = free_port()
+            server = start_nats_server(
+                workdir / "nats", port, monitor, log_file=stack.log("nats-server")
+            )
+            stack.nats_monitor = monitor
             stack.nats.append(("nats-server", server))
             stack.nats_urls = [f"nats://127.0.0.1:{port}"]
         else:

@@ -95,24 +95,49 @@ async def publish(
 
 
 async def ingest(
-    nc: Client, spaces: Sequence[str], per_space: int, dim: int, window: int = 2000
+    nc: Client,
+    spaces: Sequence[str],
+    per_space: int,
+    dim: int,
+    window: int = 2000,
+    paced: bool = False,
 ) -> tuple[float, dict[str, int]]:
-    """``per_space`` memories into each space, a few spaces' commands encoded at a
-    time (encoding included in the time); the seconds until every PubAck and the
-    last seq by space."""
+    """``per_space`` memories into each space, a few spaces' commands (20 000)
+    encoded at a time (encoding included in the time); the seconds until every
+    PubAck and the last seq by space. ``paced``: each batch of spaces is folded
+    (its stats show its last seq) before the next is published, so the workers'
+    backlog stays one batch; the seconds are then until folded."""
     js = nc.jetstream()
     by_stream: dict[str, int] = {}
     chunk = max(1, 20_000 // per_space)
     t0 = time.perf_counter()
     for lo in range(0, len(spaces), chunk):
+        batch = spaces[lo : lo + chunk]
         msgs = [
             m
-            for i, space in enumerate(spaces[lo : lo + chunk], start=lo)
+            for i, space in enumerate(batch, start=lo)
             for m in remember_batch(space, per_space, dim, seed=i)
         ]
         await publish(js, msgs, window, by_stream)
+        if paced:
+            await asyncio.gather(*(searchable(nc, s, by_stream[stream_name(s)]) for s in batch))
     seconds = time.perf_counter() - t0
     return seconds, {s: by_stream[stream_name(s)] for s in spaces}
+
+
+async def searchable(nc: Client, space: str, seq: int, timeout: float = 600.0) -> None:
+    """Until ``space``'s stats answer with ``applied_seq >= seq`` (folded)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            msg = await nc.request(f"spaces.{space}.q.stats", b"{}", timeout=RECALL_TIMEOUT)
+            doc = json.loads(msg.data)
+            if "error" not in doc and int(doc.get("applied_seq", 0)) >= seq:
+                return
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            pass
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{space} did not reach seq {seq} within {timeout:g} s")
 
 
 def recall_cue(dim: int, reinforce: bool = False) -> bytes:
