@@ -77,7 +77,7 @@ async def phase_cold_start(
     out["ingest_folded_s"] = round(ingest_s, 2)
     total = cfg.big_spaces * cfg.big_memories
     step(f"phase 1: ingest folded in {ingest_s:.1f} s; waiting for every snapshot")
-    snap_s = await wait_snapshots(nc, last, len(workers), SNAPSHOT_TIMEOUT)
+    snap_s = await wait_snapshots(nc, last, SNAPSHOT_TIMEOUT)
     out["snapshots_after_ingest_s"] = round(snap_s, 2)
     res.add(
         "1: ingest until folded, 3 workers",

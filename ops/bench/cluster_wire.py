@@ -25,6 +25,7 @@ from engram_contract.messages import StatusRequest, WorkerStatus, encode_embeddi
 from engram_contract.placement import hosts
 from engram_contract.settings import GatewaySettings
 from engram_contract.subjects import STATUS_SUBJECT, stream_name
+from engram_nats.snapshots import SnapshotBucket
 
 RECALL_TIMEOUT = 10.0
 DEFAULT_SPACE: str = GatewaySettings.model_fields["default_space"].default  # made at start
@@ -209,17 +210,28 @@ async def statuses(nc: Client, expect: int, timeout: float = 5.0) -> list[Worker
     return replies
 
 
-async def wait_snapshots(nc: Client, last: dict[str, int], workers: int, timeout: float) -> float:
-    """Until every space's snapshot (as its primary reports it) is at its last
-    seq; the seconds it took."""
+async def wait_snapshots(nc: Client, last: dict[str, int], timeout: float) -> float:
+    """Until every space's snapshot in the store is at its last seq (read from
+    the Object Store, not from the workers' status: a host that loaded a space
+    just before the previous host's handover snapshot reports none); the
+    seconds it took."""
+    store = SnapshotBucket(nc.jetstream())
+    await store.open()
+    done: set[str] = set()
+    gate = asyncio.Semaphore(50)
+
+    async def check(space: str, seq: int) -> None:
+        async with gate:
+            info = await store.info(space)
+        if (
+            info is not None
+            and int((info.headers or {}).get("Engram-Applied-Seq", ["0"])[0]) >= seq
+        ):
+            done.add(space)
+
     t0 = time.perf_counter()
     while True:
-        done = {
-            row.id
-            for st in await statuses(nc, workers)
-            for row in st.spaces
-            if row.primary and row.snapshot_seq >= last.get(row.id, 1 << 62)
-        }
+        await asyncio.gather(*(check(s, seq) for s, seq in last.items() if s not in done))
         if len(done) >= len(last):
             return time.perf_counter() - t0
         if time.perf_counter() - t0 > timeout:
