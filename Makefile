@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python ops/bench/bench.py
 	$(BIN)/python ops/bench/cluster.py
 
-## The cluster part alone (issue 15: placement, cold start, failover, R3 ingest; 10-25 min)
+## The cluster part alone (issue 15: placement, cold start, failover, R3 ingest; ~25 min on 2 cores)
 bench-cluster: $(STAMP)
 	$(BIN)/python ops/bench/cluster.py
 
