@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint fmt bench clean
+.PHONY: run test test-slow test-all lint fmt bench bench-cluster clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,15 +33,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	MYPYPATH=ops/bench $(BIN)/mypy -m bench -m profile_fold -m quality -m snapshot_stall
+	MYPYPATH=ops/bench $(BIN)/mypy -m bench -m profile_fold -m quality -m snapshot_stall -m cluster
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Benchmarks against raw usearch and raw JetStream (not a test)
+## Benchmarks against raw usearch and raw JetStream, then the cluster part (not a test)
 bench: $(STAMP)
 	$(BIN)/python ops/bench/bench.py
+	$(BIN)/python ops/bench/cluster.py
+
+## The cluster part alone (issue 15: placement, cold start, failover, R3 ingest; ~25 min on 2 cores)
+bench-cluster: $(STAMP)
+	$(BIN)/python ops/bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

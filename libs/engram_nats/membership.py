@@ -270,6 +270,8 @@ class Membership:
                     me.id, me.model_dump_json().encode(), last=self._revision
                 )
             except KeyWrongLastSequenceError:
+                if await self._own_beat_landed(me):
+                    continue  # a beat of ours whose ack timed out: go on from it
                 log.error(
                     "membership: another process took over worker id %r; this one stops "
                     "answering for it",
@@ -282,6 +284,31 @@ class Membership:
                 log.warning("membership: heartbeat of %r failed: %s", me.id, exc)
                 continue
             self.me = me
+
+    async def _own_beat_landed(self, me: WorkerBeat) -> bool:
+        """Whether the key still is this process's: its newer revision is our own
+        beat (same ``instance``; a busy broker stored it but its ack timed out),
+        or the key is gone (the bucket's ``max_age`` removed it while our beats
+        failed) and we create it again. Then beating goes on from there."""
+        try:
+            entry = await _last_beat(self.kv, me.id)
+            if entry is None:
+                self._revision = int(await self.kv.create(me.id, me.model_dump_json().encode()))
+                return True
+        except KeyWrongLastSequenceError:  # another process created it meanwhile
+            return False
+        except Exception:  # cannot tell now: not a takeover yet, ask next beat
+            return True
+        if entry.value is None:
+            return False
+        try:
+            current = WorkerBeat.model_validate_json(entry.value)
+        except ValidationError:
+            return False
+        if current.instance != me.instance:
+            return False
+        self._revision = entry.revision or 0
+        return True
 
     async def leave(self) -> None:
         """Announce that this worker is leaving: every watcher places its spaces

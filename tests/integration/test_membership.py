@@ -146,6 +146,43 @@ async def test_a_takeover_is_noticed_by_the_holder(
     assert "worker-t" in holder.live()  # the other process holds it now, alive
 
 
+async def test_a_beat_that_landed_without_its_ack_is_no_takeover(
+    members: Callable[[], Membership], nc: Client, bucket: str
+) -> None:
+    # a busy broker applies a beat but its ack times out: the next beat's expected
+    # revision is stale. That is this process's own beat, not another one's (found
+    # by ops/bench/cluster.py: all 3 workers gave up their ids during a 1M-memory
+    # ingest and never served again)
+    holder = members()
+    await holder.start()
+    await holder.announce("worker-a")
+    assert holder.me is not None
+    kv: KeyValue = await nc.jetstream().key_value(bucket)
+    entry = await kv.get("worker-a")
+    await kv.update("worker-a", holder.me.model_dump_json().encode(), last=entry.revision)
+    await asyncio.sleep(TTL)  # two or three beats
+    assert not holder.lost.is_set()
+    later = await kv.get("worker-a")
+    assert (later.revision or 0) > (entry.revision or 0) + 1  # it beats on
+    assert "worker-a" in holder.live()
+
+
+async def test_a_key_removed_while_beats_failed_is_claimed_again(
+    members: Callable[[], Membership], nc: Client, bucket: str
+) -> None:
+    # beats that fail for longer than the bucket's max_age let it remove the key;
+    # nobody else holds the id, so the worker writes it again and stays live
+    holder = members()
+    await holder.start()
+    await holder.announce("worker-e")
+    kv: KeyValue = await nc.jetstream().key_value(bucket)
+    await kv.purge("worker-e")
+    await asyncio.sleep(TTL)  # two or three beats
+    assert not holder.lost.is_set()
+    assert (await kv.get("worker-e")).value is not None
+    assert "worker-e" in holder.live()
+
+
 async def test_a_watcher_that_stalls_does_not_declare_live_workers_dead(
     members: Callable[[], Membership],
 ) -> None:

@@ -105,6 +105,27 @@ async def test_each_space_is_served_by_exactly_its_replicas(
         assert [p.settings.worker_id for p in primaries] == hosts(space, ids, 1)
 
 
+async def test_workers_started_together_hold_only_the_spaces_they_serve(
+    nc: Nats, workers: Start, new_space: Any
+) -> None:
+    # the first to announce itself sees no other worker and starts loading every
+    # space; what it loaded after the others joined is placed elsewhere and must
+    # not stay in its memory (found by ops/bench/cluster.py: 9 of 61 spaces
+    # loaded and never served or unloaded on a worker started with two others)
+    spaces = await _spaces(nc, new_space, 30)
+    started = await asyncio.gather(*(workers() for _ in range(3)))
+
+    async def only_served() -> bool | None:
+        held = {w.settings.worker_id: set(w.hosts) & set(spaces) for w in started}
+        served = {w.settings.worker_id: set(w.placement.serving) & set(spaces) for w in started}
+        return True if held == served else None
+
+    await _settled(started)
+    await eventually(only_served, timeout=15)
+    for space in spaces:
+        assert len(_servers(started, space)) == 1, space
+
+
 async def test_a_joining_worker_takes_a_share_and_no_recall_fails(
     nc: Nats, workers: Start, new_space: Any
 ) -> None:

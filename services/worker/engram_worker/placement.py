@@ -176,7 +176,12 @@ class Placement:
             await asyncio.sleep(1.0)  # the next reconcile tries again, not at once
             return
         if not self.placed_here(space):
-            return  # placed elsewhere meanwhile: the next reconcile releases it
+            # placed elsewhere while it loaded (or was parked cold): never served
+            # here, so no release lets go of it; it must not stay loaded or parked
+            # here (workers started together)
+            await self.worker.hosting.unload(space)
+            await self.idle.unpark(space)
+            return
         self.serving[space] = await self.worker.nc.subscribe(
             query_wildcard(space), queue=QUERY_QUEUE, cb=self.worker.on_query
         )
