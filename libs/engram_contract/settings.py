@@ -21,6 +21,12 @@ class CommonSettings(BaseSettings):
 
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s).")
     data_dir: Path = Field(default=Path(".engram"), description="Local data (dev stack).")
+    nats_auth_dir: Path | None = Field(
+        default=None,
+        description="The NATS auth secrets `engram nats-auth init` wrote (a NATS whose "
+        "agents are checked by the auth callout): Engram processes connect as its service "
+        "user, the callout signs with its issuer key. Unset: ENGRAM_NATS_USER/PASSWORD.",
+    )
     default_dim: int = Field(default=384, ge=2, le=4096, description="dim of new spaces.")
     default_embedder: str = Field(default="hash-ngram-v1", description="Embedder of new spaces.")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of new streams.")

@@ -39,6 +39,7 @@ from engram_contract.keys import Principal, key_hash, key_id
 from engram_contract.settings import CommonSettings
 from engram_contract.subjects import KEYS_BUCKET, REGISTRY_BUCKET
 from engram_nats import natsjwt
+from engram_nats.callout_setup import SYSTEM_USER, CalloutSecrets, with_user
 from engram_nats.connection import connect, gather
 from engram_nats.keys import KeyStore
 from engram_nats.streams import EVENTS_STREAM
@@ -293,13 +294,31 @@ class AuthCallout:
         log.info("auth callout: disconnected cid %d on %s: key %s was revoked", cid, server_id, kid)
 
 
+def with_auth_dir(settings: CalloutSettings) -> CalloutSettings:
+    """``settings`` with the issuer seed and the system user's URL taken from
+    ``ENGRAM_NATS_AUTH_DIR`` where they are not set themselves."""
+    if settings.nats_auth_dir is None:
+        return settings
+    secrets = CalloutSecrets.read(settings.nats_auth_dir)
+    update: dict[str, str] = {}
+    if not settings.nats_issuer_seed:
+        update["nats_issuer_seed"] = secrets.issuer_seed.decode()
+    if not settings.nats_system_url:
+        update["nats_system_url"] = with_user(
+            settings.nats_url, SYSTEM_USER, secrets.system_password
+        )
+    return settings.model_copy(update=update)
+
+
 async def run(settings: CalloutSettings, ready: asyncio.Event | None = None) -> None:
     """The ``engram auth-callout`` process: until SIGINT/SIGTERM."""
+    settings = with_auth_dir(settings)
     if not settings.nats_issuer_seed:
         raise ValueError(
             "ENGRAM_NATS_ISSUER_SEED is not set: the account nkey seed whose public key "
             "is the nats-server's auth_callout issuer (engram dev writes one to "
-            ".engram/nats-auth/issuer.nk)"
+            ".engram/nats-auth/issuer.nk; `engram nats-auth init DIR` for a deployment, "
+            "then ENGRAM_NATS_AUTH_DIR=DIR)"
         )
     nc = await connect(settings.nats_url, "engram-auth-callout")
     system = None

@@ -2,8 +2,9 @@
 
 Credentials: an Engram process (gateway, worker, the auth callout, the CLI's
 direct NATS commands) connects with the service user of a NATS that requires
-authentication, taken from ``ENGRAM_NATS_USER`` / ``ENGRAM_NATS_PASSWORD`` (or
-from the URL itself, ``nats://user:password@host:4222``); an agent connects
+authentication, taken from ``ENGRAM_NATS_USER`` / ``ENGRAM_NATS_PASSWORD``, or
+from the directory ``engram nats-auth init`` wrote (``ENGRAM_NATS_AUTH_DIR``), or
+from the URL itself (``nats://user:password@host:4222``); an agent connects
 with its API key as the token (``token=``), never with the service user.
 """
 
@@ -14,12 +15,15 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from engram_nats.callout_setup import SERVICE_USER, CalloutSecrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,15 +32,22 @@ T = TypeVar("T")
 #: the service user's name and password (a NATS with auth callout, see docs/security.md)
 USER_ENV = "ENGRAM_NATS_USER"
 PASSWORD_ENV = "ENGRAM_NATS_PASSWORD"
+#: or the directory of the deployment's NATS auth secrets (``engram nats-auth init``)
+AUTH_DIR_ENV = "ENGRAM_NATS_AUTH_DIR"
 
 
 def service_credentials() -> dict[str, str]:
-    """``user`` and ``password`` for :func:`nats.connect` from the environment
-    (nothing when ``ENGRAM_NATS_USER`` is not set)."""
+    """``user`` and ``password`` for :func:`nats.connect` from the environment:
+    ``ENGRAM_NATS_USER``/``ENGRAM_NATS_PASSWORD``, else the service user of
+    ``ENGRAM_NATS_AUTH_DIR``, else nothing."""
     user = os.environ.get(USER_ENV)
-    if not user:
-        return {}
-    return {"user": user, "password": os.environ.get(PASSWORD_ENV, "")}
+    if user:
+        return {"user": user, "password": os.environ.get(PASSWORD_ENV, "")}
+    auth_dir = os.environ.get(AUTH_DIR_ENV)
+    if auth_dir:
+        secrets = CalloutSecrets.read(Path(auth_dir))
+        return {"user": SERVICE_USER, "password": secrets.service_password}
+    return {}
 
 
 async def connect(
