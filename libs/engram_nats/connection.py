@@ -57,18 +57,22 @@ async def connect(
     *,
     token: str | None = None,
     inbox_prefix: str | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> Client:
     """Connect with unlimited reconnects (the broker may restart under us), or
     ``attempts`` of them (a command-line tool should fail, not hang). With a
     ``token`` (an agent's API key) the connection authenticates with it alone;
     without one, with the credentials in ``url`` if it has any, else with the
-    service credentials (:func:`service_credentials`)."""
+    service credentials (:func:`service_credentials`). ``on_error`` also sees
+    every asynchronous error the server reports (a permissions violation)."""
 
     refused: list[Exception] = []  # the server's "Authorization Violation", if it said so
 
-    async def on_error(exc: Exception) -> None:
+    async def error_cb(exc: Exception) -> None:
         if "authorization violation" in str(exc).lower():
             refused[:] = [exc]
+        if on_error is not None:
+            on_error(exc)
         log.warning("nats: %s", exc)
 
     auth: dict[str, str] = {}
@@ -84,7 +88,7 @@ async def connect(
             name=name,
             max_reconnect_attempts=attempts,
             reconnect_time_wait=0.5,
-            error_cb=on_error,
+            error_cb=error_cb,
             **auth,
         )
     except nats.errors.NoServersError:
