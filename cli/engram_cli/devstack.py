@@ -56,6 +56,16 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port`` already."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     """``preferred`` if nothing listens there, else a port the OS says is free."""
     for port in (preferred, 0) if preferred else (0,):
@@ -194,6 +204,23 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
     data.mkdir(parents=True, exist_ok=True)
     url = urlparse(settings.nats_url.split(",")[0])
     nats_port = url.port or 4222
+    # a port another process holds would look like ours starting (and the
+    # requests would go to that process): refuse instead
+    busy = [
+        f"{what} port {port} (set {var})"
+        for what, host, port, var in (
+            ("the HTTP", settings.http_host, settings.http_port, "ENGRAM_HTTP_PORT"),
+            ("the NATS", "127.0.0.1", nats_port, "ENGRAM_NATS_URL"),
+        )
+        if listening(host, port)
+    ]
+    if busy:
+        print(
+            f"engram dev: {' and '.join(busy)} in use by another process "
+            "(another engram dev?); stop it or choose another port",
+            file=sys.stderr,
+        )
+        return 2
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def stop_all() -> None:
