@@ -17,6 +17,7 @@ from engram_contract.settings import WorkerSettings
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import purge_events
 from engram_worker.host import SpaceHost
+from engram_worker.memory import reclaim
 from engram_worker.metrics import WorkerMetrics
 from engram_worker.queries import QueryFailed
 from engram_worker.snapshots import SnapshotStore
@@ -24,6 +25,8 @@ from engram_worker.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 #: spaces loaded (snapshot restored, WAL consumer created) at the same time
 MAX_LOADING = 16
+#: seconds after the last unload of a burst that the memory is reclaimed
+RECLAIM_AFTER_S = 2.0
 
 
 class Wiring(Protocol):
@@ -55,9 +58,12 @@ class Hosting:
         self.loading: dict[str, asyncio.Task[SpaceHost]] = {}
         self.failed: dict[str, str] = {}  # spaces that could not be loaded, and why
         self._start_slots = asyncio.Semaphore(MAX_LOADING)
+        self._reclaim: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
         """Every hosted space writes a snapshot if it changed (its primary)."""
+        if self._reclaim is not None:
+            self._reclaim.cancel()
         hosts = list(self.hosts.values())
         self.hosts.clear()
         await asyncio.gather(*(h.stop(snapshot=True) for h in hosts), return_exceptions=True)
@@ -73,6 +79,7 @@ class Hosting:
             host.retired = True
             await host.stop()
             host = None
+            self.reclaim_soon()
             w.metrics.spaces.forget(space)  # a new incarnation starts from zero
         if rec is None or rec.status == "deleting":
             self.failed.pop(space, None)
@@ -99,6 +106,20 @@ class Hosting:
         if host is not None:
             await host.stop(snapshot=True)
             self._worker.metrics.spaces.forget(space)
+            self.reclaim_soon()
+
+    def reclaim_soon(self) -> None:
+        """Give the memory of spaces let go back to the system, once a burst of
+        unloads is over (:func:`~engram_worker.memory.reclaim`)."""
+        if self._reclaim is None or self._reclaim.done():
+            self._reclaim = asyncio.create_task(self._reclaim_later(), name="reclaim")
+
+    async def _reclaim_later(self) -> None:
+        await asyncio.sleep(RECLAIM_AFTER_S)
+        found, took = reclaim()
+        log.info(
+            "worker: reclaimed the memory of unloaded spaces (%d objects, %.2f s)", found, took
+        )
 
     async def ensure_host(self, space: str) -> SpaceHost:
         """The host of ``space``, loading it first if needed (concurrent callers share
