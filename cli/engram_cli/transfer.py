@@ -16,6 +16,7 @@ reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -224,8 +225,18 @@ def run_export(
             result = export_to(client, args.space, args.tag, sys.stdout.buffer, console)
             sys.stdout.flush()
         else:
-            with open(args.output, "wb") as f:
-                result = export_to(client, args.space, args.tag, f, console)
+            # written beside it and renamed when complete: a failed export leaves
+            # no partial file (and an existing one as it was)
+            target = Path(args.output)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    result = export_to(client, args.space, args.tag, f, console)
+                os.replace(name, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+                raise
         return {
             "space": args.space,
             "memories": result["memories"],
@@ -233,6 +244,15 @@ def run_export(
             "bytes": result["bytes"],
             "file": args.output,
         }
+
+    try:
+        return _run(args, step, out, err)
+    except BrokenPipeError:
+        # `engram export … | head`: the reader has all it wanted; end quietly, as a
+        # command killed by SIGPIPE would (and keep Python from complaining at exit)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
     return _run(args, step, out, err)
 
