@@ -11,6 +11,7 @@ import logging
 from typing import Protocol
 
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from engram_contract.messages import SpaceRecord
 from engram_contract.settings import WorkerSettings
@@ -25,6 +26,8 @@ from engram_worker.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 #: spaces loaded (snapshot restored, WAL consumer created) at the same time
 MAX_LOADING = 16
+#: why a space whose WAL stream disappeared (deleted outside Engram, or lost) is failed
+WAL_GONE = "its WAL stream is gone (deleted outside Engram, or lost)"
 #: seconds after the last unload of a burst that the memory is reclaimed
 RECLAIM_AFTER_S = 2.0
 
@@ -121,6 +124,26 @@ class Hosting:
             "worker: reclaimed the memory of unloaded spaces (%d objects, %.2f s)", found, took
         )
 
+    async def wal_gone(self, space: str) -> None:
+        """The WAL stream of ``space`` was deleted. By Engram's own delete the
+        record says ``deleting`` (or is gone) and the registry watch unloads it;
+        otherwise the space is failed: it stops answering from memory (its state
+        can no longer be written nor recovered) and says why."""
+        host = self.hosts.get(space)
+        if host is None:
+            return
+        rec = await self._worker.registry.get(space)
+        if rec is None or rec.status != "active" or rec.created_at != host.record.created_at:
+            return  # Engram's own delete (or a new incarnation): not a failure
+        if self.hosts.get(space) is not host:
+            return
+        del self.hosts[space]
+        self.failed[space] = WAL_GONE
+        log.error("space %s: %s; no longer served from memory", space, WAL_GONE)
+        await host.stop()
+        self._worker.metrics.spaces.forget(space)
+        self.reclaim_soon()
+
     async def ensure_host(self, space: str) -> SpaceHost:
         """The host of ``space``, loading it first if needed (concurrent callers share
         one load). Raises :class:`QueryFailed` (404) for unknown spaces."""
@@ -147,6 +170,8 @@ class Hosting:
             host = await self.start_host(rec)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, NotFoundError) and "stream" in str(exc).lower():
+                reason = WAL_GONE
             self.failed[space] = reason
             log.error("space %s: failed to load: %s", space, reason)
             raise QueryFailed(
