@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
 
 from engram_contract.errors import EngramError, InvalidInput, error_for, invalid_input
+from engram_gateway.infra_errors import classify
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -95,6 +96,10 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    known = classify(exc)  # the broker down or a JetStream limit: not a bug
+    if known is not None:
+        log.warning("%s %s: %s", request.method, request.url.path, known)
+        return problem_response(request, known)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         request,
