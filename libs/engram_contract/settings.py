@@ -97,6 +97,13 @@ class GatewaySettings(CommonSettings):
     )
     query_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a worker.")
     publish_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for PubAcks.")
+    nats_unavailable_after: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds without a NATS connection after which every request (and "
+        "every one waiting) answers 503 NATS unavailable; a reconnection within them "
+        "(a cluster node failing over) is waited for.",
+    )
     max_body_bytes: int = Field(default=128 * 1024 * 1024, description="Largest request body.")
     auth: Literal["auto", "required", "off"] = Field(
         default="auto",

@@ -45,6 +45,7 @@ from engram_contract.placement import hosts
 from engram_contract.subjects import CommandVerb, QueryName
 from engram_nats import quotas, wire
 from engram_nats.commands import FieldInvalid, remember_commands, to_embed
+from engram_nats.liveness import Liveness
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.spaces import SpaceAccess, SpacePolicy
@@ -120,6 +121,9 @@ class MemoryService:
         self.acked = AckedSeqs()
         self.publish_timeout = publish_timeout
         self.query_timeout = query_timeout
+        #: the connection's watcher (the gateway's): writes and queries waiting
+        #: when NATS has been gone a while answer 503 instead of their timeouts
+        self.liveness: Liveness | None = None
         registry.on_change(self.acked.on_space_change)
 
     @property
@@ -162,14 +166,26 @@ class MemoryService:
             rec = await self.spaces.record(space)
             if rec is not None and (rec.max_memories or rec.max_bytes):
                 await quotas.check(self, rec, remembers)
-        seq = await wire.publish(self.js, space, batch, timeout=self.publish_timeout)
+        sent = wire.publish(self.js, space, batch, timeout=self.publish_timeout)
+        if self.liveness is not None:
+            seq = await self.liveness.cut(sent, "the write may be partly stored")
+        else:
+            seq = await sent
         self.acked.note(space, seq)
         return seq
 
     async def query(
         self, space: str, name: QueryName, body: Model | dict[str, Any] | bytes
     ) -> bytes:
-        """The raw JSON answer of the worker hosting ``space`` (errors raised).
+        """The raw JSON answer of the worker hosting ``space`` (errors raised)."""
+        if self.liveness is None:
+            return await self._query(space, name, body)
+        return await self.liveness.cut(self._query(space, name, body), f"the {name} query")
+
+    async def _query(
+        self, space: str, name: QueryName, body: Model | dict[str, Any] | bytes
+    ) -> bytes:
+        """:meth:`query` without the liveness cut.
 
         With :attr:`membership`, a query is asked again when a host of its space
         is lost while it waits (killed with the query in hand): the other replica

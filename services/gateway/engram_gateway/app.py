@@ -31,6 +31,7 @@ from engram_gateway.routes import ROUTES
 from engram_gateway.spaces import SpaceResolver, deprecation_headers
 from engram_nats.connection import connect
 from engram_nats.keys import KeyStore
+from engram_nats.liveness import Liveness
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import ensure_events_stream
@@ -116,9 +117,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         app.state.auth = Gatekeeper(keys, required=keys_required(settings), limiter=limiter)
         _say_how_keys_are_checked(settings, keys)
         app.state.bridge = bridge
+        # NATS gone: requests answer 503 within ENGRAM_NATS_UNAVAILABLE_AFTER
+        bridge.liveness = liveness = Liveness(nc, settings.nats_unavailable_after)
+        liveness.start()
         try:
             yield
         finally:
+            await liveness.stop()
             await keys.close()
             await registry.close()
             await membership.close()
