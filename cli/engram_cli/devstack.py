@@ -25,6 +25,8 @@ from urllib.parse import urlparse
 from engram_contract.settings import GatewaySettings
 from engram_nats.callout_setup import SERVICE_USER, CalloutSecrets, config_path
 
+#: the worker's metrics port when ENGRAM_METRICS_PORT is not set (WorkerSettings')
+DEFAULT_METRICS_PORT = 9464
 #: where ``engram dev`` keeps the auth callout's issuer seed and service passwords
 NATS_AUTH_DIR = "nats-auth"
 
@@ -267,9 +269,10 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
             nats_lines += _agent_lines(data)
         worker_lines = []
         for i in range(top.workers):
-            # the worker's /metrics: ENGRAM_METRICS_PORT if set (the first), else free
+            # the worker's /metrics: the first worker's on ENGRAM_METRICS_PORT (9464
+            # unless set) if free, the others' and a taken one's on a free port
             asked = os.environ.get("ENGRAM_METRICS_PORT")
-            first = int(asked or 0) if i == 0 else 0
+            first = (int(asked) if asked else DEFAULT_METRICS_PORT) if i == 0 else 0
             metrics_port = 0 if asked == "0" else free_port(first)  # "0": off
             worker_env = {**env, "ENGRAM_METRICS_PORT": str(metrics_port)}
             name = "worker"
