@@ -53,3 +53,17 @@ def test_every_setting_has_a_row() -> None:
 def test_every_row_is_a_setting() -> None:
     stale = sorted(_in_tables() - _in_code() - DIRECT)
     assert not stale, f"rows in docs/operations.md for settings the code does not have: {stale}"
+
+
+def test_every_space_setting_has_a_row_in_the_api_reference() -> None:
+    from engram_contract.messages.registry import (
+        ConsolidationSettings,
+        DecaySettings,
+        LinkSettings,
+    )
+
+    rows = [ln for ln in (ROOT / "docs/api.md").read_text().splitlines() if ln.startswith("| `")]
+    documented = {row.split("`")[1] for row in rows}
+    for model in (LinkSettings, DecaySettings, ConsolidationSettings):
+        missing = sorted(set(model.model_fields) - documented)
+        assert not missing, f"{model.__name__} fields without a row in docs/api.md: {missing}"
