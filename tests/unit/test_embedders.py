@@ -177,7 +177,7 @@ def test_an_embedder_in_the_table_is_offered() -> None:
 
 
 def test_the_embedder_table_is_read_only() -> None:
-    assert available_embedders() == ["hash-ngram-v1"]
+    assert available_embedders() == ["e5-small", "hash-ngram-v1", "openai"]
     with pytest.raises(TypeError):
         embedders.EMBEDDERS["toy-v1"] = HashNgramEmbedder  # type: ignore[index]
 
