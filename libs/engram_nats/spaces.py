@@ -47,6 +47,15 @@ class SpaceAccess:
     embedders (one instance per name and dim)."""
 
     def __init__(self, registry: SpaceRegistry, policy: SpacePolicy) -> None:
+        # new spaces get these: refuse to start with a pair that cannot embed
+        # (ENGRAM_DEFAULT_DIM=768 with e5-small, a typo, openai without a URL)
+        try:
+            check_for_new_space(policy.default_embedder, policy.default_dim)
+        except ValueError as exc:
+            raise ValueError(
+                f"ENGRAM_DEFAULT_EMBEDDER={policy.default_embedder} with "
+                f"ENGRAM_DEFAULT_DIM={policy.default_dim}: {exc}"
+            ) from None
         self.registry = registry
         self.policy = policy
         self._embedders: dict[tuple[str, int], Embedder] = {}
