@@ -2,7 +2,9 @@
 endpoint (OpenAI, Ollama, vLLM, text-embeddings-inference, LM Studio), set by
 ``ENGRAM_EMBED_*`` (:class:`~engram_contract.settings.EmbedSettings`).
 
-Texts go in requests of at most ``ENGRAM_EMBED_MAX_BATCH``. A 429, a 5xx, a
+Texts go in requests of at most ``ENGRAM_EMBED_MAX_BATCH``, after
+``ENGRAM_EMBED_DOCUMENT_PREFIX`` (stored texts) or ``ENGRAM_EMBED_QUERY_PREFIX``
+(recall cues) for models trained with prefixes. A 429, a 5xx, a
 timeout or a refused connection is tried again (``ENGRAM_EMBED_RETRIES`` times,
 exponential backoff, or the endpoint's ``Retry-After``); then the call fails
 with a 503 :class:`~engram_contract.errors.Unavailable` naming the endpoint (never
@@ -104,15 +106,20 @@ class HttpEmbedder:
             self._client = httpx.Client(headers=headers, timeout=self.settings.timeout)
         return self._client
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        if prefix:
+            texts = [prefix + t for t in texts]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         step = self.max_batch
         for start in range(0, len(texts), step):
             out[start : start + step] = self._request(texts[start : start + step])
         return out
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, self.settings.document_prefix)
+
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed(texts)
+        return self._embed(texts, self.settings.query_prefix)
 
     # -- one request ----------------------------------------------------------------
 

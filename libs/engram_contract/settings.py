@@ -101,6 +101,17 @@ class EmbedSettings(BaseSettings):
         "(exponential backoff from 0.5 s, or the endpoint's Retry-After).",
     )
     max_batch: int = Field(default=256, ge=1, le=8192, description="Most texts per request.")
+    document_prefix: str = Field(
+        default="",
+        max_length=100,
+        description="Put before each stored text (e5 models: 'passage: ', nomic: "
+        "'search_document: '), for models trained with prefixes.",
+    )
+    query_prefix: str = Field(
+        default="",
+        max_length=100,
+        description="Put before each recall cue (e5: 'query: ', nomic: 'search_query: ').",
+    )
 
 
 class GatewaySettings(CommonSettings):

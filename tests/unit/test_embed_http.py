@@ -150,3 +150,13 @@ def test_a_fixed_embed_dim_refuses_spaces_of_another(monkeypatch: pytest.MonkeyP
     assert check_for_new_space("openai", 768).dim == 768
     with pytest.raises(ValueError, match="produces 768-d vectors, space needs 384"):
         check_for_new_space("openai", 384)
+
+
+def test_prefixes_tell_stored_texts_from_cues(endpoint: EmbedEndpoint) -> None:
+    emb = embedder(endpoint, document_prefix="passage: ", query_prefix="query: ")
+    emb.embed(["The user has a cat"])
+    emb.embed_queries(["what pet?"])
+    assert [r["input"] for r in endpoint.requests] == [
+        ["passage: The user has a cat"],
+        ["query: what pet?"],
+    ]
