@@ -79,9 +79,10 @@ class HttpEmbedder:
 
     def __init__(self, dim: int, settings: EmbedSettings, *, backoff: float = BACKOFF) -> None:
         self.settings = settings
-        # a fixed ENGRAM_EMBED_DIM is what this embedder produces (get_embedder
-        # refuses a space of another dim); unset, the space's dim is expected
-        self.dim = settings.dim or dim
+        # the space's dim: every answer is checked against it. A fixed
+        # ENGRAM_EMBED_DIM refuses new spaces of another dim (setup_problem), not
+        # existing ones: a worker still loads them
+        self.dim = dim
         self.max_batch = settings.max_batch
         self.backoff = backoff
         self.url = endpoint_of(settings.url) if settings.url else None
@@ -96,6 +97,12 @@ class HttpEmbedder:
         """Why this process cannot embed with it (``None``: it can)."""
         if self.url is None:
             return "embedder 'openai' needs ENGRAM_EMBED_URL (an OpenAI-compatible endpoint)"
+        fixed = self.settings.dim
+        if fixed is not None and fixed != self.dim:
+            return (
+                f"embedder 'openai' produces {fixed}-d vectors (ENGRAM_EMBED_DIM), "
+                f"space needs {self.dim}"
+            )
         return None
 
     def client(self) -> httpx.Client:

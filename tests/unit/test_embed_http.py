@@ -148,8 +148,9 @@ def test_a_fixed_embed_dim_refuses_spaces_of_another(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ENGRAM_EMBED_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("ENGRAM_EMBED_DIM", "768")
     assert check_for_new_space("openai", 768).dim == 768
-    with pytest.raises(ValueError, match="produces 768-d vectors, space needs 384"):
+    with pytest.raises(ValueError, match=r"produces 768-d vectors \(ENGRAM_EMBED_DIM\), space"):
         check_for_new_space("openai", 384)
+    assert get_embedder("openai", 384).dim == 384  # an existing space still loads
 
 
 def test_prefixes_tell_stored_texts_from_cues(endpoint: EmbedEndpoint) -> None:
