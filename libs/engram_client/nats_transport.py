@@ -25,6 +25,7 @@ from nats.js import JetStreamContext, api
 
 from engram_client.base import Event, EventStream, SpaceInfo, Written, parse_event
 from engram_client.errors import Forbidden, Unauthorized, Unavailable
+from engram_contract.embedders import DEFAULT_EMBEDDER
 from engram_contract.messages import (
     CreateSpace,
     EventsGap,
@@ -129,7 +130,7 @@ class NatsTransport:
         *,
         timeout: float = 10.0,
         default_dim: int = 384,
-        default_embedder: str = "hash-ngram-v1",
+        default_embedder: str | None = None,
         auto_create_spaces: bool = True,
         replicas: int = 1,
         connect_attempts: int = 3,
@@ -144,7 +145,10 @@ class NatsTransport:
         self.connect_attempts = connect_attempts
         self.policy = SpacePolicy(
             default_dim=default_dim,
-            default_embedder=default_embedder,
+            # None: ENGRAM_DEFAULT_EMBEDDER, as the gateway reads it (else e5-small)
+            default_embedder=default_embedder
+            or os.environ.get("ENGRAM_DEFAULT_EMBEDDER")
+            or DEFAULT_EMBEDDER,
             # a key's NATS user cannot create spaces (nor streams): an admin does
             auto_create=auto_create_spaces and self.api_key is None,
             create_hint=CREATE_HINT,

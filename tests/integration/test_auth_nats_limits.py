@@ -1,7 +1,8 @@
 """What one API key may hold on NATS (the auth callout's per-key limits): so
 many connections, and on the shared events stream only short-lived consumers
 delivering to its own inbox, so many of them. A key past a limit is refused
-or loses the extra; other keys are not affected. Same callout-configured nats-server as test_auth_nats."""
+or loses the extra; other keys are not affected. Same callout-configured
+nats-server as test_auth_nats."""
 
 from __future__ import annotations
 

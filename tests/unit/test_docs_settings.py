@@ -29,13 +29,19 @@ def _settings_classes() -> list[type[BaseSettings]]:
     found.extend(
         value
         for value in vars(engram_settings).values()
-        if isinstance(value, type) and issubclass(value, engram_settings.CommonSettings)
+        if isinstance(value, type)
+        and issubclass(value, BaseSettings)
+        and value.__module__ == engram_settings.__name__
     )
     return found
 
 
 def _in_code() -> set[str]:
-    return {f"ENGRAM_{f.upper()}" for cls in _settings_classes() for f in cls.model_fields}
+    return {
+        f"{cls.model_config.get('env_prefix', '')}{f}".upper()
+        for cls in _settings_classes()
+        for f in cls.model_fields
+    }
 
 
 def _in_tables() -> set[str]:
