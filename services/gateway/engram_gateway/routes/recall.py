@@ -9,9 +9,16 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from pydantic import ValidationError
 
-from engram_contract.messages import QueryStruct, RecallWire, parse_query
+from engram_contract.messages import (
+    QueryStruct,
+    RecallRequest,
+    RecallResponse,
+    RecallWire,
+    parse_query,
+)
 from engram_contract.messages.query_structs import MODEL_OF
 from engram_gateway.auth import READ
+from engram_gateway.openapi import Link, api
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import resolve_space
@@ -35,7 +42,23 @@ Q = TypeVar("Q", bound=QueryStruct)
     "written through the WAL shortly after). `consistency`: `read_your_writes` "
     "(default: waits for this gateway's writes), `strong` (waits for the stream's last "
     "sequence), `eventual` (no wait).",
-    opt=READ,
+    opt=READ
+    | api(
+        {200: RecallResponse},
+        body=RecallRequest,
+        errors=[400, 404, 503, 504],
+        links={
+            200: {
+                "get_first": Link(
+                    "get_memory",
+                    {
+                        "space": "$request.path.space",
+                        "memory_id": "$response.body#/results/0/memory/id",
+                    },
+                )
+            }
+        },
+    ),
 )
 async def recall(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
