@@ -35,6 +35,7 @@ validation, and the handlers keep one decorator argument.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,10 @@ class Content:
     media_type: str = JSON
     required: bool = True
     description: str = ""
+
+    def optional(self, description: str) -> Content:
+        """This body, as a request body that may be left out."""
+        return dataclasses.replace(self, required=False, description=description)
 
 
 @dataclass(frozen=True)

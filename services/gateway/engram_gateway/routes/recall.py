@@ -20,7 +20,7 @@ from engram_contract.messages.query_structs import MODEL_OF
 from engram_gateway.auth import READ
 from engram_gateway.openapi import Link, api
 from engram_gateway.problems import parse_body
-from engram_gateway.routes.common import bridge_of, raw_json
+from engram_gateway.routes.common import bridge_of, check_min_seq, raw_json
 from engram_gateway.spaces import resolve_space
 
 Q = TypeVar("Q", bound=QueryStruct)
@@ -70,8 +70,11 @@ async def recall_in(space: str, request: Request[Any, Any, Any], state: State) -
     """Recall from ``space`` with the body's cue (also the legacy route's)."""
     body = await request.body()
     req = parse_query_body(RecallWire, body)
+    bridge = bridge_of(state)
+    if req.min_seq is not None and req.consistency != "eventual":  # (eventual ignores it)
+        await check_min_seq(bridge, space, req.min_seq)
     # the body validated is the body forwarded; the worker's answer is the response
-    return raw_json(await bridge_of(state).recall(space, req, body))
+    return raw_json(await bridge.recall(space, req, body))
 
 
 def parse_query_body(struct: type[Q], raw: bytes) -> Q:

@@ -213,7 +213,7 @@ async def _numbered_lines(
     opt=WRITE
     | api(
         {200: ImportResult},
-        body=EXPORT_LINES,
+        body=EXPORT_LINES.optional("Empty: nothing to import (into a space that exists)."),
         errors=[400, 404, 409, 503],
         headers=[idempotency_key_header(100)],
     ),
