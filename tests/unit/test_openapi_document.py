@@ -11,10 +11,18 @@ from typing import Any
 
 import pytest
 
+from engram_contract.errors import (
+    RateLimited,
+    error_for,
+    field_error,
+    space_not_found,
+)
 from engram_contract.ids import MEMORY_ID_PATTERN, SPACE_ID_PATTERN
 from engram_contract.settings import GatewaySettings
+from engram_gateway.answers import Problem
 from engram_gateway.app import create_app
 from engram_gateway.openapi import openapi_document
+from engram_gateway.problems import problem_body
 
 PROBLEM_REF = "#/components/schemas/Problem"
 OPEN = {"/health", "/ready", "/metrics"}
@@ -106,6 +114,17 @@ def test_every_route_declares_its_error_responses_as_problems(doc: dict[str, Any
                 "application/problem+json": {"schema": {"$ref": PROBLEM_REF}}
             }, (where, status)
             assert response["description"], (where, status)
+
+
+def test_every_problem_the_gateway_renders_fits_the_problem_schema() -> None:
+    for exc in (
+        field_error("memories[2].confidence", "Input should be less than or equal to 1"),
+        space_not_found("alpha", "Create it first."),
+        RateLimited(429, "Too many requests", "over the rate", retry_after=0.5),
+        error_for(503, "No worker", "no worker serves space 'alpha'"),
+    ):
+        doc = problem_body(exc, "/api/v1/spaces/alpha/memories")
+        assert Problem.model_validate(doc).status == exc.status
 
 
 def test_success_bodies_have_their_media_types(doc: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ from litestar.response import ServerSentEvent
 from engram_gateway.answers import TEXT
 from engram_gateway.auth import READ
 from engram_gateway.events import EVENT_KINDS, EventFeed, parse_last_event_id, parse_types
-from engram_gateway.openapi import Content, Header, api
+from engram_gateway.openapi import Content, api
+from engram_gateway.openapi_rules import Header
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
 

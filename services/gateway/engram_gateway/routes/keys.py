@@ -13,7 +13,8 @@ from engram_contract.errors import NotFound, field_error
 from engram_contract.keys import KeyInfo, KeyRequest, NewKey
 from engram_gateway.answers import KeyList
 from engram_gateway.auth import ADMIN, Gatekeeper, audit_log
-from engram_gateway.openapi import KEY_ID_PATTERN, Link, api
+from engram_gateway.openapi import Link, api
+from engram_gateway.openapi_rules import KEY_ID_PATTERN
 from engram_gateway.problems import parse_body
 
 _KEY_ID = re.compile(KEY_ID_PATTERN)

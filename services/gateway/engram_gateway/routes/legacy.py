@@ -12,13 +12,11 @@ from litestar.params import FromPath
 from engram_contract.messages import ListResponse, Memory, RecallRequest, RecallResponse
 from engram_gateway.answers import Remembered, Written
 from engram_gateway.auth import LEGACY, READ, WRITE
-from engram_gateway.openapi import (
+from engram_gateway.openapi import Api, SchemaLike, api
+from engram_gateway.openapi_rules import (
     DEPRECATION_HEADERS,
     MEMORY_SPACE_HEADER,
     MEMORY_SPACE_QUERY,
-    Api,
-    SchemaLike,
-    api,
     idempotency_key_header,
 )
 from engram_gateway.routes.common import Cursor, IncludeVector, IncludeVectors, Limit

@@ -11,7 +11,8 @@ from litestar.params import FromPath
 from engram_contract.messages import LinkIn
 from engram_gateway.answers import Written
 from engram_gateway.auth import WRITE
-from engram_gateway.openapi import api, idempotency_key_header
+from engram_gateway.openapi import api
+from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, idempotency_key
 from engram_gateway.spaces import resolve_space

@@ -22,7 +22,8 @@ from engram_contract.messages import (
 )
 from engram_gateway.answers import ForgotMany, Remembered, Written
 from engram_gateway.auth import READ, WRITE
-from engram_gateway.openapi import Link, api, idempotency_key_header
+from engram_gateway.openapi import Link, api
+from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import (
     Cursor,

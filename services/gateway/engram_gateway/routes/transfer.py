@@ -38,7 +38,8 @@ from engram_contract.messages import (
 )
 from engram_gateway.auth import READ, WRITE
 from engram_gateway.importer import Importer
-from engram_gateway.openapi import Content, api, idempotency_key_header
+from engram_gateway.openapi import Content, api
+from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
 
