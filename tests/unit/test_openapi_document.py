@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+import schemathesis
 
 from engram_contract.errors import (
     RateLimited,
@@ -48,6 +49,11 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     if ref is None:
         return schema
     return dict(doc["components"]["schemas"][ref.rsplit("/", 1)[-1]])
+
+
+def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
+    assert doc["openapi"].startswith("3.1")
+    schemathesis.openapi.from_dict(doc).validate()  # against the OpenAPI meta-schema
 
 
 def test_every_route_is_documented_once_with_its_handler_name(doc: dict[str, Any]) -> None:
