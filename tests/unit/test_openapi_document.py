@@ -22,7 +22,7 @@ from engram_contract.ids import MEMORY_ID_PATTERN, SPACE_ID_PATTERN
 from engram_contract.settings import GatewaySettings
 from engram_gateway.answers import Problem
 from engram_gateway.app import create_app
-from engram_gateway.openapi import openapi_document
+from engram_gateway.openapi import openapi_document, undeclared
 from engram_gateway.problems import problem_body
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -54,6 +54,10 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
     assert doc["openapi"].startswith("3.1")
     schemathesis.openapi.from_dict(doc).validate()  # against the OpenAPI meta-schema
+
+
+def test_every_route_declares_what_it_takes_and_answers() -> None:
+    assert undeclared(create_app(GatewaySettings())) == []
 
 
 def test_every_route_is_documented_once_with_its_handler_name(doc: dict[str, Any]) -> None:
