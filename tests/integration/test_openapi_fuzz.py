@@ -10,7 +10,8 @@ schema (problem+json for errors) and carry the documented headers.
 Twice: with keys off, and with keys required (an admin key on every request;
 plus one round without a key: every keyed route's 401). The default suite runs
 a few cases per operation (derandomized: the same cases every run, no
-shrinking); the slow test runs many more.
+shrinking); the slow test runs many more, and schemathesis' coverage cases
+(every limit, pattern and type of the document just inside and just outside).
 
 Not fuzzed: ``GET …/events`` streams until the client goes away (a valid case
 would hold the run until its timeout); tests/integration/test_events_sse.py
@@ -114,8 +115,11 @@ def fuzz(
     examples: int,
     scenarios: int,
     schema_headers: dict[str, str] | None = None,
+    coverage: bool = False,
 ) -> Run:
-    """Every operation with ``examples`` valid and ``examples`` invalid cases, then
+    """Every operation with ``examples`` valid and ``examples`` invalid cases (and,
+    with ``coverage``, schemathesis' deterministic boundary cases: each limit,
+    pattern and type of the document just inside and just outside), then
     ``scenarios`` stateful sequences along the links, each request with ``headers``
     (blocking: run in a thread). The document is fetched with ``schema_headers``
     (default: ``headers``)."""
@@ -129,6 +133,13 @@ def fuzz(
     with requests.Session() as session:
         for result in schema.get_all_operations():
             operation = result.ok()
+            if coverage:
+                for case in schema.iter_coverage_cases(
+                    operation,
+                    generation_modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+                    generation_config=schema.config.generation_for(operation=operation),
+                ):
+                    run.exercise(case, session, headers)
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 @_settings(examples)
@@ -246,8 +257,8 @@ async def test_fuzz_many_cases(fuzz_nats: NatsServer, keys: str) -> None:
     over: dict[str, Any] = REQUIRED if keys == "required" else {"auth": "off"}
     async with stack(fuzz_nats, **over) as client:
         headers = bearer(ADMIN_KEY) if keys == "required" else {}
-        run = await _fuzzed(client, headers, 60, 40)
-    assert run.calls > 2500
+        run = await _fuzzed(client, headers, 60, 40, None, True)
+    assert run.calls > 4000
 
 
 # -- what the fuzzer found, as a user meets it ----------------------------------------------
