@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import nats.js.errors
 from nats.js import JetStreamContext
 
 from engram_contract.embedders import (
@@ -25,6 +26,9 @@ from engram_contract.errors import (
 from engram_contract.messages import CreateSpace, LinkSettings, SpaceRecord
 from engram_nats.registry import SpaceConflict, SpaceLimitReached, SpaceRegistry
 from engram_nats.streams import purge_events
+
+#: JetStream: a stream's max_bytes cannot be reserved (more than the server's store holds)
+INSUFFICIENT_STORAGE = 10047
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,26 @@ class SpaceAccess:
                 str(exc),
                 hint="Delete unused spaces or raise ENGRAM_MAX_SPACES.",
             ) from None
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != INSUFFICIENT_STORAGE:
+                raise
+            raise self._no_room(asked.get("max_bytes"), exc) from None
+
+    def _no_room(self, asked: int | None, exc: nats.js.errors.APIError) -> Exception:
+        """JetStream cannot reserve the space's ``max_bytes``: the request's (a 400
+        naming it) or the default's (a 503 for the operator)."""
+        why = f"JetStream cannot reserve it for the space's WAL ({exc.description})"
+        if asked is not None:
+            return field_error(
+                "max_bytes", f"{asked} bytes: {why}", hint="Ask for a smaller max_bytes."
+            )
+        return Unavailable(
+            503,
+            "Insufficient storage",
+            f"the default max_bytes {self.policy.default_max_bytes} "
+            f"(ENGRAM_SPACE_MAX_BYTES): {why}",
+            hint="Lower ENGRAM_SPACE_MAX_BYTES or give JetStream more storage.",
+        )
 
     async def create(self, body: CreateSpace) -> tuple[SpaceRecord, bool]:
         """:meth:`create_or_get` for a client's request: its embedder must exist,

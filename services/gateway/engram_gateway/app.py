@@ -14,17 +14,15 @@ from typing import Any, cast
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry
 
-from engram_contract import __version__
 from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.auth import Gatekeeper, RateLimiter, authorize, keys_required
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
+from engram_gateway.openapi import openapi_config
 from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.processes import shared_state
 from engram_gateway.routes import ROUTES
@@ -144,13 +142,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         # logging is the process's to configure (engram_cli.main), not the app's:
         # Litestar's default config would replace the root logger's handlers
         logging_config=None,
-        openapi_config=OpenAPIConfig(
-            title="Engram",
-            version=__version__,
-            description="Cognitive memory for AI agents: private memory spaces on NATS JetStream.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-        ),
+        openapi_config=openapi_config(keys_required(settings)),
     )
 
 
