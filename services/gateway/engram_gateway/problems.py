@@ -92,7 +92,32 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     detail = exc.detail or title
     if status == 400 and "JSON" in detail:
         title = "Malformed JSON"
+    named = _named_fields(exc)
+    if status == 400 and named:
+        # Litestar's check of a query/path parameter: name what the client sent
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in named)
+        return problem_response(
+            request,
+            error_for(
+                400,
+                "Invalid input",
+                detail,
+                errors=named,
+                hint="Fix the named parameters; see /schema for the request shapes.",
+            ),
+        )
     return problem_response(request, error_for(status, title, detail))
+
+
+def _named_fields(exc: HTTPException) -> list[dict[str, Any]]:
+    """The parameters a Litestar validation error names (``extra``: ``key``,
+    ``message``, ``source``)."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return [
+        {"field": str(e["key"]), "message": str(e.get("message") or "invalid")}
+        for e in extra
+        if isinstance(e, dict) and e.get("key")
+    ]
 
 
 def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
