@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/engram dev
 
-## The default suite (unit + integration on a real nats-server); < 10 min
+## The default suite (unit + integration on a real nats-server); < 10 min. Two
+## pytest processes (pytest-xdist), each with its own nats-server: the tests
+## mostly wait on servers, so two halve the time on two cores (9.0 -> 4.4 min)
 test: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 ## Slow tests (crash and scale); CI runs them too
 test-slow: $(STAMP)
