@@ -24,6 +24,7 @@ from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.auth import Gatekeeper, RateLimiter, authorize, keys_required
 from engram_gateway.bridge import NatsBridge
+from engram_gateway.grpc_api.server import start_grpc_api
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
 from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.processes import shared_state
@@ -116,9 +117,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         app.state.auth = Gatekeeper(keys, required=keys_required(settings), limiter=limiter)
         _say_how_keys_are_checked(settings, keys)
         app.state.bridge = bridge
+        grpc = await start_grpc_api(settings, app.state) if settings.grpc_port else None
         try:
             yield
         finally:
+            if grpc is not None:
+                await grpc.stop()
             await keys.close()
             await registry.close()
             await membership.close()

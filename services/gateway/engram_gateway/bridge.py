@@ -13,6 +13,8 @@ from nats.aio.client import Client
 
 from engram_contract.errors import Unavailable, space_not_found
 from engram_contract.messages import (
+    ConsolidateRequest,
+    ConsolidateResponse,
     SpaceStatusRow,
     StatusRequest,
     StatusResponse,
@@ -82,6 +84,18 @@ class NatsBridge(MemoryService):
         if not self.registry.watching:
             return "the gateway's space registry watch is not running"
         return None
+
+    async def consolidate(self, space: str, request: ConsolidateRequest) -> bytes:
+        """The worker's ``ConsolidateResponse`` (HTTP and gRPC): after this gateway's
+        writes; the commands it wrote count as this gateway's (read-your-writes)."""
+        await self.spaces.for_write(space, create=False)
+        if request.min_seq is None:
+            request = request.model_copy(update={"min_seq": self.acked.get(space)})
+        data = await self.query(space, "consolidate", request)
+        seq = ConsolidateResponse.model_validate_json(data).seq
+        if seq is not None:  # the worker wrote into the WAL on this gateway's behalf
+            self.acked.note(space, seq)
+        return data
 
     # -- status --------------------------------------------------------------
 

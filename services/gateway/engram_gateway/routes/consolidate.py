@@ -8,7 +8,7 @@ from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from engram_contract.messages import ConsolidateRequest, ConsolidateResponse
+from engram_contract.messages import ConsolidateRequest
 from engram_gateway.auth import WRITE
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, raw_json
@@ -37,14 +37,7 @@ async def consolidate(
     bridge = bridge_of(state)
     raw = await request.body()
     req = parse_body(ConsolidateRequest, raw) if raw.strip() else ConsolidateRequest()
-    await bridge.spaces.for_write(space, create=False)
-    if req.min_seq is None:
-        req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
-    data = await bridge.query(space, "consolidate", req)
-    seq = ConsolidateResponse.model_validate_json(data).seq
-    if seq is not None:  # the worker wrote into the WAL on this gateway's behalf
-        bridge.acked.note(space, seq)
-    return raw_json(data)
+    return raw_json(await bridge.consolidate(space, req))
 
 
 ROUTES = [consolidate]

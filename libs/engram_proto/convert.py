@@ -1,0 +1,130 @@
+"""Protobuf messages ↔ the JSON documents of the contract (the pydantic models'
+field names and shapes), by the messages' descriptors.
+
+``to_doc``: a request as the document the pydantic models validate. A field with
+presence (``optional``, a message, a oneof member) is in it only when set, so the
+model's default applies when it is not; a field without presence always is (its
+proto3 default is its value: ``weight = 0`` is a weight of 0). Repeated fields
+and maps are in it when not empty. Timestamps become RFC 3339 strings, ``bytes``
+base64 (as in the JSON wire form), 64-bit integers stay integers.
+
+``to_message``: a worker's JSON answer as a message; ``null`` is unset, keys the
+message does not have are dropped (an older client of a newer worker).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any, TypeVar
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from google.protobuf.timestamp_pb2 import Timestamp
+
+M = TypeVar("M", bound=Message)
+TIMESTAMP = "google.protobuf.Timestamp"
+_BYTES = FieldDescriptor.TYPE_BYTES
+
+# how one field is read: (name, presence, repeated, map, reader of one value)
+_Reader = tuple[str, bool, bool, bool, Callable[[Any], Any]]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _timestamp(value: Timestamp) -> str:
+    return value.ToJsonString()
+
+
+@cache
+def _readers(descriptor: Descriptor) -> tuple[_Reader, ...]:
+    readers = []
+    for field in descriptor.fields:
+        sub = field.message_type
+        is_map = sub is not None and sub.GetOptions().map_entry
+        read: Callable[[Any], Any] = _identity
+        if is_map:
+            read = dict
+        elif sub is not None:
+            read = _timestamp if sub.full_name == TIMESTAMP else to_doc
+        elif field.type == _BYTES:
+            read = _b64
+        readers.append((field.name, field.has_presence, field.is_repeated, is_map, read))
+    return tuple(readers)
+
+
+def to_doc(message: Message) -> dict[str, Any]:
+    """``message`` as the contract's JSON document (see the module docstring)."""
+    doc: dict[str, Any] = {}
+    for name, presence, repeated, is_map, read in _readers(message.DESCRIPTOR):
+        if is_map:
+            value = getattr(message, name)
+            if value:
+                doc[name] = dict(value)
+        elif repeated:
+            values = getattr(message, name)
+            if values:
+                doc[name] = [read(v) for v in values] if read is not _identity else list(values)
+        elif presence:
+            if message.HasField(name):
+                doc[name] = read(getattr(message, name))
+        else:
+            doc[name] = read(getattr(message, name))
+    return doc
+
+
+# -- JSON document → message ---------------------------------------------------
+
+# how one key is written: (message class of a message field or None, timestamp,
+# bytes, map)
+_Writer = tuple[type[Message] | None, bool, bool, bool]
+
+
+@cache
+def _writers(descriptor: Descriptor) -> Mapping[str, _Writer]:
+    out = {}
+    for field in descriptor.fields:
+        sub = field.message_type
+        is_map = sub is not None and sub.GetOptions().map_entry
+        is_ts = sub is not None and sub.full_name == TIMESTAMP
+        cls = GetMessageClass(sub) if sub is not None and not is_map and not is_ts else None
+        out[field.name] = (cls, is_ts, field.type == _BYTES, is_map)
+    return out
+
+
+def _value(writer: _Writer, value: Any) -> Any:
+    cls, is_ts, is_bytes, _ = writer
+    if cls is not None:
+        return to_message(cls, value)
+    if is_ts:
+        ts = Timestamp()
+        ts.FromJsonString(value)
+        return ts
+    if is_bytes:
+        return base64.b64decode(value)
+    return value
+
+
+def to_message(cls: type[M], doc: Mapping[str, Any]) -> M:
+    """The message of class ``cls`` holding ``doc`` (see the module docstring)."""
+    writers = _writers(cls.DESCRIPTOR)
+    kwargs: dict[str, Any] = {}
+    for key, value in doc.items():
+        writer = writers.get(key)
+        if writer is None or value is None:
+            continue
+        if writer[3]:
+            kwargs[key] = value
+        elif isinstance(value, list):
+            kwargs[key] = [_value(writer, v) for v in value]
+        else:
+            kwargs[key] = _value(writer, value)
+    return cls(**kwargs)
