@@ -10,6 +10,11 @@ base64 (as in the JSON wire form), 64-bit integers stay integers.
 
 ``to_message``: a worker's JSON answer as a message; ``null`` is unset, keys the
 message does not have are dropped (an older client of a newer worker).
+
+``check``: what JSON's schema validation catches and protobuf's parser lets
+through, named by field path: a field sent with another wire type than its own
+(parsed as an unknown field: ``k`` sent as a string), a field number the message
+does not have (as unknown JSON keys are refused), a timestamp out of range.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.unknown_fields import UnknownFieldSet  # type: ignore[import-not-found]
 
 M = TypeVar("M", bound=Message)
 TIMESTAMP = "google.protobuf.Timestamp"
@@ -128,3 +134,63 @@ def to_message(cls: type[M], doc: Mapping[str, Any]) -> M:
         else:
             kwargs[key] = _value(writer, value)
     return cls(**kwargs)
+
+
+# -- checking a request --------------------------------------------------------
+
+
+class FieldProblem(ValueError):
+    """A field of a message that cannot be read as its type (see :func:`check`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+_WIRE = {0: "varint", 1: "64-bit", 2: "length-delimited", 3: "group", 4: "group", 5: "32-bit"}
+_TYPE_NAMES = {
+    value: name.removeprefix("TYPE_").lower()
+    for name, value in vars(FieldDescriptor).items()
+    if name.startswith("TYPE_") and isinstance(value, int)
+}
+#: Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def _type_name(field: FieldDescriptor) -> str:
+    if field.message_type is not None:
+        return str(field.message_type.full_name)
+    return str(_TYPE_NAMES.get(field.type, "?"))
+
+
+def check(message: Message, path: str = "") -> None:
+    """Raise :class:`FieldProblem` naming the first field of ``message`` (or of a
+    message in it) that was sent with the wrong wire type or is not a field of
+    it, or a timestamp out of range."""
+    unknown = UnknownFieldSet(message)
+    if len(unknown):
+        first = unknown[0]
+        field = message.DESCRIPTOR.fields_by_number.get(first.field_number)
+        if field is not None:
+            raise FieldProblem(
+                path + field.name,
+                f"expected {_type_name(field)}, got a {_WIRE.get(first.wire_type, '?')} value",
+            )
+        raise FieldProblem(
+            path + f"#{first.field_number}",
+            f"field number {first.field_number} is not in {message.DESCRIPTOR.full_name}",
+        )
+    if message.DESCRIPTOR.full_name == TIMESTAMP:
+        seconds, nanos = getattr(message, "seconds", 0), getattr(message, "nanos", 0)
+        if not _MIN_SECONDS <= seconds <= _MAX_SECONDS or not 0 <= nanos <= 999_999_999:
+            raise FieldProblem(path.rstrip("."), "timestamp out of range (years 1-9999)")
+        return
+    for field, value in message.ListFields():
+        if field.message_type is None or field.message_type.GetOptions().map_entry:
+            continue
+        if field.is_repeated:
+            for i, item in enumerate(value):
+                check(item, f"{path}{field.name}[{i}].")
+        else:
+            check(value, f"{path}{field.name}.")

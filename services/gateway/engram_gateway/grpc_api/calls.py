@@ -23,7 +23,13 @@ import grpc.aio
 from google.protobuf.message import DecodeError, Message
 from pydantic import BaseModel, ValidationError
 
-from engram_contract.errors import EngramError, LimitReached, error_for, invalid_input
+from engram_contract.errors import (
+    EngramError,
+    LimitReached,
+    error_for,
+    field_error,
+    invalid_input,
+)
 from engram_contract.keys import Principal, Role
 from engram_contract.settings import GatewaySettings
 from engram_gateway.auth import Gatekeeper, admit, forbidden
@@ -32,6 +38,7 @@ from engram_gateway.metrics import GatewayMetrics
 from engram_gateway.problems import problem_body
 from engram_gateway.spaces import MISSING, SpaceResolver, checked_space
 from engram_proto import SERVICE
+from engram_proto.convert import FieldProblem, check
 
 log = logging.getLogger(__name__)
 B = TypeVar("B", bound=BaseModel)
@@ -206,12 +213,19 @@ def parse(cls: type[R], raw: bytes) -> R:
     message = cls()
     try:
         message.ParseFromString(raw)
+        check(message)
     except DecodeError as exc:
         raise error_for(
             400,
             "Malformed request",
             f"the request is not a valid {cls.DESCRIPTOR.full_name}: {exc}",
             hint="Send the message the method takes (proto/engram/v1/service.proto).",
+        ) from None
+    except FieldProblem as exc:
+        raise field_error(
+            exc.field,
+            exc.message,
+            hint="Send the fields of the message the method takes (proto/engram/v1/service.proto).",
         ) from None
     return message
 
