@@ -168,7 +168,10 @@ class Call:
                 hint=f"Name the space: {HOW_TO_NAME}.",
             )
         space = resolver.fallback(
-            self.context.peer() or "", self.metadata.get("user-agent", ""), self.method, HOW_TO_NAME
+            peer_host(self.context.peer() or ""),
+            self.metadata.get("user-agent", ""),
+            self.method,
+            HOW_TO_NAME,
         )
         self.trailing += [
             ("deprecation", "true"),
@@ -179,6 +182,14 @@ class Call:
             ),
         ]
         return space
+
+
+def peer_host(peer: str) -> str:
+    """The client's address without its port: ``ipv4:10.0.0.7:51234`` is
+    ``10.0.0.7``, ``ipv6:[::1]:51234`` is ``[::1]`` (as HTTP's client host)."""
+    _, _, address = peer.partition(":")
+    host, sep, port = address.rpartition(":")
+    return host if sep and port.isdigit() else address
 
 
 def _conflict(detail: str) -> EngramError:
