@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
+import grpc.aio
 import numpy as np
 from keepalive import KeepAliveClient
 from measure import (
@@ -23,7 +25,7 @@ from measure import (
 from nats.aio.client import Client
 from raw import time_searches
 from usearch.index import Index
-from wire import recall_body, recall_name
+from wire import grpc_recall_body, recall_body, recall_name
 
 from engram_contract.messages import RecallMode, RecallRequest
 from engram_worker.core.activation import spread
@@ -33,6 +35,9 @@ from engram_worker.core.state import SpaceState
 
 # ---------------------------------------------------------------------------
 # Engram recall latency
+
+GRPC_RECALL = "/engram.v1.MemoryService/Recall"
+GRPC_HEALTH = "/grpc.health.v1.Health/Check"
 
 
 async def time_nats_requests(
@@ -90,11 +95,19 @@ async def time_modes(
 
 
 async def measure_recall(
-    cfg: Config, nc: Client, http: KeepAliveClient, data: Dataset, size: int, res: Results
+    cfg: Config,
+    nc: Client,
+    http: KeepAliveClient,
+    data: Dataset,
+    size: int,
+    res: Results,
+    grpc_target: str,
 ) -> None:
-    """Recall in every mode, over NATS, then over HTTP. Each recall reinforces the
-    memories it returns, so the worker writes a ``reinforce`` command to the WAL
-    every ``reinforce_delay`` meanwhile, as it does in service."""
+    """Recall in every mode, over NATS, then over HTTP, then over gRPC (one channel,
+    requests serialized beforehand as the other paths' bodies are, answers not
+    parsed, as theirs are not). Each recall reinforces the memories it returns, so
+    the worker writes a ``reinforce`` command to the WAL every ``reinforce_delay``
+    meanwhile, as it does in service."""
     bodies = {m: [recall_body(q, cfg.k, m) for q in data.queries] for m in RECALL_MODES}
     subject = f"spaces.{NATS_SPACE}.q.recall"
     path = f"/api/v1/spaces/{NATS_SPACE}/recall"
@@ -114,10 +127,24 @@ async def measure_recall(
         times = await time_modes(send, bodies, cfg.mode_samples, cfg.warmup)
         for mode in RECALL_MODES:
             res.latencies.append(Latency.of(recall_name(name, mode), size, times[mode]))
+    protos = {
+        m: [grpc_recall_body(NATS_SPACE, q, cfg.k, m) for q in data.queries] for m in RECALL_MODES
+    }
+    async with grpc.aio.insecure_channel(grpc_target) as channel:
+        recall: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            GRPC_RECALL  # bytes in, bytes out
+        )
+
+        async def via_grpc(body: bytes) -> None:
+            await recall(body, timeout=10.0)
+
+        times = await time_modes(via_grpc, protos, cfg.mode_samples, cfg.warmup)
+    for mode in RECALL_MODES:
+        res.latencies.append(Latency.of(recall_name("grpc", mode), size, times[mode]))
 
 
 async def measure_floors(
-    cfg: Config, nc: Client, http: KeepAliveClient, size: int, res: Results
+    cfg: Config, nc: Client, http: KeepAliveClient, size: int, res: Results, grpc_target: str
 ) -> None:
     """Round trips that do no index work: what transport and framework cost alone."""
     samples = max(100, cfg.samples // 2)
@@ -126,6 +153,15 @@ async def measure_floors(
     res.latencies.append(Latency.of("floor: nats q.stats", size, times))
     times = await time_http_requests(http, "GET", "/health", [], samples, cfg.warmup)
     res.latencies.append(Latency.of("floor: http GET /health", size, times))
+    async with grpc.aio.insecure_channel(grpc_target) as channel:
+        check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(GRPC_HEALTH)
+        times = []
+        for i in range(cfg.warmup + samples):
+            t0 = time.perf_counter()
+            await check(b"", timeout=10.0)  # an empty HealthCheckRequest: the server
+            if i >= cfg.warmup:
+                times.append(time.perf_counter() - t0)
+    res.latencies.append(Latency.of("floor: grpc Health/Check", size, times))
 
 
 # ---------------------------------------------------------------------------
