@@ -42,6 +42,7 @@ fmt: $(STAMP)
 ## Regenerate libs/engram_proto/v1 (messages, .pyi, gRPC stubs) from proto/engram/v1
 proto: $(STAMP)
 	$(BIN)/python -m engram_proto.generate
+	$(BIN)/python -m engram_proto.fields
 
 ## Benchmarks against raw usearch and raw JetStream, then the cluster part (not a test)
 bench: $(STAMP)

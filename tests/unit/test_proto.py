@@ -57,6 +57,8 @@ def parse(text: str) -> dict[str, dict[str, ProtoField]]:
     for name, body in re.findall(r"\bmessage\s+(\w+)\s*\{([^{}]*)\}", text):
         fields: dict[str, ProtoField] = {}
         for line in filter(None, (ln.strip() for ln in body.split(";"))):
+            if line.startswith("reserved "):
+                continue  # a retired field (fields.lock keeps its number)
             m = _FIELD.match(line + ";")
             assert m, f"{name}: cannot parse {line!r}"
             label, typ, key, value, fname, number = m.groups()
