@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.protobuf.unknown_fields import UnknownFieldSet  # type: ignore[import-not-found]
 
@@ -47,7 +47,9 @@ def _b64(value: bytes) -> str:
 
 
 def _timestamp(value: Timestamp) -> str:
-    return value.ToJsonString()
+    # as ToJsonString (in Python, slow) but to the microsecond, as the models keep it
+    moment = _EPOCH + timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @cache
@@ -89,9 +91,10 @@ def to_doc(message: Message) -> dict[str, Any]:
 
 # -- JSON document → message ---------------------------------------------------
 
-# how one key is written: (message class of a message field or None, timestamp,
+# how one key is written: (descriptor of a message field or None, timestamp,
 # bytes, map)
-_Writer = tuple[type[Message] | None, bool, bool, bool]
+_Writer = tuple[Descriptor | None, bool, bool, bool]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @cache
@@ -101,27 +104,37 @@ def _writers(descriptor: Descriptor) -> Mapping[str, _Writer]:
         sub = field.message_type
         is_map = sub is not None and sub.GetOptions().map_entry
         is_ts = sub is not None and sub.full_name == TIMESTAMP
-        cls = GetMessageClass(sub) if sub is not None and not is_map and not is_ts else None
-        out[field.name] = (cls, is_ts, field.type == _BYTES, is_map)
+        nested = sub if sub is not None and not is_map and not is_ts else None
+        out[field.name] = (nested, is_ts, field.type == _BYTES, is_map)
     return out
 
 
-def _value(writer: _Writer, value: Any) -> Any:
-    cls, is_ts, is_bytes, _ = writer
-    if cls is not None:
-        return to_message(cls, value)
+def _seconds_nanos(value: str) -> dict[str, int]:
+    """An RFC 3339 string as Timestamp's fields (``datetime.fromisoformat`` is C;
+    protobuf's ``FromJsonString`` is Python and ~400x slower)."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
+
+
+def _one(writer: _Writer, value: Any) -> Any:
+    nested, is_ts, is_bytes, _ = writer
+    if nested is not None:
+        return _kwargs(nested, value)
     if is_ts:
-        ts = Timestamp()
-        ts.FromJsonString(value)
-        return ts
+        return _seconds_nanos(value)
     if is_bytes:
         return base64.b64decode(value)
     return value
 
 
-def to_message(cls: type[M], doc: Mapping[str, Any]) -> M:
-    """The message of class ``cls`` holding ``doc`` (see the module docstring)."""
-    writers = _writers(cls.DESCRIPTOR)
+def _kwargs(descriptor: Descriptor, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` as the keyword arguments of the message's constructor: nested
+    messages as dicts (upb builds them in one call), timestamps as seconds and
+    nanos, bytes decoded; nulls and unknown keys left out."""
+    writers = _writers(descriptor)
     kwargs: dict[str, Any] = {}
     for key, value in doc.items():
         writer = writers.get(key)
@@ -130,10 +143,18 @@ def to_message(cls: type[M], doc: Mapping[str, Any]) -> M:
         if writer[3]:
             kwargs[key] = value
         elif isinstance(value, list):
-            kwargs[key] = [_value(writer, v) for v in value]
+            kwargs[key] = (
+                [_one(writer, v) for v in value] if writer[:3] != (None, False, False) else value
+            )
         else:
-            kwargs[key] = _value(writer, value)
-    return cls(**kwargs)
+            kwargs[key] = _one(writer, value)
+    return kwargs
+
+
+def to_message(cls: type[M], doc: Mapping[str, Any]) -> M:
+    """The message of class ``cls`` holding ``doc`` (see the module docstring)."""
+    descriptor: Descriptor = cls.DESCRIPTOR  # type: ignore[assignment]
+    return cls(**_kwargs(descriptor, doc))
 
 
 # -- checking a request --------------------------------------------------------
