@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -91,27 +92,43 @@ def to_doc(message: Message) -> dict[str, Any]:
 
 # -- JSON document → message ---------------------------------------------------
 
-# how one key is written: (descriptor of a message field or None, timestamp,
-# bytes, map)
-_Writer = tuple[Descriptor | None, bool, bool, bool]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`_kwargs` does with a message's keys: keeps ``known`` ones,
+    converts ``timestamps`` and ``raw_bytes``, recurses into ``messages``."""
+
+    known: frozenset[str]
+    timestamps: tuple[str, ...]
+    raw_bytes: tuple[str, ...]
+    messages: tuple[tuple[str, Descriptor], ...]
+
+
 @cache
-def _writers(descriptor: Descriptor) -> Mapping[str, _Writer]:
-    out = {}
+def _plan(descriptor: Descriptor) -> _Plan:
+    timestamps, raw_bytes, messages = [], [], []
     for field in descriptor.fields:
         sub = field.message_type
-        is_map = sub is not None and sub.GetOptions().map_entry
-        is_ts = sub is not None and sub.full_name == TIMESTAMP
-        nested = sub if sub is not None and not is_map and not is_ts else None
-        out[field.name] = (nested, is_ts, field.type == _BYTES, is_map)
-    return out
+        if sub is not None and sub.GetOptions().map_entry:
+            continue  # a map<string, string>: as it is
+        if sub is not None and sub.full_name == TIMESTAMP:
+            timestamps.append(field.name)
+        elif sub is not None:
+            messages.append((field.name, sub))
+        elif field.type == _BYTES:
+            raw_bytes.append(field.name)
+    known = frozenset(f.name for f in descriptor.fields)
+    return _Plan(known, tuple(timestamps), tuple(raw_bytes), tuple(messages))
 
 
+@lru_cache(maxsize=8192)
 def _seconds_nanos(value: str) -> dict[str, int]:
     """An RFC 3339 string as Timestamp's fields (``datetime.fromisoformat`` is C;
-    protobuf's ``FromJsonString`` is Python and ~400x slower)."""
+    protobuf's ``FromJsonString`` is Python and ~400x slower). Cached: the same
+    memories come back recall after recall, with the same timestamps (the dict is
+    only read by the constructors)."""
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -119,36 +136,35 @@ def _seconds_nanos(value: str) -> dict[str, int]:
     return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": delta.microseconds * 1000}
 
 
-def _one(writer: _Writer, value: Any) -> Any:
-    nested, is_ts, is_bytes, _ = writer
-    if nested is not None:
-        return _kwargs(nested, value)
-    if is_ts:
-        return _seconds_nanos(value)
-    if is_bytes:
-        return base64.b64decode(value)
-    return value
-
-
 def _kwargs(descriptor: Descriptor, doc: Mapping[str, Any]) -> dict[str, Any]:
     """``doc`` as the keyword arguments of the message's constructor: nested
-    messages as dicts (upb builds them in one call), timestamps as seconds and
-    nanos, bytes decoded; nulls and unknown keys left out."""
-    writers = _writers(descriptor)
-    kwargs: dict[str, Any] = {}
-    for key, value in doc.items():
-        writer = writers.get(key)
-        if writer is None or value is None:
-            continue
-        if writer[3]:
-            kwargs[key] = value
-        elif isinstance(value, list):
-            kwargs[key] = (
-                [_one(writer, v) for v in value] if writer[:3] != (None, False, False) else value
+    messages as dicts (upb builds them in the one call), timestamps as seconds
+    and nanos, bytes decoded; nulls and unknown keys left out."""
+    plan = _plan(descriptor)
+    out = {k: v for k, v in doc.items() if v is not None and k in plan.known}
+    for key in plan.timestamps:
+        value = out.get(key)
+        if value is not None:
+            out[key] = (
+                [_seconds_nanos(v) for v in value]
+                if isinstance(value, list)
+                else _seconds_nanos(value)
             )
-        else:
-            kwargs[key] = _one(writer, value)
-    return kwargs
+    for key in plan.raw_bytes:
+        value = out.get(key)
+        if value is not None:
+            out[key] = (
+                [base64.b64decode(v) for v in value]
+                if isinstance(value, list)
+                else base64.b64decode(value)
+            )
+    for key, sub in plan.messages:
+        value = out.get(key)
+        if value is not None:
+            out[key] = (
+                [_kwargs(sub, v) for v in value] if isinstance(value, list) else _kwargs(sub, value)
+            )
+    return out
 
 
 def to_message(cls: type[M], doc: Mapping[str, Any]) -> M:

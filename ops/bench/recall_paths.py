@@ -8,8 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
-import grpc.aio
+import grpc_paths
 import numpy as np
 from keepalive import KeepAliveClient
 from measure import (
@@ -36,8 +35,8 @@ from engram_worker.core.state import SpaceState
 # ---------------------------------------------------------------------------
 # Engram recall latency
 
-GRPC_RECALL = "/engram.v1.MemoryService/Recall"
-GRPC_HEALTH = "/grpc.health.v1.Health/Check"
+#: gRPC recall over grpcio's asyncio channel (the SDK's), similarity mode
+GRPC_ASYNCIO_RECALL = "engram grpc recall, asyncio client"
 
 
 async def time_nats_requests(
@@ -103,11 +102,11 @@ async def measure_recall(
     res: Results,
     grpc_target: str,
 ) -> None:
-    """Recall in every mode, over NATS, then over HTTP, then over gRPC (one channel,
-    requests serialized beforehand as the other paths' bodies are, answers not
-    parsed, as theirs are not). Each recall reinforces the memories it returns, so
-    the worker writes a ``reinforce`` command to the WAL every ``reinforce_delay``
-    meanwhile, as it does in service."""
+    """Recall in every mode, over NATS, then over HTTP, then over gRPC (requests
+    serialized beforehand as the other paths' bodies are, answers not parsed, as
+    theirs are not; the lean client, see grpc_paths.py). Each recall reinforces
+    the memories it returns, so the worker writes a ``reinforce`` command to the
+    WAL every ``reinforce_delay`` meanwhile, as it does in service."""
     bodies = {m: [recall_body(q, cfg.k, m) for q in data.queries] for m in RECALL_MODES}
     subject = f"spaces.{NATS_SPACE}.q.recall"
     path = f"/api/v1/spaces/{NATS_SPACE}/recall"
@@ -130,17 +129,12 @@ async def measure_recall(
     protos = {
         m: [grpc_recall_body(NATS_SPACE, q, cfg.k, m) for q in data.queries] for m in RECALL_MODES
     }
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        recall: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            GRPC_RECALL  # bytes in, bytes out
-        )
-
-        async def via_grpc(body: bytes) -> None:
-            await recall(body, timeout=10.0)
-
-        times = await time_modes(via_grpc, protos, cfg.mode_samples, cfg.warmup)
+    times = await grpc_paths.recall_times(grpc_target, protos, cfg.mode_samples, cfg.warmup)
     for mode in RECALL_MODES:
         res.latencies.append(Latency.of(recall_name("grpc", mode), size, times[mode]))
+    similar = protos["similarity"]
+    aio = await grpc_paths.asyncio_recall_times(grpc_target, similar, cfg.mode_samples, cfg.warmup)
+    res.latencies.append(Latency.of(GRPC_ASYNCIO_RECALL, size, aio))
 
 
 async def measure_floors(
@@ -153,14 +147,7 @@ async def measure_floors(
     res.latencies.append(Latency.of("floor: nats q.stats", size, times))
     times = await time_http_requests(http, "GET", "/health", [], samples, cfg.warmup)
     res.latencies.append(Latency.of("floor: http GET /health", size, times))
-    async with grpc.aio.insecure_channel(grpc_target) as channel:
-        check: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(GRPC_HEALTH)
-        times = []
-        for i in range(cfg.warmup + samples):
-            t0 = time.perf_counter()
-            await check(b"", timeout=10.0)  # an empty HealthCheckRequest: the server
-            if i >= cfg.warmup:
-                times.append(time.perf_counter() - t0)
+    times = await grpc_paths.health_times(grpc_target, samples, cfg.warmup)
     res.latencies.append(Latency.of("floor: grpc Health/Check", size, times))
 
 

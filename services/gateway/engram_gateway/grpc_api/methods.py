@@ -5,8 +5,9 @@ forwards it) into the response message."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import msgspec
 
 from engram_contract.errors import field_error
 from engram_contract.ids import MEMORY_ID_EXPECTED, MEMORY_ID_RE
@@ -29,6 +30,9 @@ from engram_proto.v1 import queries_pb2 as q
 from engram_proto.v1 import service_pb2 as s
 from engram_proto.v1 import spaces_pb2
 
+#: the worker's JSON answers (msgspec: ~3x json.loads on a recall's)
+decode = msgspec.json.Decoder().decode
+encode = msgspec.json.Encoder().encode
 #: idempotency keys of writes, as HTTP's Idempotency-Key header
 MAX_KEY = 128
 
@@ -75,7 +79,7 @@ async def list_spaces(call: Call, request: s.ListSpacesRequest) -> s.ListSpacesR
 
 async def get_space(call: Call, request: s.GetSpaceRequest) -> s.GetSpaceResponse:
     rec = await call.bridge.spaces.for_read(call.space)
-    stats = json.loads(await call.bridge.stats(call.space))
+    stats = decode(await call.bridge.stats(call.space))
     return s.GetSpaceResponse(
         space=to_message(spaces_pb2.SpaceRecord, rec.model_dump(mode="json")),
         memories=stats["memories"],
@@ -133,28 +137,26 @@ async def link(call: Call, request: s.LinkRequest) -> s.LinkResponse:
 
 async def get_memory(call: Call, request: s.GetMemoryRequest) -> q.GetResponse:
     raw = await call.bridge.get(call.space, request.memory_id, request.include_embedding)
-    return to_message(q.GetResponse, json.loads(raw))
+    return to_message(q.GetResponse, decode(raw))
 
 
 async def list_memories(call: Call, request: s.ListMemoriesRequest) -> q.ListResponse:
     body = validated(ListRequest, _doc(request))
-    return to_message(q.ListResponse, json.loads(await call.bridge.list(call.space, body)))
+    return to_message(q.ListResponse, decode(await call.bridge.list(call.space, body)))
 
 
 async def recall(call: Call, request: q.RecallRequest) -> q.RecallResponse:
     # validated as HTTP's body is (the same msgspec struct, the same errors), and
     # forwarded as validated
-    body = json.dumps(_doc(request), separators=(",", ":")).encode()
+    body = encode(_doc(request))
     wire = parse_query_body(RecallWire, body)
-    return to_message(
-        q.RecallResponse, json.loads(await call.bridge.recall(call.space, wire, body))
-    )
+    return to_message(q.RecallResponse, decode(await call.bridge.recall(call.space, wire, body)))
 
 
 async def consolidate(call: Call, request: q.ConsolidateRequest) -> q.ConsolidateResponse:
     body = validated(ConsolidateRequest, _doc(request))
     raw = await call.bridge.consolidate(call.space, body)
-    return to_message(q.ConsolidateResponse, json.loads(raw))
+    return to_message(q.ConsolidateResponse, decode(raw))
 
 
 #: method name → (its spec, its function)
