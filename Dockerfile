@@ -13,7 +13,10 @@ COPY pyproject.toml README.md ./
 COPY libs ./libs
 COPY services ./services
 COPY cli ./cli
-RUN pip install . && useradd --system --uid 10001 engram
+# /nats-auth: where `engram nats-auth init` writes the NATS auth secrets in
+# docker-compose (a named volume mounted there starts with this ownership)
+RUN pip install . && useradd --system --uid 10001 engram \
+    && mkdir /nats-auth && chown engram /nats-auth && chmod 0700 /nats-auth
 USER engram
 
 # the gateway's HTTP port and a worker's /metrics, /health, /ready

@@ -5,6 +5,7 @@ other's data."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,11 @@ from tests.helpers import (
     running_gateway,
     worker_settings,
 )
+
+# Spaces the tests create embed with hash-ngram-v1 (fast, any dim) unless a test
+# names another embedder: the gateways and workers started here, the processes
+# they spawn and the SDK read it. (New spaces default to e5-small otherwise.)
+os.environ["ENGRAM_DEFAULT_EMBEDDER"] = "hash-ngram-v1"
 
 
 @pytest.fixture(scope="session")

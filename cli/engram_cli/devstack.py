@@ -25,6 +25,8 @@ from urllib.parse import urlparse
 from engram_contract.settings import GatewaySettings
 from engram_nats.callout_setup import SERVICE_USER, CalloutSecrets, config_path
 
+#: the worker's metrics port when ENGRAM_METRICS_PORT is not set (WorkerSettings')
+DEFAULT_METRICS_PORT = 9464
 #: where ``engram dev`` keeps the auth callout's issuer seed and service passwords
 NATS_AUTH_DIR = "nats-auth"
 
@@ -54,6 +56,16 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port`` already."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
@@ -194,6 +206,23 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
     data.mkdir(parents=True, exist_ok=True)
     url = urlparse(settings.nats_url.split(",")[0])
     nats_port = url.port or 4222
+    # a port another process holds would look like ours starting (and the
+    # requests would go to that process): refuse instead
+    busy = [
+        f"{what} port {port} (set {var})"
+        for what, host, port, var in (
+            ("the HTTP", settings.http_host, settings.http_port, "ENGRAM_HTTP_PORT"),
+            ("the NATS", "127.0.0.1", nats_port, "ENGRAM_NATS_URL"),
+        )
+        if listening(host, port)
+    ]
+    if busy:
+        print(
+            f"engram dev: {' and '.join(busy)} in use by another process "
+            "(another engram dev?); stop it or choose another port",
+            file=sys.stderr,
+        )
+        return 2
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def stop_all() -> None:
@@ -240,9 +269,10 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
             nats_lines += _agent_lines(data)
         worker_lines = []
         for i in range(top.workers):
-            # the worker's /metrics: ENGRAM_METRICS_PORT if set (the first), else free
+            # the worker's /metrics: the first worker's on ENGRAM_METRICS_PORT (9464
+            # unless set) if free, the others' and a taken one's on a free port
             asked = os.environ.get("ENGRAM_METRICS_PORT")
-            first = int(asked or 0) if i == 0 else 0
+            first = (int(asked) if asked else DEFAULT_METRICS_PORT) if i == 0 else 0
             metrics_port = 0 if asked == "0" else free_port(first)  # "0": off
             worker_env = {**env, "ENGRAM_METRICS_PORT": str(metrics_port)}
             name = "worker"

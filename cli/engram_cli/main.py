@@ -108,10 +108,23 @@ def cmd_auth_callout(args: argparse.Namespace) -> int:
     return run_auth_callout(args)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from engram_cli.mcpcli import run_mcp
+
+    return run_mcp(args)
+
+
+def cmd_nats_auth(args: argparse.Namespace) -> int:
+    from engram_cli.authcallout import run_nats_auth
+
+    return run_nats_auth(args)
+
+
 def _add_auth_callout(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from engram_cli.authcallout import add_parser
+    from engram_cli.authcallout import add_nats_auth_parser, add_parser
 
     add_parser(sub).set_defaults(func=cmd_auth_callout)
+    add_nats_auth_parser(sub).set_defaults(func=cmd_nats_auth)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
     _add_auth_callout(sub)
+    from engram_cli.mcpcli import add_parser as mcp_parser
+
+    mcp_parser(sub).set_defaults(func=cmd_mcp)
     status_parser(sub).set_defaults(func=cmd_status)
     space_parser(sub).set_defaults(func=cmd_space)
     memory_parser(sub).set_defaults(func=cmd_memory)

@@ -45,7 +45,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     from engram_contract.settings import WorkerSettings
     from engram_nats.connection import connect
-    from engram_worker.replay import ReplayFailed, ReplayReport, replay
+    from engram_worker.replay import ReplayFailed, ReplayRefused, ReplayReport, replay
 
     settings = WorkerSettings(**({"nats_url": args.nats_url} if args.nats_url else {}))
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -92,6 +92,9 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         with progress:
             report = asyncio.run(go())
+    except ReplayRefused as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return 2
     except ReplayFailed as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1

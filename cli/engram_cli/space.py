@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engram_cli.errors import FAILED, OK, error, report
+from engram_cli.errors import FAILED, OK, USAGE, error, report
 from engram_client import (
     EngramClient,
     EngramError,
@@ -214,7 +214,15 @@ def run_space(
     args: argparse.Namespace, out: Console | None = None, err: Console | None = None
 ) -> int:
     """The ``engram space …`` commands; ``out``/``err`` default to stdout/stderr."""
-    if args.space_command == "delete" and not args.yes and not args.json and sys.stdin.isatty():
+    if args.space_command == "delete" and not args.yes:
+        if not sys.stdin.isatty():
+            # a script, a pipe, an agent: nobody can be asked, so nothing is deleted
+            error(
+                err or Console(stderr=True),
+                f"not deleting space {args.space_id!r} without --yes (stdin is not a "
+                "terminal, so nobody can be asked)",
+            )
+            return USAGE
         answer = input(f"Delete space {args.space_id!r} and every memory in it? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             (err or Console(stderr=True)).print("not deleted")
@@ -250,5 +258,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "delete", parents=[common], help="delete a space and everything in it"
     )
     delete.add_argument("space_id", metavar="SPACE")
-    delete.add_argument("--yes", "-y", action="store_true", help="do not ask (on a terminal)")
+    delete.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="do not ask; needed when stdin is not a terminal (scripts)",
+    )
     return p

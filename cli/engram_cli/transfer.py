@@ -3,7 +3,9 @@ memories through the gateway (``GET …/export``, ``POST …/import``, NDJSON; t
 format is in docs/api.md#export-and-import).
 
 ``migrate --from A --to B`` exports A into a temporary file, imports it into B
-(created with A's settings when it does not exist), and with ``--move`` then
+(created with A's settings when it does not exist; ``--embedder NAME [--dim N]``:
+with that embedder instead, every memory's text embedded again by it), and with
+``--move`` then
 forgets in A every memory it copied (``POST …/forget``, 1000 ids a request) —
 only once B's import has been acknowledged, so a failure at any step leaves A
 holding everything not yet in B.
@@ -16,6 +18,7 @@ reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -39,6 +42,7 @@ from rich.progress import (
 
 from engram_cli.space import add_key_option, gateway_key
 from engram_client.http_transport import key_headers, problem_error
+from engram_contract.embedders import SEMANTIC_THRESHOLDS
 from engram_contract.messages import MAX_BATCH
 from engram_contract.settings import GatewaySettings
 
@@ -138,13 +142,66 @@ def export_to(
     return {"memories": end["memories"], "links": end["links"], "ids": ids, "bytes": size}
 
 
+#: ``links.semantic_threshold`` of a space whose embedder has none of its own
+DEFAULT_SEMANTIC_THRESHOLD = 0.5
+
+
+def for_embedder(src: Path, dst: Path, embedder: str, dim: int | None) -> int:
+    """Rewrite the export at ``src`` into ``dst`` for a space that embeds with
+    ``embedder`` (``dim``: default the source's): the header names them, memory
+    lines lose their vectors (the importing gateway embeds their text), and a
+    semantic threshold that was the source embedder's default becomes the new
+    one's. Returns how many memories will be embedded."""
+    count = 0
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        for raw in fin:
+            if not raw.strip():
+                continue
+            doc = json.loads(raw)
+            if "engram_export" in doc:
+                settings = doc["settings"]
+                before = settings.get("embedder")
+                settings["embedder"] = embedder
+                settings["dim"] = dim or settings["dim"]
+                links = settings.get("links") or {}
+                old = SEMANTIC_THRESHOLDS.get(before, DEFAULT_SEMANTIC_THRESHOLD)
+                if links.get("semantic_threshold", old) == old:
+                    links["semantic_threshold"] = SEMANTIC_THRESHOLDS.get(
+                        embedder, DEFAULT_SEMANTIC_THRESHOLD
+                    )
+                    settings["links"] = links
+            elif "id" in doc and doc.get("kind") != "semantic":
+                doc.pop("embedding", None)
+                doc.pop("embedding_b64", None)
+                count += 1
+            fout.write(json.dumps(doc, ensure_ascii=False).encode() + b"\n")
+    return count
+
+
+def space_embedder(client: httpx.Client, space: str) -> str | None:
+    """The embedder of ``space``, or ``None`` when it does not exist."""
+    r = client.get(f"/api/v1/spaces/{space}")
+    if r.status_code == 404:
+        return None
+    if r.status_code != 200:
+        raise _problem(r, f"reading space {space!r}")
+    name = r.json().get("embedder")
+    return str(name) if name is not None else None
+
+
 def import_from(
-    client: httpx.Client, space: str, path: Path, create: bool, console: Console
+    client: httpx.Client,
+    space: str,
+    path: Path,
+    create: bool,
+    console: Console,
+    what: str = "import",
 ) -> dict[str, Any]:
-    """POST the file at ``path`` to ``space``'s import (streamed); the gateway's answer."""
+    """POST the file at ``path`` to ``space``'s import (streamed); the gateway's answer.
+    The gateway checks (and embeds) the body as it reads it, so the bar follows it."""
     size = path.stat().st_size
     with _progress(console, bytes_=True) as progress:
-        task = progress.add_task(f"import {space}", total=size)
+        task = progress.add_task(f"{what} {space}", total=size)
 
         def chunks() -> Iterator[bytes]:
             with path.open("rb") as f:
@@ -224,8 +281,18 @@ def run_export(
             result = export_to(client, args.space, args.tag, sys.stdout.buffer, console)
             sys.stdout.flush()
         else:
-            with open(args.output, "wb") as f:
-                result = export_to(client, args.space, args.tag, f, console)
+            # written beside it and renamed when complete: a failed export leaves
+            # no partial file (and an existing one as it was)
+            target = Path(args.output)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    result = export_to(client, args.space, args.tag, f, console)
+                os.replace(name, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+                raise
         return {
             "space": args.space,
             "memories": result["memories"],
@@ -233,6 +300,15 @@ def run_export(
             "bytes": result["bytes"],
             "file": args.output,
         }
+
+    try:
+        return _run(args, step, out, err)
+    except BrokenPipeError:
+        # `engram export … | head`: the reader has all it wanted; end quietly, as a
+        # command killed by SIGPIPE would (and keep Python from complaining at exit)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
     return _run(args, step, out, err)
 
@@ -251,17 +327,32 @@ def run_import(
 def run_migrate(
     args: argparse.Namespace, out: Console | None = None, err: Console | None = None
 ) -> int:
-    """``engram migrate --from A --to B [--tag T]… [--move]``."""
+    """``engram migrate --from A --to B [--tag T]… [--embedder NAME [--dim N]] [--move]``."""
     if args.source == args.target:
         (err or Console(stderr=True)).print("[red]error:[/] --from and --to name the same space")
         return REFUSED
+    if args.dim is not None and args.embedder is None:
+        (err or Console(stderr=True)).print("[red]error:[/] --dim goes with --embedder")
+        return REFUSED
 
     def step(client: httpx.Client, console: Console) -> dict[str, Any]:
+        if args.embedder is not None:
+            existing = space_embedder(client, args.target)
+            if existing is not None and existing != args.embedder:
+                raise TransferFailed(
+                    f"space {args.target!r} exists and embeds with {existing!r}, not "
+                    f"{args.embedder!r}: migrate into a new space"
+                )
         with tempfile.TemporaryDirectory(prefix="engram-migrate-") as tmp:
             path = Path(tmp) / f"{args.source}.ndjson"
             with path.open("wb") as f:
                 exported = export_to(client, args.source, args.tag, f, console)
-            imported = import_from(client, args.target, path, True, console)
+            what = "import"
+            if args.embedder is not None:
+                rewritten = Path(tmp) / f"{args.target}.ndjson"
+                for_embedder(path, rewritten, args.embedder, args.dim)
+                path, what = rewritten, f"embed with {args.embedder} + import"
+            imported = import_from(client, args.target, path, True, console, what)
         forgotten = 0
         if args.move:
             # B has acknowledged every memory it imported: those, and only those, may
@@ -326,13 +417,28 @@ def add_parsers(sub: Any) -> dict[str, argparse.ArgumentParser]:
         "migrate",
         help="copy (or --move) a space's memories into another space",
         description="Export --from, import into --to (created with the source's settings if "
-        "missing). --move then forgets the copied memories in --from, once --to has "
+        "missing). --embedder makes --to with another embedder, every memory's text embedded "
+        "again. --move then forgets the copied memories in --from, once --to has "
         "acknowledged them.",
     )
     mig.add_argument("--from", dest="source", required=True, metavar="A", help="source space")
     mig.add_argument("--to", dest="target", required=True, metavar="B", help="target space")
     mig.add_argument(
         "--tag", action="append", default=[], metavar="T", help="only memories with T (repeat: all)"
+    )
+    mig.add_argument(
+        "--embedder",
+        default=None,
+        metavar="NAME",
+        help="create --to with this embedder (e5-small, openai, hash-ngram-v1) and embed "
+        "every memory's text again with it (vectors of the source are not copied)",
+    )
+    mig.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --embedder: the new space's dim (default: the source's)",
     )
     mig.add_argument(
         "--move", action="store_true", help="forget the copied memories in the source afterwards"

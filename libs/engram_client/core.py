@@ -116,7 +116,7 @@ class EngramClient:
         *,
         timeout: float = 10.0,
         default_dim: int = 384,
-        default_embedder: str = "hash-ngram-v1",
+        default_embedder: str | None = None,
         auto_create_spaces: bool = True,
         replicas: int = 1,
         api_key: str | None = None,
@@ -133,7 +133,8 @@ class EngramClient:
         requests on ``spaces.<id>.q.*`` and wait for this client's earlier writes.
         ``default_dim``/``default_embedder``/``auto_create_spaces`` mirror the
         gateway's ``ENGRAM_DEFAULT_DIM``, ``ENGRAM_DEFAULT_EMBEDDER`` and
-        ``ENGRAM_AUTO_CREATE_SPACES`` for spaces this client creates.
+        ``ENGRAM_AUTO_CREATE_SPACES`` for spaces this client creates
+        (``default_embedder`` unset: ``ENGRAM_DEFAULT_EMBEDDER``, else ``e5-small``).
         ``api_key`` (default: ``ENGRAM_API_KEY`` from the environment): the
         connection token on a NATS that checks keys (the auth callout); the
         client then uses only the key's spaces, and creates none.

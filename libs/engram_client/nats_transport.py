@@ -11,10 +11,12 @@ this client wrote to the space).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import os
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -23,6 +25,7 @@ from nats.js import JetStreamContext, api
 
 from engram_client.base import Event, EventStream, SpaceInfo, Written, parse_event
 from engram_client.errors import Forbidden, Unauthorized, Unavailable
+from engram_contract.embedders import DEFAULT_EMBEDDER
 from engram_contract.messages import (
     CreateSpace,
     EventsGap,
@@ -37,6 +40,7 @@ from engram_contract.messages import (
     SpaceRecord,
     StatsResponse,
 )
+from engram_contract.subjects import REGISTRY_BUCKET
 from engram_nats.authcallout import inbox_prefix
 from engram_nats.connection import connect
 from engram_nats.consumers import close_consumer
@@ -52,11 +56,48 @@ EVENTS_MAX_AGE = 3600.0
 #: the stream deletes its consumer on close).
 EVENTS_INACTIVE_S = 30.0
 CREATE_HINT = "Create it with create_space() or write a memory to it."
+T = TypeVar("T")
+
+
+class _Violations:
+    """The permissions violations the server reports on a connection
+    (asynchronously, by subject), so that a refused request fails at once
+    instead of waiting for its timeout."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+
+    def feed(self, exc: Exception) -> None:
+        # 'nats: permissions violation for publish to "<subject>"' (nats-py lowers it)
+        text = str(exc).lower()
+        if "permissions violation" in text and '"' in text:
+            waiter = self._waiting.get(text.split('"')[1])
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def guard(self, subject: str, call: Awaitable[T]) -> T:
+        """``call``'s result, or PermissionError as soon as the server refuses
+        a publish to ``subject``."""
+        key = subject.lower()
+        waiter = self._waiting[key] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(call)
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            raise PermissionError(subject)
+        finally:
+            task.cancel()
+            if self._waiting.get(key) is waiter:
+                del self._waiting[key]
 
 
 class _KeyRegistry(SpaceRegistry):
     """The registry as a key's NATS user reads it: one record at a time, of its
-    own spaces; NATS drops a read of another space's record (no answer)."""
+    own spaces; NATS refuses a read of another space's record (a permissions
+    violation, reported asynchronously; a timeout if that report is lost)."""
+
+    violations: _Violations | None = None
 
     def bind(self) -> None:
         """Use the bucket without looking it up and without a watch: records are
@@ -64,14 +105,17 @@ class _KeyRegistry(SpaceRegistry):
         self._kv = direct_registry(self._js)
 
     async def get(self, space: str) -> SpaceRecord | None:
+        subject = f"$JS.API.DIRECT.GET.KV_{REGISTRY_BUCKET}.$KV.{REGISTRY_BUCKET}.{space}"
         try:
-            return await super().get(space)
-        except nats.errors.TimeoutError:
+            if self.violations is None:
+                return await super().get(space)
+            return await self.violations.guard(subject, super().get(space))
+        except (nats.errors.TimeoutError, PermissionError):
             raise Forbidden(
                 403,
                 "Forbidden",
                 f"this API key may not use memory space {space!r} "
-                "(NATS did not answer for its record)",
+                "(NATS refused to read its record)",
             ) from None
 
 
@@ -86,7 +130,7 @@ class NatsTransport:
         *,
         timeout: float = 10.0,
         default_dim: int = 384,
-        default_embedder: str = "hash-ngram-v1",
+        default_embedder: str | None = None,
         auto_create_spaces: bool = True,
         replicas: int = 1,
         connect_attempts: int = 3,
@@ -101,7 +145,10 @@ class NatsTransport:
         self.connect_attempts = connect_attempts
         self.policy = SpacePolicy(
             default_dim=default_dim,
-            default_embedder=default_embedder,
+            # None: ENGRAM_DEFAULT_EMBEDDER, as the gateway reads it (else e5-small)
+            default_embedder=default_embedder
+            or os.environ.get("ENGRAM_DEFAULT_EMBEDDER")
+            or DEFAULT_EMBEDDER,
             # a key's NATS user cannot create spaces (nor streams): an admin does
             auto_create=auto_create_spaces and self.api_key is None,
             create_hint=CREATE_HINT,
@@ -126,6 +173,7 @@ class NatsTransport:
         if self._service is not None:
             return
         key = self.api_key
+        violations = _Violations()
         try:
             nc = await connect(
                 self.url,
@@ -133,6 +181,7 @@ class NatsTransport:
                 attempts=self.connect_attempts,
                 token=key,
                 inbox_prefix=inbox_prefix(key) if key is not None else None,
+                on_error=violations.feed,
             )
         except (OSError, nats.errors.Error) as exc:
             if key is not None and "authorization violation" in str(exc).lower():
@@ -153,6 +202,7 @@ class NatsTransport:
             nc, registry, self.policy, publish_timeout=self.timeout, query_timeout=self.timeout
         )
         if isinstance(registry, _KeyRegistry):  # its own spaces' records only
+            registry.violations = violations
             registry.bind()
             return
         try:

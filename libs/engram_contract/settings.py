@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: a KV key and a subject token sequence: letters, digits, '.', '_', '-'
@@ -21,8 +21,18 @@ class CommonSettings(BaseSettings):
 
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s).")
     data_dir: Path = Field(default=Path(".engram"), description="Local data (dev stack).")
+    nats_auth_dir: Path | None = Field(
+        default=None,
+        description="The NATS auth secrets `engram nats-auth init` wrote (a NATS whose "
+        "agents are checked by the auth callout): Engram processes connect as its service "
+        "user, the callout signs with its issuer key. Unset: ENGRAM_NATS_USER/PASSWORD.",
+    )
     default_dim: int = Field(default=384, ge=2, le=4096, description="dim of new spaces.")
-    default_embedder: str = Field(default="hash-ngram-v1", description="Embedder of new spaces.")
+    default_embedder: str = Field(
+        default="e5-small",
+        description="Embedder of new spaces: e5-small (a bundled local model), openai "
+        "(ENGRAM_EMBED_URL) or hash-ngram-v1 (shared words, no model).",
+    )
     stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of new streams.")
     log_level: str = Field(default="INFO")
     space_replicas: int = Field(
@@ -55,6 +65,52 @@ class CommonSettings(BaseSettings):
         ge=1,
         description="Most distinct memory_space label values in metrics; further spaces "
         "are labelled __other__.",
+    )
+
+
+class EmbedSettings(BaseSettings):
+    """The ``openai`` embedder's endpoint: any OpenAI-compatible ``POST /v1/embeddings``
+    (OpenAI, Ollama, vLLM, text-embeddings-inference, LM Studio). Read by every
+    process that embeds text for a space that names it (gateway, SDK over NATS,
+    worker), when it first does."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGRAM_EMBED_", extra="ignore")
+
+    url: str | None = Field(
+        default=None,
+        description="Base URL of the endpoint (…/v1/embeddings is appended; a URL ending "
+        "in /v1 gets /embeddings). Unset: spaces cannot use the openai embedder.",
+    )
+    model: str = Field(default="text-embedding-3-small", description="The model asked for.")
+    api_key: SecretStr | None = Field(
+        default=None, description="Sent as a Bearer token; never logged nor in errors."
+    )
+    dim: int | None = Field(
+        default=None,
+        ge=2,
+        le=4096,
+        description="What the model returns: spaces of another dim are refused at creation. "
+        "Unset: the space's dim, checked against each answer.",
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per request.")
+    retries: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Further attempts after a 429, a 5xx, a timeout or a refused connection "
+        "(exponential backoff from 0.5 s, or the endpoint's Retry-After).",
+    )
+    max_batch: int = Field(default=256, ge=1, le=8192, description="Most texts per request.")
+    document_prefix: str = Field(
+        default="",
+        max_length=100,
+        description="Put before each stored text (e5 models: 'passage: ', nomic: "
+        "'search_document: '), for models trained with prefixes.",
+    )
+    query_prefix: str = Field(
+        default="",
+        max_length=100,
+        description="Put before each recall cue (e5: 'query: ', nomic: 'search_query: ').",
     )
 
 
@@ -98,6 +154,13 @@ class GatewaySettings(CommonSettings):
     )
     query_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a worker.")
     publish_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for PubAcks.")
+    nats_unavailable_after: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds without a NATS connection after which every request (and "
+        "every one waiting) answers 503 NATS unavailable; a reconnection within them "
+        "(a cluster node failing over) is waited for.",
+    )
     max_body_bytes: int = Field(default=128 * 1024 * 1024, description="Largest request body.")
     auth: Literal["auto", "required", "off"] = Field(
         default="auto",

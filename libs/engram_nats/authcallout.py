@@ -39,7 +39,9 @@ from engram_contract.keys import Principal, key_hash, key_id
 from engram_contract.settings import CommonSettings
 from engram_contract.subjects import KEYS_BUCKET, REGISTRY_BUCKET
 from engram_nats import natsjwt
+from engram_nats.callout_setup import SYSTEM_USER, CalloutSecrets, with_user
 from engram_nats.connection import connect, gather
+from engram_nats.keylimits import USER_PREFIX, KeyLimits, key_of
 from engram_nats.keys import KeyStore
 from engram_nats.streams import EVENTS_STREAM
 
@@ -49,7 +51,6 @@ CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 CALLOUT_QUEUE = "engram-auth-callout"
 #: non-operator mode: users the callout admits go to the global account
 GLOBAL_ACCOUNT = "$G"
-USER_PREFIX = "engram-key"
 #: how often every open connection is checked against the keys
 SWEEP_S = 30.0
 #: how often the key store is looked at for keys that went away
@@ -120,17 +121,34 @@ class CalloutSettings(CommonSettings):
         "how open connections of revoked keys are disconnected. Empty: they are not.",
     )
     admin_key: str | None = Field(default=None, description="ENGRAM_ADMIN_KEY, as the gateway.")
+    nats_key_max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Most NATS connections one (non-admin) API key may have open at once "
+        "(counted over every server; needs ENGRAM_NATS_SYSTEM_URL).",
+    )
+    nats_key_max_consumers: int = Field(
+        default=32,
+        ge=1,
+        description="Most consumers one API key may have on ENGRAM_EVENTS (event readers).",
+    )
 
 
 class AuthCallout:
     """Answers ``$SYS.REQ.USER.AUTH`` on ``nc`` (a service user's connection)."""
 
     def __init__(
-        self, nc: Client, keys: KeyStore, issuer_seed: bytes, system: Client | None = None
+        self,
+        nc: Client,
+        keys: KeyStore,
+        issuer_seed: bytes,
+        system: Client | None = None,
+        limits: KeyLimits | None = None,
     ) -> None:
         self.nc = nc
         self.keys = keys
         self.system = system
+        self.limits = limits
         self._issuer = natsjwt.keypair(issuer_seed)
         self._sub: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -147,12 +165,16 @@ class AuthCallout:
     async def start(self) -> None:
         if self.system is not None:
             await self._check_system()
+        if self.limits is not None:
+            await self.limits.start()
         self._sub = await self.nc.subscribe(CALLOUT_SUBJECT, CALLOUT_QUEUE, cb=self._on_request)
         await self.nc.flush()
         if self.system is not None:
             self._task = asyncio.create_task(self._guard(), name="auth-callout-revocations")
 
     async def stop(self) -> None:
+        if self.limits is not None:
+            await self.limits.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -201,9 +223,13 @@ class AuthCallout:
             "aud": server_id,
             "nats": {"type": "authorization_response", "version": natsjwt.CLAIMS_VERSION},
         }
+        reason = None
         if principal is None:
-            self.refused += 1
             reason = "an API key is required" if not token else "the API key is not valid"
+        elif not principal.admin and self.limits is not None:
+            reason = self.limits.admit(principal.key_id)
+        if principal is None or reason is not None:
+            self.refused += 1
             log.info("auth callout: refused %s: %s", who, reason)
             response["nats"]["error"] = reason
             return natsjwt.encode(response, self._issuer)
@@ -217,6 +243,8 @@ class AuthCallout:
             "name": name,
             "nats": {
                 **user_permissions(principal, inbox_prefix(token)),
+                # limits here are not applied by nats-server to callout users
+                # outside operator mode (only the permissions are): KeyLimits
                 "subs": -1,
                 "data": -1,
                 "payload": -1,
@@ -258,6 +286,7 @@ class AuthCallout:
         assert self.system is not None
         kicked = 0
         offset = 0
+        found: dict[str, set[tuple[str, int]]] = {}
         while True:
             query = {"auth": True, "offset": offset, "limit": CONNZ_PAGE}
             answers = await gather(
@@ -275,7 +304,11 @@ class AuthCallout:
                     if name.startswith(f"{USER_PREFIX}:") and name not in live:
                         await self._kick(server_id, int(conn["cid"]), name)
                         kicked += 1
+                    elif (kid := key_of(name)) is not None:
+                        found.setdefault(kid, set()).add((server_id, int(conn["cid"])))
             if not more:
+                if self.limits is not None:
+                    self.limits.seen_connections(found)
                 return kicked
             offset += CONNZ_PAGE
 
@@ -293,13 +326,31 @@ class AuthCallout:
         log.info("auth callout: disconnected cid %d on %s: key %s was revoked", cid, server_id, kid)
 
 
+def with_auth_dir(settings: CalloutSettings) -> CalloutSettings:
+    """``settings`` with the issuer seed and the system user's URL taken from
+    ``ENGRAM_NATS_AUTH_DIR`` where they are not set themselves."""
+    if settings.nats_auth_dir is None:
+        return settings
+    secrets = CalloutSecrets.read(settings.nats_auth_dir)
+    update: dict[str, str] = {}
+    if not settings.nats_issuer_seed:
+        update["nats_issuer_seed"] = secrets.issuer_seed.decode()
+    if not settings.nats_system_url:
+        update["nats_system_url"] = with_user(
+            settings.nats_url, SYSTEM_USER, secrets.system_password
+        )
+    return settings.model_copy(update=update)
+
+
 async def run(settings: CalloutSettings, ready: asyncio.Event | None = None) -> None:
     """The ``engram auth-callout`` process: until SIGINT/SIGTERM."""
+    settings = with_auth_dir(settings)
     if not settings.nats_issuer_seed:
         raise ValueError(
             "ENGRAM_NATS_ISSUER_SEED is not set: the account nkey seed whose public key "
             "is the nats-server's auth_callout issuer (engram dev writes one to "
-            ".engram/nats-auth/issuer.nk)"
+            ".engram/nats-auth/issuer.nk; `engram nats-auth init DIR` for a deployment, "
+            "then ENGRAM_NATS_AUTH_DIR=DIR)"
         )
     nc = await connect(settings.nats_url, "engram-auth-callout")
     system = None
@@ -311,7 +362,19 @@ async def run(settings: CalloutSettings, ready: asyncio.Event | None = None) -> 
             "open until they reconnect"
         )
     keys = KeyStore(nc.jetstream(), replicas=settings.stream_replicas)
-    callout = AuthCallout(nc, keys, settings.nats_issuer_seed.encode(), system)
+    limits = KeyLimits(
+        nc,
+        system,
+        max_connections=settings.nats_key_max_connections,
+        max_consumers=settings.nats_key_max_consumers,
+    )
+    callout = AuthCallout(
+        nc,
+        keys,
+        settings.nats_issuer_seed.encode(),
+        system,
+        limits=limits,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,7 @@ _ISSUER_FILE = "issuer.nk"
 _SERVICE_FILE = "service.password"
 _SYSTEM_FILE = "system.password"
 _CONFIG_FILE = "nats-auth.conf"
+_SECRET_FILES = (_ISSUER_FILE, _SERVICE_FILE, _SYSTEM_FILE)
 
 
 @dataclass(frozen=True)
@@ -52,30 +53,37 @@ class CalloutSecrets:
         return cls(natsjwt.new_account_seed(), secrets.token_urlsafe(24), secrets.token_urlsafe(24))
 
     @classmethod
+    def read(cls, directory: Path) -> CalloutSecrets:
+        """The secrets ``engram nats-auth init`` (or ``engram dev``) wrote to
+        ``directory``; a clear error when they are not there."""
+        try:
+            values = [(directory / n).read_text().strip() for n in _SECRET_FILES]
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read the NATS auth secrets in {directory} ({exc.strerror}: "
+                f"{exc.filename}); write them with `engram nats-auth init {directory}`"
+            ) from None
+        found = cls(values[0].encode(), values[1], values[2])
+        found.issuer_public  # noqa: B018 — a corrupt seed fails here
+        return found
+
+    @classmethod
     def load_or_create(cls, directory: Path) -> CalloutSecrets:
         """The secrets kept in ``directory`` (created, mode 0700, with fresh ones
         the first time; reused on every later run)."""
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
         fresh = cls.generate()
-        values = {
-            _ISSUER_FILE: fresh.issuer_seed.decode(),
-            _SERVICE_FILE: fresh.service_password,
-            _SYSTEM_FILE: fresh.system_password,
-        }
-        for name, value in values.items():
-            path = directory / name
-            if path.exists():
-                values[name] = path.read_text().strip()
-            else:
-                _write_private(path, value + "\n")
-        found = cls(values[_ISSUER_FILE].encode(), values[_SERVICE_FILE], values[_SYSTEM_FILE])
-        found.issuer_public  # noqa: B018 — a corrupt seed fails here, not in nats-server
-        return found
+        values = (fresh.issuer_seed.decode(), fresh.service_password, fresh.system_password)
+        for name, value in zip(_SECRET_FILES, values, strict=True):
+            if not (directory / name).exists():
+                _write_private(directory / name, value + "\n")
+        return cls.read(directory)
 
     def server_config(self, auth_timeout: float = AUTH_TIMEOUT_S) -> str:
         """The nats-server configuration (the auth part; ports, JetStream and the
-        store come from the command line)."""
+        store come from the command line, or from a configuration that
+        ``include``s this one, as docker-compose's nodes do)."""
         return f"""# written by Engram: agents are authorized by the auth callout (docs/security.md)
 accounts {{
   {SYSTEM_ACCOUNT} {{ users: [ {{ user: "{SYSTEM_USER}", password: "{self.system_password}" }} ] }}
@@ -109,6 +117,16 @@ authorization {{
 
 def config_path(directory: Path) -> Path:
     return directory / _CONFIG_FILE
+
+
+def init(directory: Path, auth_timeout: float = AUTH_TIMEOUT_S) -> CalloutSecrets:
+    """Secrets in ``directory`` (kept if there, else generated) and the
+    nats-server configuration of them next to them: what ``engram nats-auth
+    init`` writes for a deployment (docker-compose mounts it into every NATS
+    node and Engram process)."""
+    secrets = CalloutSecrets.load_or_create(directory)
+    secrets.write_config(config_path(directory), auth_timeout)
+    return secrets
 
 
 def with_user(urls: str, user: str, password: str) -> str:

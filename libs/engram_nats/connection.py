@@ -2,8 +2,9 @@
 
 Credentials: an Engram process (gateway, worker, the auth callout, the CLI's
 direct NATS commands) connects with the service user of a NATS that requires
-authentication, taken from ``ENGRAM_NATS_USER`` / ``ENGRAM_NATS_PASSWORD`` (or
-from the URL itself, ``nats://user:password@host:4222``); an agent connects
+authentication, taken from ``ENGRAM_NATS_USER`` / ``ENGRAM_NATS_PASSWORD``, or
+from the directory ``engram nats-auth init`` wrote (``ENGRAM_NATS_AUTH_DIR``), or
+from the URL itself (``nats://user:password@host:4222``); an agent connects
 with its API key as the token (``token=``), never with the service user.
 """
 
@@ -14,12 +15,15 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from engram_nats.callout_setup import SERVICE_USER, CalloutSecrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,15 +32,22 @@ T = TypeVar("T")
 #: the service user's name and password (a NATS with auth callout, see docs/security.md)
 USER_ENV = "ENGRAM_NATS_USER"
 PASSWORD_ENV = "ENGRAM_NATS_PASSWORD"
+#: or the directory of the deployment's NATS auth secrets (``engram nats-auth init``)
+AUTH_DIR_ENV = "ENGRAM_NATS_AUTH_DIR"
 
 
 def service_credentials() -> dict[str, str]:
-    """``user`` and ``password`` for :func:`nats.connect` from the environment
-    (nothing when ``ENGRAM_NATS_USER`` is not set)."""
+    """``user`` and ``password`` for :func:`nats.connect` from the environment:
+    ``ENGRAM_NATS_USER``/``ENGRAM_NATS_PASSWORD``, else the service user of
+    ``ENGRAM_NATS_AUTH_DIR``, else nothing."""
     user = os.environ.get(USER_ENV)
-    if not user:
-        return {}
-    return {"user": user, "password": os.environ.get(PASSWORD_ENV, "")}
+    if user:
+        return {"user": user, "password": os.environ.get(PASSWORD_ENV, "")}
+    auth_dir = os.environ.get(AUTH_DIR_ENV)
+    if auth_dir:
+        secrets = CalloutSecrets.read(Path(auth_dir))
+        return {"user": SERVICE_USER, "password": secrets.service_password}
+    return {}
 
 
 async def connect(
@@ -46,18 +57,22 @@ async def connect(
     *,
     token: str | None = None,
     inbox_prefix: str | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> Client:
     """Connect with unlimited reconnects (the broker may restart under us), or
     ``attempts`` of them (a command-line tool should fail, not hang). With a
     ``token`` (an agent's API key) the connection authenticates with it alone;
     without one, with the credentials in ``url`` if it has any, else with the
-    service credentials (:func:`service_credentials`)."""
+    service credentials (:func:`service_credentials`). ``on_error`` also sees
+    every asynchronous error the server reports (a permissions violation)."""
 
     refused: list[Exception] = []  # the server's "Authorization Violation", if it said so
 
-    async def on_error(exc: Exception) -> None:
+    async def error_cb(exc: Exception) -> None:
         if "authorization violation" in str(exc).lower():
             refused[:] = [exc]
+        if on_error is not None:
+            on_error(exc)
         log.warning("nats: %s", exc)
 
     auth: dict[str, str] = {}
@@ -73,7 +88,7 @@ async def connect(
             name=name,
             max_reconnect_attempts=attempts,
             reconnect_time_wait=0.5,
-            error_cb=on_error,
+            error_cb=error_cb,
             **auth,
         )
     except nats.errors.NoServersError:

@@ -2,7 +2,8 @@
 the gateway does for an HTTP client and the SDK does over NATS.
 
 A write checks the space (creating it on its first write, when allowed),
-embeds text with the space's embedder, publishes one WAL message per command
+embeds text with the space's embedder (off the event loop:
+:mod:`engram_nats.embedding`), publishes one WAL message per command
 and returns once JetStream acknowledged them (durable). A read asks the worker
 hosting the space, after this client's own writes (read-your-writes). Failures
 are :mod:`engram_contract.errors`.
@@ -38,6 +39,7 @@ from engram_contract.messages import (
     RememberCommand,
     SpaceRecord,
     StatsRequest,
+    encode_embedding,
     encode_query,
     with_min_seq,
 )
@@ -45,13 +47,15 @@ from engram_contract.placement import hosts
 from engram_contract.subjects import CommandVerb, QueryName
 from engram_nats import quotas, wire
 from engram_nats.commands import FieldInvalid, remember_commands, to_embed
+from engram_nats.embedding import Embedding
+from engram_nats.liveness import Liveness
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.spaces import SpaceAccess, SpacePolicy
 
 log = logging.getLogger(__name__)
 
-#: Batches larger than this are embedded in a thread (the event loop keeps going).
+#: Batches larger than this are made into commands in a thread (the event loop keeps going).
 EMBED_INLINE_MAX = 32
 
 
@@ -70,20 +74,15 @@ class AckedSeqs(dict[str, int]):
 
 
 def _commands(
-    access: SpaceAccess,
     space: str,
     rec: SpaceRecord,
     memories: Sequence[MemoryIn],
+    embedded: dict[int, np.ndarray],
     prefix: str,
     idempotency_key: str | None,
 ) -> list[RememberCommand]:
-    """Embed what has text only, then the commands (a 400 naming a vector that
-    does not fit the space)."""
-    positions = to_embed(memories)
-    embedded: dict[int, np.ndarray] = {}
-    if positions:
-        vectors = access.embedder(rec).embed([memories[i].content for i in positions])
-        embedded = dict(zip(positions, vectors, strict=True))
+    """The commands, with the vectors of what had text only (a 400 naming a
+    vector that does not fit the space)."""
     try:
         return remember_commands(
             space, rec, memories, embedded, prefix=prefix, idempotency_key=idempotency_key
@@ -117,9 +116,13 @@ class MemoryService:
         self.space_replicas = space_replicas
         self.registry = registry
         self.spaces = SpaceAccess(registry, policy)
+        self.embedding = Embedding()
         self.acked = AckedSeqs()
         self.publish_timeout = publish_timeout
         self.query_timeout = query_timeout
+        #: the connection's watcher (the gateway's): writes and queries waiting
+        #: when NATS has been gone a while answer 503 instead of their timeouts
+        self.liveness: Liveness | None = None
         registry.on_change(self.acked.on_space_change)
 
     @property
@@ -162,14 +165,26 @@ class MemoryService:
             rec = await self.spaces.record(space)
             if rec is not None and (rec.max_memories or rec.max_bytes):
                 await quotas.check(self, rec, remembers)
-        seq = await wire.publish(self.js, space, batch, timeout=self.publish_timeout)
+        sent = wire.publish(self.js, space, batch, timeout=self.publish_timeout)
+        if self.liveness is not None:
+            seq = await self.liveness.cut(sent, "the write may be partly stored")
+        else:
+            seq = await sent
         self.acked.note(space, seq)
         return seq
 
     async def query(
         self, space: str, name: QueryName, body: Model | dict[str, Any] | bytes
     ) -> bytes:
-        """The raw JSON answer of the worker hosting ``space`` (errors raised).
+        """The raw JSON answer of the worker hosting ``space`` (errors raised)."""
+        if self.liveness is None:
+            return await self._query(space, name, body)
+        return await self.liveness.cut(self._query(space, name, body), f"the {name} query")
+
+    async def _query(
+        self, space: str, name: QueryName, body: Model | dict[str, Any] | bytes
+    ) -> bytes:
+        """:meth:`query` without the liveness cut.
 
         With :attr:`membership`, a query is asked again when a host of its space
         is lost while it waits (killed with the query in hand): the other replica
@@ -209,7 +224,14 @@ class MemoryService:
         seq. ``prefix`` names the batch field in errors (``memories[3].embedding``);
         with an ``idempotency_key`` a retry names and stores the same memories."""
         rec = await self.spaces.for_write(space)
-        args = (self.spaces, space, rec, memories, prefix, idempotency_key)
+        embedded: dict[int, np.ndarray] = {}
+        positions = to_embed(memories)
+        if positions:  # before anything is published: a failure writes nothing
+            vectors = await self.embedding.documents(
+                self.spaces.embedder(rec), [memories[i].content for i in positions]
+            )
+            embedded = dict(zip(positions, vectors, strict=True))
+        args = (space, rec, memories, embedded, prefix, idempotency_key)
         if len(memories) > EMBED_INLINE_MAX:
             commands = await asyncio.to_thread(_commands, *args)
         else:
@@ -304,6 +326,14 @@ class MemoryService:
                 field,
                 f"expected {rec.dim} values (space {space!r} has dim {rec.dim}), got {dim}",
             )
+        if wired.query is not None:
+            embedder = self.spaces.embedder(rec)
+            if not embedder.inline:  # a model or an endpoint: here, not on the worker's loop
+                cue = await self.embedding.query(embedder, wired.query)
+                wired = msgspec.structs.replace(
+                    wired, query=None, embedding_b64=encode_embedding(cue)
+                )
+                body = None
         if wired.consistency == "read_your_writes" and wired.min_seq is None:
             acked = self.acked.get(space)
             if acked is not None:

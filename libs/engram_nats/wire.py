@@ -131,6 +131,15 @@ async def publish(
             hint="Retry with the same idempotency key: stored memories are not duplicated.",
             retry_after=RETRY_AFTER,
         ) from None
+    if isinstance(failure, nats.js.errors.NoStreamResponseError):
+        # the space's record exists (it was checked) but nothing takes its subjects
+        raise Unavailable(
+            503,
+            "Space unavailable",
+            f"memory space {space!r} is unavailable: its WAL stream is gone (deleted "
+            "outside Engram, or lost); nothing was written",
+            hint="Restore the stream from a backup, or delete the space and create it again.",
+        ) from None
     raise Unavailable(
         503,
         "Write failed",

@@ -117,3 +117,35 @@ def test_remember_recall_and_lose_a_worker(cluster: object) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["memory"]["content"] == "the cat sat on the mat"
         time.sleep(0.5)
+
+
+def test_an_agent_reaches_its_space_over_the_published_nats_with_its_key(cluster: object) -> None:
+    import asyncio
+
+    import nats
+    import nats.errors
+
+    from engram_client import EngramClient
+
+    url, nats_url = "http://127.0.0.1:7432", "nats://127.0.0.1:4222"
+    space = f"e2e-nats-{int(time.time())}"
+    r = httpx.post(f"{url}/api/v1/spaces", json={"id": space}, headers=_headers(), timeout=30)
+    assert r.status_code == 201, r.text
+    r = httpx.post(
+        f"{url}/api/v1/keys",
+        json={"spaces": [space], "role": "write"},
+        headers=_headers(),
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+
+    async def agent() -> None:
+        async with EngramClient.nats(nats_url, api_key=key) as client:
+            await client.space(space).remember("the kettle is in the left cupboard")
+            answer = await client.space(space).recall("where is the kettle", k=1)
+            assert answer.results[0].memory.content == "the kettle is in the left cupboard"
+        with pytest.raises(nats.errors.Error):  # no key: refused by the callout
+            await nats.connect(nats_url, allow_reconnect=False)
+
+    asyncio.run(agent())

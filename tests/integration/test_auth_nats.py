@@ -26,12 +26,15 @@ from engram_contract.subjects import stream_name
 from engram_nats.authcallout import AuthCallout, inbox_prefix
 from engram_nats.callout_setup import SERVICE_USER, SYSTEM_USER, CalloutSecrets, with_user
 from engram_nats.connection import connect
+from engram_nats.keylimits import KeyLimits
 from engram_nats.keys import KeyStore
 from engram_nats.streams import ensure_events_stream
 from engram_worker.worker import Worker
 from tests.helpers import purge_heartbeats, query_over_nats, random_unit, worker_settings
 
 DIM = 16
+#: per-key limits of the test callout (small, so the limits tests reach them)
+MAX_CONNECTIONS, MAX_CONSUMERS = 5, 3
 
 
 @dataclass
@@ -151,7 +154,8 @@ async def stack(callout_nats: CalloutNats, monkeypatch: pytest.MonkeyPatch) -> A
     system = await connect(callout_nats.system_url, "engram-auth-callout-sys")
     keys = KeyStore(nc.jetstream())
     await keys.start()
-    callout = AuthCallout(nc, keys, callout_nats.secrets.issuer_seed, system)
+    limits = KeyLimits(nc, system, max_connections=MAX_CONNECTIONS, max_consumers=MAX_CONSUMERS)
+    callout = AuthCallout(nc, keys, callout_nats.secrets.issuer_seed, system, limits=limits)
     await callout.start()
     worker = Worker(worker_settings(callout_nats.service_url, snapshot_interval=3600))
     await worker.start()
@@ -339,15 +343,17 @@ async def test_the_sdk_over_nats_works_with_a_key_in_its_space(
 ) -> None:
     space, other = await stack.space("sdk"), await stack.space("sdk-other")
     key = await stack.key("write", space)
-    async with EngramClient.nats(stack.server.url, api_key=key, timeout=2) as c:
+    async with EngramClient.nats(stack.server.url, api_key=key, timeout=60) as c:
         s = c.space(space)
         written = await s.remember("the deploy key lives in vault", id="m1")
         assert written.ids == ["m1"]
         found = await s.recall("where is the deploy key", k=1)
         assert found.results[0].memory.id == "m1"
         assert (await s.get("m1")).content == "the deploy key lives in vault"
+        # refused as soon as the server reports the violation, not after the
+        # client's 60 s timeout
         with pytest.raises(Forbidden, match="may not use memory space"):
-            await c.space(other).recall("anything", k=1)
+            await asyncio.wait_for(c.space(other).recall("anything", k=1), 20)
     with pytest.raises(Unauthorized):
         async with EngramClient.nats(stack.server.url, api_key=key + "x") as c:
             pass

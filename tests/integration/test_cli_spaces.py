@@ -70,13 +70,17 @@ async def test_space_create_list_show_delete(url: str, space_id: str) -> None:
     code, _, err = await engram("space", "create", space_id, "--dim", "64", "--url", url)
     assert code == 1 and "conflict" in err.lower()
 
-    assert await ok_json("space", "delete", space_id, "--url", url) == {
+    # not on a terminal: nobody can be asked, so nothing is deleted without --yes
+    code, _, err = await engram("space", "delete", space_id, "--url", url)
+    assert code == 2 and "without --yes" in err
+    assert (await ok_json("space", "show", space_id, "--url", url))["memories"] == 1
+    assert await ok_json("space", "delete", space_id, "--yes", "--url", url) == {
         "id": space_id,
         "status": "deleted",
     }
     code, out, err = await engram("space", "show", space_id, "--url", url)
     assert code == 1 and out == "" and "not found" in err.lower() and space_id in err
-    code, _, err = await engram("space", "delete", space_id, "--url", url)
+    code, _, err = await engram("space", "delete", space_id, "--yes", "--url", url)
     assert code == 1
 
 

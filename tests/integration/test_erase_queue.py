@@ -16,7 +16,7 @@ from engram_worker.worker import Worker
 from tests.helpers import NatsServer, gateway_settings, running_gateway
 
 DIM = 8
-N = 3000
+N = 600  # enough that the erases outlast the reads right after (a few hundred a second)
 
 
 async def stored_messages(nc: Nats, space: str) -> int:

@@ -356,3 +356,21 @@ async def test_concurrent_writers_lose_nothing(client: Client, space_id: str) ->
     all_ids = [i for ids in await asyncio.gather(*(writer(w) for w in range(8))) for i in ids]
     page = (await client.get(f"/api/v1/spaces/{space_id}/memories", params={"limit": 1000})).json()
     assert sorted(m["id"] for m in page["memories"]) == sorted(all_ids)
+
+
+async def test_validation_errors_name_the_field_the_client_sent(
+    client: httpx.AsyncClient, space_id: str
+) -> None:
+    assert (await client.post("/api/v1/spaces", json={"id": space_id, "dim": 8})).status_code == 201
+    for query, field in (("limit=0", "limit"), ("limit=abc", "limit")):
+        r = await client.get(f"/api/v1/spaces/{space_id}/memories?{query}")
+        assert r.status_code == 400, r.text
+        assert [e["field"] for e in r.json()["errors"]] == [field]
+        assert r.json()["detail"].startswith(f"{field}: ")
+    huge = {"content": "x" * 200_000, "embedding": [1.0] * 8}
+    r = await client.post(f"/api/v1/spaces/{space_id}/memories", json=huge)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "content", r.text
+    r = await client.post(
+        f"/api/v1/spaces/{space_id}/memories", json={"memories": [{"content": "ok"}, huge]}
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "memories[1].content"

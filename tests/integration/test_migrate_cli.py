@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +179,36 @@ async def test_export_then_import_files(client: Client, new_space: Any, tmp_path
     assert code == 0, err
     assert json.loads(out)["memories"] == 12
     assert await records(client, b) == await records(client, a)
+
+
+async def test_a_failed_export_leaves_no_file_and_a_closed_pipe_ends_quietly(
+    client: Client, new_space: Any, tmp_path: Path
+) -> None:
+    missing = new_space("missing")
+    fresh, kept = tmp_path / "fresh.ndjson", tmp_path / "kept.ndjson"
+    kept.write_text("an earlier export\n")
+    for path in (fresh, kept):
+        code, _, err = await engram(
+            "export", "--space", missing, "-o", str(path), "--url", url_of(client)
+        )
+        assert code == 1 and "not found" in err.lower(), err
+    assert not fresh.exists()
+    assert kept.read_text() == "an earlier export\n"
+    assert sorted(os.listdir(tmp_path)) == ["kept.ndjson"]  # no temporary left
+
+    # `engram export … | head`: the reader is gone before the first line
+    a = new_space("piped")
+    await fill(client, a)
+    read, write = os.pipe()
+    os.close(read)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engram_cli", "export", "--space", a, "--url", url_of(client),
+        stdout=write, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write)
+    _, said = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 141, said  # as if killed by SIGPIPE
+    assert b"Traceback" not in said and b"BrokenPipe" not in said, said
 
 
 async def test_unreachable_gateway_exits_2(new_space: Any) -> None:

@@ -223,6 +223,14 @@ async def test_only_the_primary_writes_snapshots(nc: Nats, workers: Start, new_s
         return True if primary.hosts[space].snapshotter.snapshot_seq >= seq else None
 
     await eventually(written)
+
+    async def heard() -> bool | None:
+        # the replica knows of the primary's snapshot: its status row says so, and
+        # a forget of anything in it will have it replaced once the replica is primary
+        snap = replica.hosts[space].snapshotter
+        return True if snap.snapshot_seq >= seq and snap.captured_seq >= seq else None
+
+    await eventually(heard)
     await asyncio.sleep(0.5)  # several of the replica's intervals
     assert replica.hosts[space].state.applied_seq == seq  # it folds, it does not write
     assert replica_writes == 0

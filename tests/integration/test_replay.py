@@ -15,7 +15,7 @@ from nats.aio.client import Client as Nats
 from nats.js.errors import NotFoundError
 
 from engram_contract.settings import WorkerSettings
-from engram_contract.subjects import stream_name
+from engram_contract.subjects import SNAPSHOT_BUCKET, stream_name
 from engram_worker.replay import replay
 from tests.helpers import (
     NatsServer,
@@ -121,6 +121,17 @@ async def test_engram_replay_command(nc: Nats, nats_server: NatsServer, space_id
     done = await asyncio.to_thread(_engram, "replay", "no-such-space", url=nats_server.url)
     assert done.returncode == 1
     assert "'no-such-space' does not exist" in done.stderr
+
+    # past the WAL's end: a usage error, and nothing is written
+    snapshots = await nc.jetstream().object_store(SNAPSHOT_BUCKET)
+    before = await snapshots.get_info(space_id)
+    done = await asyncio.to_thread(
+        _engram, "replay", space_id, "--from-seq", str(seq + 100), url=nats_server.url
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"--from-seq {seq + 100} is past the end" in done.stderr
+    assert f"its last seq is {seq}" in done.stderr
+    assert (await snapshots.get_info(space_id)).nuid == before.nuid  # the one from before
 
 
 async def test_replay_erases_what_no_worker_erased_yet(

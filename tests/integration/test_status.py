@@ -70,7 +70,7 @@ async def test_status_names_the_spaces_no_worker_could_load(
             rows = {s["id"]: s for s in (await client.get("/api/v1/status")).json()["spaces"]}
             bad = rows[broken]
             assert bad["failed"].startswith(f"{w.settings.worker_id}: ")
-            assert "not found" in bad["failed"].lower()
+            assert "its WAL stream is gone" in bad["failed"]  # the reason, in words
             assert bad["stream_seq"] is None and bad["applied_seq"] is None
             assert bad["worker"] is None and bad["memories"] is None
             assert rows[good]["failed"] is None and rows[good]["memories"] == 3

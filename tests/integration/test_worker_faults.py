@@ -21,6 +21,7 @@ from tests.helpers import (
     EventRecorder,
     basis,
     create_space_over_http,
+    eventually,
     query_over_nats,
     store_vectors,
 )
@@ -93,3 +94,35 @@ async def test_an_exception_in_the_fold_is_an_internal_rejection(
     assert got["memory"]["id"] == "c"
     stats = await query_over_nats(nc, space_id, "stats", {"min_seq": seq})
     assert stats["rejected"] == 1
+
+
+async def test_a_wal_deleted_behind_engrams_back_fails_the_space_instead_of_serving_memory(
+    client: httpx.AsyncClient, nc: Nats, worker: Worker, space_id: str
+) -> None:
+    r = await client.post("/api/v1/spaces", json={"id": space_id, "dim": 8})
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/api/v1/spaces/{space_id}/memories", json={"content": "x", "embedding": [1.0] * 8}
+    )
+    assert r.status_code == 202, r.text
+    recall = {"embedding": [1.0] * 8, "k": 1}
+    assert (await client.post(f"/api/v1/spaces/{space_id}/recall", json=recall)).status_code == 200
+
+    await nc.jetstream().delete_stream(stream_name(space_id))  # not through Engram
+
+    async def refused() -> httpx.Response | None:
+        r = await client.post(f"/api/v1/spaces/{space_id}/recall", json=recall)
+        return r if r.status_code != 200 else None
+
+    r = await eventually(refused)
+    assert r.status_code == 503 and "WAL stream is gone" in r.json()["detail"], r.text
+    assert "bug" not in r.text.lower()
+    status = (await client.get("/api/v1/status", params={"space": space_id})).json()
+    (row,) = status["spaces"]
+    assert "WAL stream is gone" in str(row), row
+    assert "WAL stream is gone" in worker.hosting.failed[space_id]
+    assert space_id not in worker.hosts  # not answered from memory any more
+    r = await client.post(
+        f"/api/v1/spaces/{space_id}/memories", json={"content": "y", "embedding": [1.0] * 8}
+    )
+    assert r.status_code == 503 and "WAL stream is gone" in r.json()["detail"], r.text

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from engram_cli.devstack import find_nats_server
-from engram_cli.main import build_parser, cmd_gateway, cmd_worker
+from engram_cli.main import build_parser, cmd_auth_callout, cmd_gateway, cmd_nats_auth, cmd_worker
 from engram_contract.settings import GatewaySettings, WorkerSettings
+from engram_nats.authcallout import CalloutSettings
+from engram_nats.callout_setup import init
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -24,19 +26,59 @@ ENGRAM = {name: svc for name, svc in SERVICES.items() if svc.get("image") == "en
 NATS = {
     name: svc for name, svc in SERVICES.items() if str(svc.get("image", "")).startswith("nats:")
 }
-SETTINGS = {"worker": WorkerSettings, "gateway": GatewaySettings}
+SETTINGS: dict[str, type[Any]] = {
+    "worker": WorkerSettings,
+    "gateway": GatewaySettings,
+    "auth-callout": CalloutSettings,
+}
+COMMANDS = {
+    "worker": cmd_worker,
+    "gateway": cmd_gateway,
+    "auth-callout": cmd_auth_callout,
+    "nats-auth": cmd_nats_auth,
+}
+#: where the nats-auth volume is mounted in the Engram containers
+AUTH_DIR = "/nats-auth"
 
 
 def test_the_topology_the_readme_promises() -> None:
     assert sorted(NATS) == ["nats1", "nats2", "nats3"]
-    assert sorted(ENGRAM) == ["gateway1", "gateway2", "worker"]
+    assert sorted(ENGRAM) == ["auth-callout", "gateway1", "gateway2", "nats-auth", "worker"]
     assert SERVICES["worker"]["deploy"]["replicas"] == 3
+    assert SERVICES["auth-callout"]["deploy"]["replicas"] == 2
     assert {"prometheus", "grafana"} <= set(SERVICES)
-    for svc in ENGRAM.values():
+    for name, svc in ENGRAM.items():
+        if name == "nats-auth":
+            continue
         env = svc["environment"]
         assert env["ENGRAM_SPACE_REPLICAS"] == "2" and env["ENGRAM_STREAM_REPLICAS"] == "3"
         urls = env["ENGRAM_NATS_URL"].split(",")
         assert urls == [f"nats://{n}:4222" for n in sorted(NATS)]
+
+
+def test_nats_requires_keys_and_every_engram_process_has_the_service_credentials() -> None:
+    """The NATS nodes start after ``engram nats-auth init`` wrote the auth setup
+    into the shared volume, each includes it, and every Engram process reads its
+    service password (the callout also its issuer key) from the same volume."""
+    init_svc = SERVICES["nats-auth"]
+    assert init_svc["command"] == ["nats-auth", "init", AUTH_DIR]
+    assert init_svc["volumes"] == [f"nats-auth:{AUTH_DIR}"]
+    for name, svc in NATS.items():
+        assert svc["depends_on"]["nats-auth"]["condition"] == "service_completed_successfully"
+        assert "nats-auth:/etc/nats/auth:ro" in svc["volumes"], name
+        assert "include ./auth/nats-auth.conf" in _config(svc).read_text(), name
+    for name, svc in ENGRAM.items():
+        if name == "nats-auth":
+            continue
+        assert svc["environment"]["ENGRAM_NATS_AUTH_DIR"] == AUTH_DIR, name
+        assert f"nats-auth:{AUTH_DIR}:ro" in svc["volumes"], name
+    for name in ("gateway1", "gateway2"):
+        assert SERVICES[name]["environment"]["ENGRAM_AUTH"] == "required"
+    assert "ENGRAM_ADMIN_KEY" in SERVICES["auth-callout"]["environment"]
+    # agents reach NATS on the host, and only through the callout
+    assert SERVICES["nats1"]["ports"] == ["4222:4222"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"mkdir {AUTH_DIR} && chown engram {AUTH_DIR}" in dockerfile
 
 
 @pytest.mark.parametrize("name", sorted(ENGRAM))
@@ -46,7 +88,9 @@ def test_engram_services_run_real_subcommands_with_real_settings(
     svc = ENGRAM[name]
     args = build_parser().parse_args(svc["command"])
     role = svc["command"][0]
-    assert args.func is {"worker": cmd_worker, "gateway": cmd_gateway}[role]
+    assert args.func is COMMANDS[role]
+    if role not in SETTINGS:
+        return  # a one-shot command: its arguments parsed
     settings_class = SETTINGS[role]
     known = {f"ENGRAM_{field.upper()}" for field in settings_class.model_fields}
     env = svc["environment"]
@@ -57,8 +101,9 @@ def test_engram_services_run_real_subcommands_with_real_settings(
     settings = settings_class()  # every value validates
     if role == "gateway":
         assert isinstance(settings, GatewaySettings) and settings.http_host == "0.0.0.0"
-    else:
+    elif role == "worker":
         assert isinstance(settings, WorkerSettings) and settings.metrics_host == "0.0.0.0"
+    assert str(settings.nats_auth_dir) == AUTH_DIR
 
 
 def test_mounted_files_exist_and_named_volumes_are_declared() -> None:
@@ -96,15 +141,18 @@ def _config(svc: dict[str, Any]) -> Path:
     return ROOT / mount.split(":", 1)[0]
 
 
-def test_the_nats_nodes_form_one_cluster_and_their_configs_are_valid() -> None:
+def test_the_nats_nodes_form_one_cluster_and_their_configs_are_valid(tmp_path: Path) -> None:
+    # laid out as in the containers: the config, and the volume nats-auth init wrote
+    init(tmp_path / "auth")
     for name, svc in NATS.items():
         text = _config(svc).read_text()
         assert re.search(rf"^server_name: {name}$", text, re.M), name
         assert "jetstream" in text and "store_dir: /data" in text
         routes = set(re.findall(r"nats://(nats\d):6222", text))
         assert routes == set(NATS) - {name}, name
+        (tmp_path / "nats.conf").write_text(text)
         checked = subprocess.run(
-            [find_nats_server(), "-c", str(_config(svc)), "-t"],
+            [find_nats_server(), "-c", str(tmp_path / "nats.conf"), "-t"],
             capture_output=True,
             text=True,
             check=False,

@@ -177,7 +177,7 @@ def test_an_embedder_in_the_table_is_offered() -> None:
 
 
 def test_the_embedder_table_is_read_only() -> None:
-    assert available_embedders() == ["hash-ngram-v1"]
+    assert available_embedders() == ["e5-small", "hash-ngram-v1", "openai"]
     with pytest.raises(TypeError):
         embedders.EMBEDDERS["toy-v1"] = HashNgramEmbedder  # type: ignore[index]
 
@@ -186,3 +186,15 @@ def test_embedder_of_the_wrong_dim_is_refused() -> None:
     table = {"fixed-384": lambda _dim: HashNgramEmbedder(384)}
     with pytest.raises(ValueError, match="produces 384-d vectors, space needs 16"):
         get_embedder("fixed-384", 16, table)
+
+
+def test_a_default_embedder_that_cannot_make_the_default_dim_refuses_to_start() -> None:
+    from engram_nats.spaces import SpaceAccess, SpacePolicy
+
+    policy = SpacePolicy(default_dim=768, default_embedder="e5-small")
+    with pytest.raises(
+        ValueError, match="ENGRAM_DEFAULT_EMBEDDER=e5-small with ENGRAM_DEFAULT_DIM=768"
+    ):
+        SpaceAccess(None, policy)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown embedder 'e5-smal'"):
+        SpaceAccess(None, SpacePolicy(default_embedder="e5-smal"))  # type: ignore[arg-type]

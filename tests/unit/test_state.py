@@ -366,7 +366,7 @@ VALID = {"schema_version": 1, "command_id": "c-bad", "memory": {"content": "x"}}
         pytest.param(
             "remember",
             json_bytes({**VALID, "memory": {"content": "   "}}),
-            "content must not be blank",
+            "memory.content: Value error, must not be blank",
             id="blank-content",
         ),
         pytest.param(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from engram_contract.messages.base import (
     DEFAULT_CONFIDENCE,
@@ -48,12 +48,18 @@ class MemoryIn(Model):
         default=None, description="When the remembered thing happened; defaults to store time."
     )
 
+    @field_validator("content")
+    @classmethod
+    def _check_content(cls, content: str) -> str:
+        # a field's own check: an error names `content` (`memories[3].content`)
+        if not content.strip():
+            raise ValueError("must not be blank")
+        if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
+            raise ValueError(f"is over {MAX_CONTENT_BYTES} bytes (100 KiB) of UTF-8")
+        return content
+
     @model_validator(mode="after")
     def _check(self) -> MemoryIn:
-        if not self.content.strip():
-            raise ValueError("content must not be blank")
-        if len(self.content.encode("utf-8")) > MAX_CONTENT_BYTES:
-            raise ValueError(f"content is over {MAX_CONTENT_BYTES} bytes (100 KiB) of UTF-8")
         if self.embedding is not None and self.embedding_b64 is not None:
             raise ValueError("give either embedding or embedding_b64, not both")
         _check_float32(self.embedding)

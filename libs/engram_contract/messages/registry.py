@@ -10,6 +10,8 @@ from pydantic import Field, model_validator
 from engram_contract.messages.base import MAX_CONSOLIDATE_MEMBERS, Metric, Model
 
 SpaceStatus = Literal["active", "deleting"]
+#: JetStream's limits (a stream's max_bytes) are int64
+MAX_INT64 = 2**63 - 1
 
 
 class LinkSettings(Model):
@@ -116,8 +118,14 @@ class CreateSpace(Model):
     decay: DecaySettings | None = None
     consolidation: ConsolidationSettings | None = None
     max_memories: int | None = Field(
-        default=None, ge=0, description="Most live memories (default ENGRAM_SPACE_MAX_MEMORIES)."
+        default=None,
+        ge=0,
+        le=MAX_INT64,
+        description="Most live memories (default ENGRAM_SPACE_MAX_MEMORIES).",
     )
     max_bytes: int | None = Field(
-        default=None, ge=0, description="Most WAL bytes (default ENGRAM_SPACE_MAX_BYTES)."
+        default=None,
+        ge=0,
+        le=MAX_INT64,
+        description="Most WAL bytes (default ENGRAM_SPACE_MAX_BYTES).",
     )

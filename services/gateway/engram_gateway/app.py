@@ -14,24 +14,23 @@ from typing import Any, cast
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry
 
-from engram_contract import __version__
 from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.auth import Gatekeeper, RateLimiter, authorize, keys_required
 from engram_gateway.bridge import NatsBridge
 from engram_gateway.grpc_api.server import start_grpc_api
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
+from engram_gateway.openapi import openapi_config
 from engram_gateway.problems import EXCEPTION_HANDLERS
 from engram_gateway.processes import shared_state
 from engram_gateway.routes import ROUTES
 from engram_gateway.spaces import SpaceResolver, deprecation_headers
 from engram_nats.connection import connect
 from engram_nats.keys import KeyStore
+from engram_nats.liveness import Liveness
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import ensure_events_stream
@@ -117,12 +116,16 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         app.state.auth = Gatekeeper(keys, required=keys_required(settings), limiter=limiter)
         _say_how_keys_are_checked(settings, keys)
         app.state.bridge = bridge
+        # NATS gone: requests answer 503 within ENGRAM_NATS_UNAVAILABLE_AFTER
+        bridge.liveness = liveness = Liveness(nc, settings.nats_unavailable_after)
+        liveness.start()
         grpc = await start_grpc_api(settings, app.state) if settings.grpc_port else None
         try:
             yield
         finally:
             if grpc is not None:
                 await grpc.stop()
+            await liveness.stop()
             await keys.close()
             await registry.close()
             await membership.close()
@@ -143,13 +146,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         # logging is the process's to configure (engram_cli.main), not the app's:
         # Litestar's default config would replace the root logger's handlers
         logging_config=None,
-        openapi_config=OpenAPIConfig(
-            title="Engram",
-            version=__version__,
-            description="Cognitive memory for AI agents: private memory spaces on NATS JetStream.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-        ),
+        openapi_config=openapi_config(keys_required(settings)),
     )
 
 

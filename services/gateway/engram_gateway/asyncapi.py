@@ -14,7 +14,9 @@ from litestar.handlers import HTTPRouteHandler
 from engram_contract import __version__
 from engram_contract.asyncapi import asyncapi_document, public_servers
 from engram_contract.settings import GatewaySettings
+from engram_gateway.answers import JSON_OBJECT
 from engram_gateway.auth import READ
+from engram_gateway.openapi import api
 
 
 def asyncapi_routes(settings: GatewaySettings) -> list[HTTPRouteHandler]:
@@ -33,7 +35,7 @@ def asyncapi_routes(settings: GatewaySettings) -> list[HTTPRouteHandler]:
         description="What an agent publishes on `spaces.<space>.<verb>`, requests on "
         "`spaces.<space>.q.<name>` (request and reply schemas) and receives on "
         "`spaces.<space>.evt.<kind>`, with every payload's JSON schema.",
-        opt=READ,
+        opt=READ | api({200: JSON_OBJECT}),
     )
     async def asyncapi() -> Response[bytes]:
         # in a thread: the first call builds the document (and imports FastStream)

@@ -172,6 +172,9 @@ async def authorize(
     role = required_role(handler, connection.url.path)
     if role is None:
         return
+    liveness = getattr(connection.app.state.bridge, "liveness", None)
+    if liveness is not None:
+        await liveness.usable()  # NATS gone for a while: 503 now, not a timeout later
     gate: Gatekeeper = connection.app.state.auth
     principal = gate.principal(connection.headers.get("authorization"))
     scope = cast("dict[str, Any]", connection.scope)

@@ -11,7 +11,7 @@ from typing import IO, Any
 import numpy as np
 from pydantic import ValidationError
 
-from engram_contract.embedders import Embedder, get_embedder
+from engram_contract.embedders import Embedder, check_for_new_space
 from engram_contract.errors import (
     EngramError,
     InvalidInput,
@@ -61,6 +61,10 @@ class Importer:
         self.end: tuple[int, ExportEnd] | None = None
         self.lines = 0  # lines read (blank ones too): the numbers errors name
         self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        #: the checked chunk's commands in order, those with text only waiting for
+        #: their vectors (embedded in one batch when the chunk has been checked)
+        self._pending: list[tuple[CommandVerb, ConsolidateCommand | RememberCommand]] = []
+        self._texts: list[tuple[int, str]] = []  # (index in _pending, text)
 
     # the target's settings: the space's, or (to be created) the header's
     @property
@@ -82,7 +86,7 @@ class Importer:
         if self._embedder is None:
             assert self.header is not None
             settings = self.header.settings
-            self._embedder = get_embedder(settings.embedder, settings.dim)
+            self._embedder = check_for_new_space(settings.embedder, settings.dim)
         return self._embedder
 
     def _problem(
@@ -105,9 +109,32 @@ class Importer:
         return f"{self.idem_key}:{n}{part}"
 
     def check(self, numbered: list[tuple[int, bytes]]) -> None:
-        """Validate lines (in order); raises a 400 :class:`EngramError` naming the first bad one."""
+        """Validate lines (in order) and spool their commands (the texts without a
+        vector embedded in one batch); raises a 400 :class:`EngramError` naming
+        the first bad line (or the embedder's error)."""
         for n, raw in numbered:
             self._check_line(n, raw)
+        self._spool_pending()
+
+    def _spool_pending(self) -> None:
+        if self._texts:
+            embedder = self.embedder()
+            step = max(1, embedder.max_batch)
+            texts = [text for _, text in self._texts]
+            for start in range(0, len(texts), step):
+                vectors = embedder.embed(texts[start : start + step])
+                for (i, _), vec in zip(self._texts[start : start + step], vectors, strict=True):
+                    verb, command = self._pending[i]
+                    assert isinstance(command, RememberCommand)
+                    memory = command.memory.model_copy(
+                        update={"embedding_b64": encode_embedding(np.asarray(vec))}
+                    )
+                    self._pending[i] = (verb, command.model_copy(update={"memory": memory}))
+        for verb, body in self._pending:
+            data = body.model_dump_json(exclude_none=True).encode()
+            self.spool.write(f"{verb}\t{body.command_id}\t".encode() + data + b"\n")
+        self._pending.clear()
+        self._texts.clear()
 
     def _check_line(self, n: int, raw: bytes) -> None:
         if not raw.strip():
@@ -169,7 +196,7 @@ class Importer:
             )
         if self.rec is None:
             try:
-                get_embedder(header.settings.embedder, dim)
+                check_for_new_space(header.settings.embedder, dim)
             except ValueError as exc:
                 raise self._problem(n, "settings.embedder", str(exc)) from None
         self.header = header
@@ -204,7 +231,7 @@ class Importer:
         else:
             vec = memory_in.vector()
             if vec is None:
-                vec = self.embedder().embed([memory.content])[0]
+                self._texts.append((len(self._pending), memory.content))
             else:
                 problem = vector_problem(vec, self.dim, self.metric)
                 if problem is not None:
@@ -214,12 +241,14 @@ class Importer:
             body = RememberCommand.model_construct(
                 command_id=self.command_id(n),
                 memory=memory_in.model_copy(
-                    update={"embedding": None, "embedding_b64": encode_embedding(np.asarray(vec))}
+                    update={
+                        "embedding": None,
+                        "embedding_b64": None if vec is None else encode_embedding(vec),
+                    }
                 ),
                 history=memory.history(),
             )
-        data = body.model_dump_json(exclude_none=True).encode()
-        self.spool.write(f"{verb}\t{body.command_id}\t".encode() + data + b"\n")
+        self._pending.append((verb, body))
         self.seen.add(memory.id)
         self.memories += 1
         for j, link in enumerate(memory.links):

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
 
 from engram_contract.errors import EngramError, InvalidInput, error_for, invalid_input
+from engram_gateway.infra_errors import classify
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -91,10 +92,39 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     detail = exc.detail or title
     if status == 400 and "JSON" in detail:
         title = "Malformed JSON"
+    named = _named_fields(exc)
+    if status == 400 and named:
+        # Litestar's check of a query/path parameter: name what the client sent
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in named)
+        return problem_response(
+            request,
+            error_for(
+                400,
+                "Invalid input",
+                detail,
+                errors=named,
+                hint="Fix the named parameters; see /schema for the request shapes.",
+            ),
+        )
     return problem_response(request, error_for(status, title, detail))
 
 
+def _named_fields(exc: HTTPException) -> list[dict[str, Any]]:
+    """The parameters a Litestar validation error names (``extra``: ``key``,
+    ``message``, ``source``)."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return [
+        {"field": str(e["key"]), "message": str(e.get("message") or "invalid")}
+        for e in extra
+        if isinstance(e, dict) and e.get("key")
+    ]
+
+
 def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    known = classify(exc)  # the broker down or a JetStream limit: not a bug
+    if known is not None:
+        log.warning("%s %s: %s", request.method, request.url.path, known)
+        return problem_response(request, known)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         request,

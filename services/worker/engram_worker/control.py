@@ -23,6 +23,7 @@ from engram_contract.messages import (
     WorkerStatus,
     error_reply,
 )
+from engram_contract.subjects import STREAM_PREFIX
 from engram_worker.wal_consumer import NotCaughtUp
 
 if TYPE_CHECKING:
@@ -135,3 +136,16 @@ async def on_serving(worker: Worker, msg: Msg) -> None:
         served = []
     with contextlib.suppress(Exception):
         await msg.respond(json.dumps(served).encode())
+
+
+async def on_stream_deleted(worker: Worker, msg: Msg) -> None:
+    """``$JS.EVENT.ADVISORY.STREAM.DELETED.ENGRAM_SPACE_<id>``: a space's WAL
+    stream was deleted (see :meth:`Hosting.wal_gone`)."""
+    stream = msg.subject.rsplit(".", 1)[-1]
+    if not stream.startswith(STREAM_PREFIX):
+        return  # a bucket's or another application's stream
+    space = stream.removeprefix(STREAM_PREFIX)
+    try:
+        await worker.hosting.wal_gone(space)
+    except Exception:
+        log.exception("space %s: handling its deleted WAL stream failed", space)

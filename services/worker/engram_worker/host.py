@@ -118,6 +118,7 @@ class SpaceHost:
             last,
         )
         if self._snapshots is not None:
+            await snap.follow(self._nc)
             snap.start()
         self.writeback.start()
 

@@ -11,12 +11,14 @@ import logging
 from typing import Protocol
 
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from engram_contract.messages import SpaceRecord
 from engram_contract.settings import WorkerSettings
 from engram_nats.registry import SpaceRegistry
 from engram_nats.streams import purge_events
 from engram_worker.host import SpaceHost
+from engram_worker.memory import reclaim
 from engram_worker.metrics import WorkerMetrics
 from engram_worker.queries import QueryFailed
 from engram_worker.snapshots import SnapshotStore
@@ -24,6 +26,10 @@ from engram_worker.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 #: spaces loaded (snapshot restored, WAL consumer created) at the same time
 MAX_LOADING = 16
+#: why a space whose WAL stream disappeared (deleted outside Engram, or lost) is failed
+WAL_GONE = "its WAL stream is gone (deleted outside Engram, or lost)"
+#: seconds after the last unload of a burst that the memory is reclaimed
+RECLAIM_AFTER_S = 2.0
 
 
 class Wiring(Protocol):
@@ -55,9 +61,12 @@ class Hosting:
         self.loading: dict[str, asyncio.Task[SpaceHost]] = {}
         self.failed: dict[str, str] = {}  # spaces that could not be loaded, and why
         self._start_slots = asyncio.Semaphore(MAX_LOADING)
+        self._reclaim: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
         """Every hosted space writes a snapshot if it changed (its primary)."""
+        if self._reclaim is not None:
+            self._reclaim.cancel()
         hosts = list(self.hosts.values())
         self.hosts.clear()
         await asyncio.gather(*(h.stop(snapshot=True) for h in hosts), return_exceptions=True)
@@ -73,6 +82,7 @@ class Hosting:
             host.retired = True
             await host.stop()
             host = None
+            self.reclaim_soon()
             w.metrics.spaces.forget(space)  # a new incarnation starts from zero
         if rec is None or rec.status == "deleting":
             self.failed.pop(space, None)
@@ -99,6 +109,40 @@ class Hosting:
         if host is not None:
             await host.stop(snapshot=True)
             self._worker.metrics.spaces.forget(space)
+            self.reclaim_soon()
+
+    def reclaim_soon(self) -> None:
+        """Give the memory of spaces let go back to the system, once a burst of
+        unloads is over (:func:`~engram_worker.memory.reclaim`)."""
+        if self._reclaim is None or self._reclaim.done():
+            self._reclaim = asyncio.create_task(self._reclaim_later(), name="reclaim")
+
+    async def _reclaim_later(self) -> None:
+        await asyncio.sleep(RECLAIM_AFTER_S)
+        found, took = reclaim()
+        log.info(
+            "worker: reclaimed the memory of unloaded spaces (%d objects, %.2f s)", found, took
+        )
+
+    async def wal_gone(self, space: str) -> None:
+        """The WAL stream of ``space`` was deleted. By Engram's own delete the
+        record says ``deleting`` (or is gone) and the registry watch unloads it;
+        otherwise the space is failed: it stops answering from memory (its state
+        can no longer be written nor recovered) and says why."""
+        host = self.hosts.get(space)
+        if host is None:
+            return
+        rec = await self._worker.registry.get(space)
+        if rec is None or rec.status != "active" or rec.created_at != host.record.created_at:
+            return  # Engram's own delete (or a new incarnation): not a failure
+        if self.hosts.get(space) is not host:
+            return
+        del self.hosts[space]
+        self.failed[space] = WAL_GONE
+        log.error("space %s: %s; no longer served from memory", space, WAL_GONE)
+        await host.stop()
+        self._worker.metrics.spaces.forget(space)
+        self.reclaim_soon()
 
     async def ensure_host(self, space: str) -> SpaceHost:
         """The host of ``space``, loading it first if needed (concurrent callers share
@@ -126,6 +170,8 @@ class Hosting:
             host = await self.start_host(rec)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, NotFoundError) and "stream" in str(exc).lower():
+                reason = WAL_GONE
             self.failed[space] = reason
             log.error("space %s: failed to load: %s", space, reason)
             raise QueryFailed(

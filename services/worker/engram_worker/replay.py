@@ -45,6 +45,10 @@ class ReplayFailed(Exception):
     pass
 
 
+class ReplayRefused(ReplayFailed):
+    """The request itself is wrong (a ``from_seq`` past the WAL's end)."""
+
+
 @dataclass
 class ReplayReport:
     space: str
@@ -203,6 +207,12 @@ async def replay(
     rec = await registry.get(space)
     if rec is None or rec.status != "active":
         raise ReplayFailed(f"memory space {space!r} does not exist")
+    last = int((await js.stream_info(stream_name(space))).state.last_seq)
+    if from_seq > max(last, 1):
+        raise ReplayRefused(
+            f"--from-seq {from_seq} is past the end of the WAL of {space!r} (its last seq "
+            f"is {last}): nothing to replay"
+        )
     state = SpaceState(rec, get_embedder(rec.embedder, rec.dim), index_dtype=settings.index_dtype)
     t0 = time.perf_counter()
     to_erase: list[int] = []

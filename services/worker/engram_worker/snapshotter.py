@@ -20,9 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import api
 
 from engram_contract.messages import SpaceRecord
+from engram_nats.snapshots import meta_subject, object_info
 from engram_worker.core.persistence import capture
 from engram_worker.core.snapshot import Column, SnapshotHeader, SnapshotInvalid, encode
 from engram_worker.core.state import SpaceState
@@ -88,6 +91,17 @@ async def write_snapshot(
     return int(info.size or 0)
 
 
+def written_seq(info: api.ObjectInfo | None) -> int | None:
+    """The applied seq a snapshot's object info names (its Engram-Applied-Seq)."""
+    value = ((info.headers or {}) if info is not None else {}).get("Engram-Applied-Seq")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 class Snapshotter:
     """The snapshot duties of one :class:`SpaceHost` and where they stand."""
 
@@ -105,11 +119,34 @@ class Snapshotter:
         self.content_seq = 0  # the last folded command that was not a reinforce
         self.forget_due: float | None = None  # when a forget first touched a snapshot
         self.erase_left: list[int] = []  # what the restored snapshot says is still to erase
+        self._follow: Any = None  # the subscription to the snapshot's object info
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
+    async def follow(self, nc: Client) -> None:
+        """Hear of every snapshot of the space written, by any host (the object
+        info each write publishes): after a handover the previous primary's last
+        snapshot is newer than what this host restored, and both status and the
+        forget bookkeeping (:meth:`touched`) must count from it."""
+        self._follow = await nc.subscribe(meta_subject(self._host.space), cb=self._on_written)
+
+    async def _on_written(self, msg: Msg) -> None:
+        info = object_info(msg.data)
+        seq = written_seq(info)
+        if info is None or seq is None or seq <= self.snapshot_seq:
+            return
+        self.snapshot_seq = seq
+        with contextlib.suppress(TypeError, ValueError):
+            self.snapshot_at = datetime.fromisoformat(str(info.mtime)).timestamp()
+        # a forget of anything at or before it must replace it (see touched())
+        self.captured_seq = max(self.captured_seq, seq)
+
     async def stop(self) -> None:
+        if self._follow is not None:
+            with contextlib.suppress(Exception):
+                await self._follow.unsubscribe()
+            self._follow = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -30,7 +30,7 @@ from engram_contract.subjects import (
 from engram_nats.connection import connect
 from engram_nats.membership import Membership
 from engram_nats.registry import SpaceRegistry
-from engram_worker.control import on_reload, on_serving, on_status
+from engram_worker.control import on_reload, on_serving, on_status, on_stream_deleted
 from engram_worker.host import SpaceHost
 from engram_worker.hosting import Hosting
 from engram_worker.metrics import worker_metrics
@@ -221,6 +221,11 @@ class Worker:
             await self.nc.subscribe(STATUS_SUBJECT, cb=functools.partial(on_status, self)),
             await self.nc.subscribe(
                 serving_subject(self.settings.worker_id), cb=functools.partial(on_serving, self)
+            ),
+            # a space's WAL stream deleted: by Engram's delete, or behind its back
+            await self.nc.subscribe(
+                "$JS.EVENT.ADVISORY.STREAM.DELETED.*",
+                cb=functools.partial(on_stream_deleted, self),
             ),
         ]
         placement.start()

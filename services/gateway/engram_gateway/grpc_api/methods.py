@@ -150,6 +150,8 @@ async def recall(call: Call, request: q.RecallRequest) -> q.RecallResponse:
     # forwarded as validated
     body = encode(_doc(request))
     wire = parse_query_body(RecallWire, body)
+    if wire.min_seq is not None and wire.consistency != "eventual":  # as the HTTP route
+        await call.bridge.check_min_seq(call.space, wire.min_seq)
     return to_message(q.RecallResponse, decode(await call.bridge.recall(call.space, wire, body)))
 
 

@@ -1,5 +1,6 @@
 """What every route module shares: the bridge from the app state, raw JSON
-answers, the ``Idempotency-Key`` header and the query parameters of pages."""
+answers, the ``Idempotency-Key`` header, a client's ``min_seq`` and the query
+parameters of pages."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def bridge_of(state: State) -> NatsBridge:
 def raw_json(data: bytes, status: int = 200) -> Response[bytes]:
     """An answer that is JSON already (a worker's reply, forwarded as it is)."""
     return Response(content=data, status_code=status, media_type=JSON)
+
+
+async def check_min_seq(bridge: NatsBridge, space: str, min_seq: int | None) -> None:
+    """:meth:`NatsBridge.check_min_seq` (the routes' name for it)."""
+    await bridge.check_min_seq(space, min_seq)
 
 
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:

@@ -8,8 +8,9 @@ from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from engram_contract.messages import ConsolidateRequest
+from engram_contract.messages import ConsolidateRequest, ConsolidateResponse
 from engram_gateway.auth import WRITE
+from engram_gateway.openapi import Content, api
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import resolve_space
@@ -28,7 +29,12 @@ from engram_gateway.spaces import resolve_space
     "last command written (null: none), and a following read-your-writes recall sees "
     "the new memories. Memories already consolidated are not grouped again. "
     "`dry_run`: only report the groups, write nothing.",
-    opt=WRITE,
+    opt=WRITE
+    | api(
+        {200: ConsolidateResponse},
+        body=Content(ConsolidateRequest, required=False, description="Empty: the defaults."),
+        errors=[400, 404, 409, 503, 504],
+    ),
 )
 async def consolidate(
     space: FromPath[str], request: Request[Any, Any, Any], state: State

@@ -10,8 +10,11 @@ from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 
+from engram_gateway.answers import TEXT
 from engram_gateway.auth import READ
 from engram_gateway.events import EVENT_KINDS, EventFeed, parse_last_event_id, parse_types
+from engram_gateway.openapi import Content, api
+from engram_gateway.openapi_rules import Header
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
 
@@ -24,7 +27,18 @@ from engram_gateway.spaces import resolve_space
     "sequence in the events stream, `event` its kind, `data` the event JSON. New events "
     "only, unless `Last-Event-ID` (header or `?last_event_id=`) asks to resume after that "
     "id. A `: keep-alive` comment is sent every 15 s while idle.",
-    opt=READ,
+    opt=READ
+    | api(
+        {200: Content(TEXT, "text/event-stream", description="Until the client disconnects.")},
+        errors=[400, 404, 503],
+        headers=[
+            Header(
+                "Last-Event-ID",
+                {"type": "string", "pattern": "^[0-9]+$"},
+                "Resume after this event id (before `?last_event_id=`).",
+            )
+        ],
+    ),
 )
 async def space_events(
     space: FromPath[str],

@@ -12,10 +12,15 @@ from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engram_contract.errors import Unavailable
+from engram_gateway.answers import TEXT, Health, Readiness
 from engram_gateway.auth import OPEN
 from engram_gateway.metrics import GatewayMetrics, exposition
+from engram_gateway.openapi import Content, api
 from engram_gateway.routes.common import bridge_of
 from engram_nats.registry import cluster_state
+
+#: Litestar adds the charset to a text/* media type itself (else it is there twice)
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
 
 @get(
@@ -24,7 +29,7 @@ from engram_nats.registry import cluster_state
     summary="Liveness: NATS connected and the registry watch running",
     description="200 `{status: ok}` while the gateway's NATS connection is up and its "
     "space registry watch runs; otherwise 503 problem+json saying which is not.",
-    opt=OPEN,
+    opt=OPEN | api({200: Health}, errors=[503]),
 )
 async def health(state: State) -> dict[str, str]:
     reason = bridge_of(state).healthy
@@ -45,7 +50,7 @@ async def health(state: State) -> dict[str, str]:
     description="200 when NATS is connected and the registry loaded, else 503. "
     "`nats_cluster` says whether a JetStream cluster has lost a node (`degraded`: "
     "still serving, on a quorum) — a degraded cluster does not make the gateway unready.",
-    opt=OPEN,
+    opt=OPEN | api({200: Readiness, 503: Readiness}),
 )
 async def ready(state: State) -> Response[dict[str, Any]]:
     bridge = bridge_of(state)
@@ -67,13 +72,20 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if ok else 503)
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)", opt=OPEN)
+@get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics (text format)",
+    description="Request counts and durations by route and status, spaces by status, "
+    "default-space fallbacks. Open (no key): serve it on a private network.",
+    opt=OPEN | api({200: Content(TEXT, "text/plain")}),
+)
 async def metrics(state: State) -> Response[bytes]:
     gauges: GatewayMetrics = state.metrics
     counts = collections.Counter(r.status for r in bridge_of(state).registry.cached_all())
     for status in ("active", "deleting"):
         gauges.spaces.labels(status).set(counts.get(status, 0))
-    return Response(content=exposition(gauges), status_code=200, media_type=CONTENT_TYPE_LATEST)
+    return Response(content=exposition(gauges), status_code=200, media_type=METRICS_MEDIA_TYPE)
 
 
 ROUTES = [health, ready, metrics]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
@@ -10,8 +11,13 @@ from litestar.params import FromPath
 
 from engram_contract.errors import NotFound, field_error
 from engram_contract.keys import KeyInfo, KeyRequest, NewKey
+from engram_gateway.answers import KeyList
 from engram_gateway.auth import ADMIN, Gatekeeper, audit_log
+from engram_gateway.openapi import Link, api
+from engram_gateway.openapi_rules import KEY_ID_PATTERN
 from engram_gateway.problems import parse_body
+
+_KEY_ID = re.compile(KEY_ID_PATTERN)
 
 
 def _gate(state: State) -> Gatekeeper:
@@ -26,7 +32,13 @@ def _gate(state: State) -> Gatekeeper:
     description='Body: `{"spaces": ["alpha"], "role": "read" | "write"}` or `{"admin": true}` '
     '(optional `label`). 201 with `{"id", "key", "spaces", "role", "created_at"}`: the only '
     "time the key itself is shown; only its hash is stored.",
-    opt=ADMIN,
+    opt=ADMIN
+    | api(
+        {201: NewKey},
+        body=KeyRequest,
+        errors=[400, 503],
+        links={201: {"revoke": Link("revoke_key", {"key_id": "$response.body#/id"})}},
+    ),
 )
 async def create_key(request: Request[Any, Any, Any], state: State) -> Response[dict[str, Any]]:
     body = parse_body(KeyRequest, await request.body())
@@ -42,7 +54,12 @@ async def create_key(request: Request[Any, Any, Any], state: State) -> Response[
     return Response(new.model_dump(mode="json"), status_code=201)
 
 
-@get("/api/v1/keys", tags=["keys"], summary="List API keys (never their secrets)", opt=ADMIN)
+@get(
+    "/api/v1/keys",
+    tags=["keys"],
+    summary="List API keys (never their secrets)",
+    opt=ADMIN | api({200: KeyList}),
+)
 async def list_keys(state: State) -> dict[str, Any]:
     keys = _gate(state).keys.list()
     return {"keys": [KeyInfo.of(r).model_dump(mode="json") for r in keys]}
@@ -53,10 +70,11 @@ async def list_keys(state: State) -> dict[str, Any]:
     tags=["keys"],
     status_code=204,
     summary="Revoke an API key (refused by every gateway within a second)",
-    opt=ADMIN,
+    opt=ADMIN | api({204: None}, errors=[404, 503]),
 )
 async def revoke_key(key_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> None:
-    if not await _gate(state).keys.revoke(key_id):
+    # an id no key can have is not looked up (the KV store refuses such keys)
+    if not _KEY_ID.fullmatch(key_id) or not await _gate(state).keys.revoke(key_id):
         raise NotFound(
             404, "Key not found", f"no API key has the id {key_id!r}", slug="key-not-found"
         )

@@ -9,7 +9,10 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 
 from engram_contract.messages import LinkIn
+from engram_gateway.answers import Written
 from engram_gateway.auth import WRITE
+from engram_gateway.openapi import api
+from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import bridge_of, idempotency_key
 from engram_gateway.spaces import resolve_space
@@ -27,7 +30,13 @@ from engram_gateway.spaces import resolve_space
     "404 names the `source`/`target` that is not in the space; otherwise answers 202 "
     "`{seq}` once the link command is in the WAL. An `Idempotency-Key` header makes a "
     "retry store it once.",
-    opt=WRITE,
+    opt=WRITE
+    | api(
+        {202: Written},
+        body=LinkIn,
+        errors=[400, 404, 409, 503],
+        headers=[idempotency_key_header()],
+    ),
 )
 async def link(
     space: FromPath[str], request: Request[Any, Any, Any], state: State

@@ -12,8 +12,18 @@ from litestar.params import FromPath
 
 from engram_contract.errors import field_error
 from engram_contract.ids import MEMORY_ID_EXPECTED, MEMORY_ID_RE
-from engram_contract.messages import ForgetBatch, ListRequest, MemoryBatch, MemoryIn
+from engram_contract.messages import (
+    ForgetBatch,
+    ListRequest,
+    ListResponse,
+    Memory,
+    MemoryBatch,
+    MemoryIn,
+)
+from engram_gateway.answers import ForgotMany, Remembered, Written
 from engram_gateway.auth import READ, WRITE
+from engram_gateway.openapi import Link, api
+from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.problems import parse_body
 from engram_gateway.routes.common import (
     Cursor,
@@ -27,6 +37,17 @@ from engram_gateway.routes.common import (
 from engram_gateway.spaces import resolve_space
 
 _BATCH = re.compile(rb'\s*\{\s*"memories"\s*:')
+_FIRST = {"space": "$request.path.space", "memory_id": "$response.body#/ids/0"}
+#: the first memory remembered can be got and forgotten
+REMEMBERED_LINKS = {
+    202: {"get_first": Link("get_memory", _FIRST), "forget_first": Link("forget", _FIRST)}
+}
+#: a remember's body: one memory, or a batch
+MEMORIES_IN = (MemoryIn, MemoryBatch)
+#: what a route that writes into a space's WAL may also answer
+WRITE_ERRORS = (400, 404, 409, 503)
+#: what a route that asks a space's worker may also answer
+READ_ERRORS = (400, 404, 503, 504)
 
 
 @post(
@@ -37,7 +58,14 @@ _BATCH = re.compile(rb'\s*\{\s*"memories"\s*:')
     description='Body: one `MemoryIn`, or `{"memories": [MemoryIn, …]}` (≤ 1000). '
     "Answers 202 `{ids, seq}` once JetStream has acknowledged every message. "
     "An `Idempotency-Key` header makes retries return the same ids and seq.",
-    opt=WRITE,
+    opt=WRITE
+    | api(
+        {202: Remembered},
+        body=MEMORIES_IN,
+        errors=WRITE_ERRORS,
+        headers=[idempotency_key_header()],
+        links=REMEMBERED_LINKS,
+    ),
 )
 async def remember(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -67,7 +95,7 @@ async def remember_in(space: str, request: Request[Any, Any, Any], state: State)
     description="Answers 202 `{seq}` once the forget command is in the WAL. The worker drops "
     "the memory from index and records and erases the stream message that stored it "
     "(JetStream overwrites the bytes). Forgetting an unknown id is a no-op.",
-    opt=WRITE,
+    opt=WRITE | api({202: Written}, errors=WRITE_ERRORS, headers=[idempotency_key_header()]),
 )
 async def forget(
     space: FromPath[str], memory_id: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -95,7 +123,13 @@ async def forget_in(
     "the WAL. Unknown ids are no-ops; an unknown space is a 404. With an "
     "`Idempotency-Key` header the command ids are `<key>:<index>`, so a retry is stored "
     "once and answers the same seq.",
-    opt=WRITE,
+    opt=WRITE
+    | api(
+        {202: ForgotMany},
+        body=ForgetBatch,
+        errors=WRITE_ERRORS,
+        headers=[idempotency_key_header()],
+    ),
 )
 async def forget_many(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -111,7 +145,7 @@ async def forget_many(
     "/api/v1/spaces/{space:str}/memories/{memory_id:str}",
     tags=["memories"],
     summary="Get one memory",
-    opt=READ,
+    opt=READ | api({200: Memory}, errors=READ_ERRORS),
 )
 async def get_memory(
     space: FromPath[str],
@@ -135,7 +169,7 @@ async def get_memory_in(
     "/api/v1/spaces/{space:str}/memories",
     tags=["memories"],
     summary="Page through a space's memories (stream order)",
-    opt=READ,
+    opt=READ | api({200: ListResponse}, errors=READ_ERRORS),
 )
 async def list_memories(
     space: FromPath[str],

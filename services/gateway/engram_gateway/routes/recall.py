@@ -9,11 +9,18 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from pydantic import ValidationError
 
-from engram_contract.messages import QueryStruct, RecallWire, parse_query
+from engram_contract.messages import (
+    QueryStruct,
+    RecallRequest,
+    RecallResponse,
+    RecallWire,
+    parse_query,
+)
 from engram_contract.messages.query_structs import MODEL_OF
 from engram_gateway.auth import READ
+from engram_gateway.openapi import Link, api
 from engram_gateway.problems import parse_body
-from engram_gateway.routes.common import bridge_of, raw_json
+from engram_gateway.routes.common import bridge_of, check_min_seq, raw_json
 from engram_gateway.spaces import resolve_space
 
 Q = TypeVar("Q", bound=QueryStruct)
@@ -35,7 +42,23 @@ Q = TypeVar("Q", bound=QueryStruct)
     "written through the WAL shortly after). `consistency`: `read_your_writes` "
     "(default: waits for this gateway's writes), `strong` (waits for the stream's last "
     "sequence), `eventual` (no wait).",
-    opt=READ,
+    opt=READ
+    | api(
+        {200: RecallResponse},
+        body=RecallRequest,
+        errors=[400, 404, 503, 504],
+        links={
+            200: {
+                "get_first": Link(
+                    "get_memory",
+                    {
+                        "space": "$request.path.space",
+                        "memory_id": "$response.body#/results/0/memory/id",
+                    },
+                )
+            }
+        },
+    ),
 )
 async def recall(
     space: FromPath[str], request: Request[Any, Any, Any], state: State
@@ -47,8 +70,11 @@ async def recall_in(space: str, request: Request[Any, Any, Any], state: State) -
     """Recall from ``space`` with the body's cue (also the legacy route's)."""
     body = await request.body()
     req = parse_query_body(RecallWire, body)
+    bridge = bridge_of(state)
+    if req.min_seq is not None and req.consistency != "eventual":  # (eventual ignores it)
+        await check_min_seq(bridge, space, req.min_seq)
     # the body validated is the body forwarded; the worker's answer is the response
-    return raw_json(await bridge_of(state).recall(space, req, body))
+    return raw_json(await bridge.recall(space, req, body))
 
 
 def parse_query_body(struct: type[Q], raw: bytes) -> Q:

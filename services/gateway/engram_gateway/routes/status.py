@@ -8,7 +8,9 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
+from engram_contract.messages import StatusResponse
 from engram_gateway.auth import READ, require
+from engram_gateway.openapi import api
 from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import checked_space
 
@@ -17,7 +19,7 @@ from engram_gateway.spaces import checked_space
     "/api/v1/status",
     tags=["ops"],
     summary="Every space's WAL position, hosting worker, lag, snapshot, or why it failed",
-    opt=READ,
+    opt=READ | api({200: StatusResponse}, errors=[400, 404, 503, 504]),
 )
 async def status(
     request: Request[Any, Any, Any],

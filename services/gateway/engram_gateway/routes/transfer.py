@@ -24,7 +24,10 @@ from engram_contract.errors import (
     EngramError,
     field_error,
 )
+from engram_contract.messages import ImportResult
 from engram_gateway.auth import READ, WRITE
+from engram_gateway.openapi import Content, api
+from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
 from engram_gateway.transfer import checked_import_key, checked_tags, open_export, run_import
@@ -34,6 +37,20 @@ NDJSON = "application/x-ndjson"
 MAX_LINE_BYTES = 4 * 1024 * 1024
 #: lines validated per step (in a thread, so the event loop keeps serving)
 VALIDATE_CHUNK = 256
+
+#: an export, as the body of an answer or of an import
+EXPORT_LINES = Content(
+    {
+        "type": "string",
+        "contentMediaType": NDJSON,
+        "description": "One JSON document per line: the header (`engram_export`, `space`, "
+        "`exported_at`, `applied_seq`, `tags`, `settings`), one memory per line (`id`, "
+        "`content`, `embedding_b64`, `confidence`, `tags`, `metadata`, `occurred_at`, `kind`, "
+        '`members`, `links`…), then `{"end": {"memories", "links"}}` '
+        "(docs/api.md#export-and-import).",
+    },
+    NDJSON,
+)
 
 Tags = Annotated[
     list[str] | None,
@@ -57,7 +74,17 @@ def _line(doc: Any) -> bytes:
     "explicit links to memories exported before it, a semantic memory's members), then "
     '`{"end": {"memories", "links"}}`. `?tag=T` (repeatable) exports only memories '
     "carrying all of them. `POST …/import` takes it back.",
-    opt=READ,
+    opt=READ
+    | api(
+        {200: EXPORT_LINES},
+        errors=[400, 404, 503, 504],
+        response_headers={
+            "Content-Disposition": {
+                "description": '`attachment; filename="<space>.ndjson"`.',
+                "schema": {"type": "string"},
+            }
+        },
+    ),
 )
 async def export_space(
     space: FromPath[str], request: Request[Any, Any, Any], state: State, tag: Tags = None
@@ -126,7 +153,13 @@ async def _numbered_lines(
     "validated before anything is written: a bad line is a 400 naming it, and nothing "
     "is imported. The space must exist (404), or `?create=true` creates it with the "
     "export's settings. Answers `{space, created, memories, links, seq}`.",
-    opt=WRITE,
+    opt=WRITE
+    | api(
+        {200: ImportResult},
+        body=EXPORT_LINES.optional("Empty: nothing to import (into a space that exists)."),
+        errors=[400, 404, 409, 503],
+        headers=[idempotency_key_header(100)],
+    ),
 )
 async def import_space(
     space: FromPath[str],

@@ -90,7 +90,7 @@ def recall(
     if q.mode == "similarity":
         reached: dict[int, Reached] = {}
         pool = nearest(state, cue, k, allowed)
-        act = {key: clip(sim) for key, sim in pool.items()}
+        act = {key: state.relevance(sim) for key, sim in pool.items()}
     else:
         seeds = max(q.seed_k, k)
         if q.mode == "hybrid":  # one search for the seeds and the candidates
@@ -102,7 +102,8 @@ def recall(
             # the best matching memories are seeds too, so that k results exist
             # whenever k memories match
             pool.update(nearest(state, cue, k, allowed))
-        reached = spread({key: clip(sim) for key, sim in pool.items()}, graph.neighbours, q.spread)
+        seeded = {key: state.relevance(sim) for key, sim in pool.items()}
+        reached = spread(seeded, graph.neighbours, q.spread)
         if q.mode == "spreading":
             act = {key: r.activation for key, r in reached.items()}
         else:
@@ -246,7 +247,8 @@ def _hybrid(
         pool = {**matching, **pool}
     floor = min(pool.values(), default=0.0)  # what the rest are at most similar
     act = {
-        key: (1.0 - w) * clip(sim) + w * (reached[key].activation if key in reached else 0.0)
+        key: (1.0 - w) * state.relevance(sim)
+        + w * (reached[key].activation if key in reached else 0.0)
         for key, sim in pool.items()
     }
     others = sorted(
@@ -254,7 +256,7 @@ def _hybrid(
         key=lambda key: (-reached[key].activation, key),
     )[: 2 * k]
     for key, sim in zip(others, _vector_sims(state, cue, others), strict=True):
-        act[key] = (1.0 - w) * clip(min(sim, floor)) + w * reached[key].activation
+        act[key] = (1.0 - w) * state.relevance(min(sim, floor)) + w * reached[key].activation
     return act
 
 
@@ -263,7 +265,11 @@ def _trace(state: SpaceState, reached: dict[int, Reached], key: int, sim: float)
     if key not in reached:  # ranked by similarity alone
         return [
             TraceStep(
-                memory_id=by_key[key].id, activation=clip(sim), hops=0, weight=None, kind=None
+                memory_id=by_key[key].id,
+                activation=state.relevance(sim),
+                hops=0,
+                weight=None,
+                kind=None,
             )
         ]
     steps = []

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from engram_contract.embedders import Embedder
+from engram_contract.embedders import SIMILARITY_FLOORS, Embedder
 from engram_contract.messages import (
     Memory,
     MemoryHistory,
@@ -87,6 +87,8 @@ class SpaceState:
         self.dim = record.dim
         self.metric = record.metric
         self.embedder = embedder
+        #: the similarity of unrelated texts under this embedder (0 for most)
+        self.similarity_floor = SIMILARITY_FLOORS.get(record.embedder, 0.0)
         self.applied_seq = 0
         self.rejected = 0
         self.links = record.links
@@ -189,8 +191,15 @@ class SpaceState:
         return self.records.page(after_seq, limit)
 
     def embed_query(self, text: str) -> np.ndarray:
-        vec: np.ndarray = self.embedder.embed([text])[0]
+        vec: np.ndarray = self.embedder.embed_queries([text])[0]
         return vec
+
+    def relevance(self, similarity: float) -> float:
+        """A cue's similarity as the activation recall starts from, in [0, 1]:
+        the similarity above the embedder's floor (what unrelated texts reach),
+        rescaled, so confidence and links weigh alike under every embedder."""
+        floor = self.similarity_floor
+        return min(max((similarity - floor) / (1.0 - floor), 0.0), 1.0)
 
     def recall(
         self, cue: np.ndarray, k: int, query: RecallQuery | None = None, now: float | None = None
