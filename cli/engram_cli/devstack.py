@@ -213,8 +213,9 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
         for what, host, port, var in (
             ("the HTTP", settings.http_host, settings.http_port, "ENGRAM_HTTP_PORT"),
             ("the NATS", "127.0.0.1", nats_port, "ENGRAM_NATS_URL"),
+            ("the gRPC", settings.http_host, settings.grpc_port, "ENGRAM_GRPC_PORT"),
         )
-        if listening(host, port)
+        if port and listening(host, port)  # gRPC port 0: off
     ]
     if busy:
         print(
