@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all lint fmt bench bench-cluster clean
+.PHONY: run test test-slow test-all lint fmt proto bench bench-cluster clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Regenerate libs/engram_proto/v1 (messages, .pyi, gRPC stubs) from proto/engram/v1
+proto: $(STAMP)
+	$(BIN)/python -m engram_proto.generate
+	$(BIN)/python -m engram_proto.fields
 
 ## Benchmarks against raw usearch and raw JetStream, then the cluster part (not a test)
 bench: $(STAMP)

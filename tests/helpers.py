@@ -87,6 +87,9 @@ def worker_settings(url: str, **over: Any) -> WorkerSettings:
 
 
 def gateway_settings(url: str, **over: Any) -> GatewaySettings:
+    # no gRPC server unless a test asks for one (with a free port): many gateways in
+    # one run would all try the default port
+    over.setdefault("grpc_port", 0)
     return GatewaySettings(nats_url=url, **over)
 
 
@@ -124,6 +127,9 @@ class EngramProcess:
                 "ENGRAM_WORKER_ID": f"proc-{uuid.uuid4().hex[:10]}",
                 "ENGRAM_WORKER_TTL": "2",
             } | env
+        elif role == "gateway":
+            # no gRPC server unless asked for (several gateways would share the port)
+            env = {"ENGRAM_GRPC_PORT": "0"} | env
         self.role, self.env, self.log = role, env, log
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -213,8 +213,9 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
         for what, host, port, var in (
             ("the HTTP", settings.http_host, settings.http_port, "ENGRAM_HTTP_PORT"),
             ("the NATS", "127.0.0.1", nats_port, "ENGRAM_NATS_URL"),
+            ("the gRPC", settings.http_host, settings.grpc_port, "ENGRAM_GRPC_PORT"),
         )
-        if listening(host, port)
+        if port and listening(host, port)  # gRPC port 0: off
     ]
     if busy:
         print(
@@ -289,17 +290,22 @@ def run_dev_stack(settings: GatewaySettings, topology: Topology | None = None) -
             )
             if metrics_port:
                 worker_lines.append(f"http://127.0.0.1:{metrics_port}/metrics ({name})")
-        gateway_urls = []
+        gateway_urls, grpc_addresses = [], []
         for i in range(top.gateways):
             port = settings.http_port if i == 0 else free_port(settings.http_port + i)
             gateway_env = {**env, "ENGRAM_HTTP_PORT": str(port)}
+            if settings.grpc_port:  # each gateway its own gRPC port (0: gRPC off)
+                grpc_port = settings.grpc_port if i == 0 else free_port(settings.grpc_port + i)
+                gateway_env["ENGRAM_GRPC_PORT"] = str(grpc_port)
+                grpc_addresses.append(f"{settings.http_host}:{grpc_port}")
             name = "gateway" if top.gateways == 1 else f"gateway-{i + 1}"
             proc = subprocess.Popen([*engram, "gateway"], env=gateway_env, start_new_session=True)
             procs.append((name, proc))
             gateway_urls.append(f"http://{settings.http_host}:{port}")
         for (_, proc), http in zip(procs[-top.gateways :], gateway_urls, strict=True):
             wait_for_port(settings.http_host, int(http.rsplit(":", 1)[1]), 30, proc)
-        print(_banner(settings, data, gateway_urls, worker_lines, nats_lines), flush=True)
+        banner = _banner(settings, data, gateway_urls, worker_lines, nats_lines, grpc_addresses)
+        print(banner, flush=True)
         _watch(procs)
         return 1
     except KeyboardInterrupt:
@@ -384,6 +390,7 @@ def _banner(
     gateways: list[str],
     workers: list[str],
     nats: list[str],
+    grpc: list[str] | None = None,
 ) -> str:
     processes = f"{settings.http_workers} process{'es' if settings.http_workers > 1 else ''} each"
     pad = "\n            "
@@ -392,6 +399,8 @@ def _banner(
         f"  HTTP API  {pad.join(f'{g}/api/v1/spaces' for g in gateways)}"
         f" ({processes}, ENGRAM_HTTP_WORKERS)\n"
         f"  OpenAPI   {gateways[0]}/schema\n"
+        f"  gRPC      {pad.join(grpc) if grpc else 'off (ENGRAM_GRPC_PORT=0)'}"
+        f"{' (engram.v1.MemoryService, health, reflection)' if grpc else ''}\n"
         f"  Metrics   {pad.join([f'{g}/metrics (gateway)' for g in gateways] + workers)}\n"
         f"  NATS      {pad.join(nats)}\n"
         f"Press Ctrl-C to stop.\n"

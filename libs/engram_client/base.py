@@ -1,4 +1,4 @@
-"""What both transports share: their interface, write receipts, space details and
+"""What the transports share: their interface, write receipts, space details and
 the event stream."""
 
 from __future__ import annotations

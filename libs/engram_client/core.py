@@ -1,8 +1,8 @@
-"""``EngramClient``: one async interface to Engram over HTTP (the gateway) or NATS.
+"""``EngramClient``: one async interface to Engram over HTTP or gRPC (the gateway) or NATS.
 
 Inputs are validated here, with the models the gateway and the worker use
 (:mod:`engram_contract.messages`), before anything is sent, so bad input raises
-:class:`~engram_client.errors.InvalidInput` on both transports alike.
+:class:`~engram_client.errors.InvalidInput` on every transport alike.
 """
 
 from __future__ import annotations
@@ -62,15 +62,15 @@ def _memory(item: MemoryLike) -> MemoryIn:
 
 
 class EngramClient:
-    """An Engram client. Build one with :meth:`http` or :meth:`nats` and use it as
-    an async context manager::
+    """An Engram client. Build one with :meth:`http`, :meth:`grpc` or :meth:`nats`
+    and use it as an async context manager::
 
         async with EngramClient.http("http://127.0.0.1:7432") as engram:
             alpha = engram.space("alpha")
             await alpha.remember("the user has a cat named Tom", tags=["pets"])
             answer = await alpha.recall("what pet does the user have?", k=3)
 
-    Both transports behave the same and raise the same errors
+    The transports behave the same and raise the same errors
     (:mod:`engram_client.errors`).
     """
 
@@ -92,6 +92,22 @@ class EngramClient:
         from engram_client.http_transport import HttpTransport
 
         return cls(HttpTransport(url, timeout=timeout, api_key=api_key))
+
+    @classmethod
+    def grpc(
+        cls,
+        target: str = "127.0.0.1:7433",
+        *,
+        timeout: float = 30.0,
+        api_key: str | None = None,
+    ) -> EngramClient:
+        """Talk to the gateway's gRPC API at ``target`` (``host:port``,
+        ``ENGRAM_GRPC_PORT``): the same service as :meth:`http`, on protobuf.
+        ``api_key`` (default: ``ENGRAM_API_KEY``) is sent as ``authorization:
+        Bearer`` metadata."""
+        from engram_client.grpc_transport import GrpcTransport
+
+        return cls(GrpcTransport(target, timeout=timeout, api_key=api_key))
 
     @classmethod
     def nats(

@@ -117,6 +117,13 @@ class EmbedSettings(BaseSettings):
 class GatewaySettings(CommonSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(default=7432, description="Port of the HTTP API.")
+    grpc_port: int = Field(
+        default=7433,
+        ge=0,
+        le=65535,
+        description="Port of the gRPC API (engram.v1.MemoryService, health, reflection), "
+        "bound to http_host; 0 turns it off.",
+    )
     http_workers: int = Field(
         default=1,
         ge=1,

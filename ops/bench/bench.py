@@ -139,10 +139,10 @@ async def bench_nats_path(
         lo = size
         stack.check_alive()
         async with KeepAliveClient(stack.http_url) as lean:
-            await measure_recall(cfg, nc, lean, data, size, res)
+            await measure_recall(cfg, nc, lean, data, size, res, stack.grpc_target)
     record_rss(stack, res, "worker_rss_after_ingest")
     async with KeepAliveClient(stack.http_url) as lean:
-        await measure_floors(cfg, nc, lean, cfg.n, res)
+        await measure_floors(cfg, nc, lean, cfg.n, res, stack.grpc_target)
     await measure_throughput(cfg, stack, nc, data, raw, res)
     total_s = sum(r.seconds for r in stages)
     note = f"{cfg.window} in flight, acked {acked_s:.2f} s"

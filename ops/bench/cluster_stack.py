@@ -68,7 +68,8 @@ class ClusterStack:
     def start_gateway(self) -> None:
         port = free_port()
         self.http_url = f"http://127.0.0.1:{port}"
-        self.spawn("gateway", "gateway", {"ENGRAM_HTTP_PORT": str(port)})
+        # no gRPC: the cluster bench measures HTTP only (and 7433 may be taken)
+        self.spawn("gateway", "gateway", {"ENGRAM_HTTP_PORT": str(port), "ENGRAM_GRPC_PORT": "0"})
         deadline = time.monotonic() + GATEWAY_READY_TIMEOUT
         while time.monotonic() < deadline:
             self.check_alive()

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc_paths
 import numpy as np
 from keepalive import KeepAliveClient
 from measure import (
@@ -23,7 +24,7 @@ from measure import (
 from nats.aio.client import Client
 from raw import time_searches
 from usearch.index import Index
-from wire import recall_body, recall_name
+from wire import grpc_recall_body, recall_body, recall_name
 
 from engram_contract.messages import RecallMode, RecallRequest
 from engram_worker.core.activation import spread
@@ -33,6 +34,9 @@ from engram_worker.core.state import SpaceState
 
 # ---------------------------------------------------------------------------
 # Engram recall latency
+
+#: gRPC recall over grpcio's asyncio channel (the SDK's), similarity mode
+GRPC_ASYNCIO_RECALL = "engram grpc recall, asyncio client"
 
 
 async def time_nats_requests(
@@ -90,11 +94,19 @@ async def time_modes(
 
 
 async def measure_recall(
-    cfg: Config, nc: Client, http: KeepAliveClient, data: Dataset, size: int, res: Results
+    cfg: Config,
+    nc: Client,
+    http: KeepAliveClient,
+    data: Dataset,
+    size: int,
+    res: Results,
+    grpc_target: str,
 ) -> None:
-    """Recall in every mode, over NATS, then over HTTP. Each recall reinforces the
-    memories it returns, so the worker writes a ``reinforce`` command to the WAL
-    every ``reinforce_delay`` meanwhile, as it does in service."""
+    """Recall in every mode, over NATS, then over HTTP, then over gRPC (requests
+    serialized beforehand as the other paths' bodies are, answers not parsed, as
+    theirs are not; the lean client, see grpc_paths.py). Each recall reinforces
+    the memories it returns, so the worker writes a ``reinforce`` command to the
+    WAL every ``reinforce_delay`` meanwhile, as it does in service."""
     bodies = {m: [recall_body(q, cfg.k, m) for q in data.queries] for m in RECALL_MODES}
     subject = f"spaces.{NATS_SPACE}.q.recall"
     path = f"/api/v1/spaces/{NATS_SPACE}/recall"
@@ -114,10 +126,19 @@ async def measure_recall(
         times = await time_modes(send, bodies, cfg.mode_samples, cfg.warmup)
         for mode in RECALL_MODES:
             res.latencies.append(Latency.of(recall_name(name, mode), size, times[mode]))
+    protos = {
+        m: [grpc_recall_body(NATS_SPACE, q, cfg.k, m) for q in data.queries] for m in RECALL_MODES
+    }
+    times = await grpc_paths.recall_times(grpc_target, protos, cfg.mode_samples, cfg.warmup)
+    for mode in RECALL_MODES:
+        res.latencies.append(Latency.of(recall_name("grpc", mode), size, times[mode]))
+    similar = protos["similarity"]
+    aio = await grpc_paths.asyncio_recall_times(grpc_target, similar, cfg.mode_samples, cfg.warmup)
+    res.latencies.append(Latency.of(GRPC_ASYNCIO_RECALL, size, aio))
 
 
 async def measure_floors(
-    cfg: Config, nc: Client, http: KeepAliveClient, size: int, res: Results
+    cfg: Config, nc: Client, http: KeepAliveClient, size: int, res: Results, grpc_target: str
 ) -> None:
     """Round trips that do no index work: what transport and framework cost alone."""
     samples = max(100, cfg.samples // 2)
@@ -126,6 +147,8 @@ async def measure_floors(
     res.latencies.append(Latency.of("floor: nats q.stats", size, times))
     times = await time_http_requests(http, "GET", "/health", [], samples, cfg.warmup)
     res.latencies.append(Latency.of("floor: http GET /health", size, times))
+    times = await grpc_paths.health_times(grpc_target, samples, cfg.warmup)
+    res.latencies.append(Latency.of("floor: grpc Health/Check", size, times))
 
 
 # ---------------------------------------------------------------------------

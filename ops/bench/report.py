@@ -59,7 +59,7 @@ def compute_ratios(cfg: Config, res: Results) -> None:
             )
     for size in cfg.checkpoints:
         raw = res.latency(f"raw usearch search k={cfg.k}", size).p50_ms
-        for path in ("nats", "http"):
+        for path in ("nats", "http", "grpc"):
             p50 = res.latency(f"engram {path} recall", size).p50_ms
             res.ratios[f"{path} recall p50 / raw search p50 @{size_label(size)}"] = p50 / raw
     # the in-worker calls against the raw search timed just before them
@@ -259,7 +259,7 @@ def summarize_recall(cfg: Config, res: Results) -> None:
         "modes": list(RECALL_MODES),
         "raw_search_p50_ms": {str(size): p50 for size, p50 in raw.items()},
     }
-    for path in ("nats", "http"):
+    for path in ("nats", "http", "grpc"):
         out[path] = {
             mode: {str(size): cell(recall_name(path, mode), size) for size in cfg.checkpoints}
             for mode in RECALL_MODES
@@ -312,6 +312,17 @@ def http_targets(cfg: Config, res: Results) -> None:
                 HTTP_OVER_NATS_MS,
                 bool(over <= HTTP_OVER_NATS_MS),
                 f"{http.p50_ms:.3f} vs {nats.p50_ms:.3f} ms at {size_label(cfg.n)}",
+            )
+        )
+        grpc = res.latency(recall_name("grpc", mode), cfg.n)
+        res.targets.append(
+            Target(
+                f"grpc {mode} recall p50 ≤ http p50",
+                grpc.p50_ms / http.p50_ms,
+                1.0,
+                bool(grpc.p50_ms <= http.p50_ms),
+                f"{grpc.p50_ms:.3f} vs {http.p50_ms:.3f} ms (p99 {grpc.p99_ms:.3f} vs "
+                f"{http.p99_ms:.3f}) at {size_label(cfg.n)}",
             )
         )
         spread = http.p99_ms / http.p50_ms
@@ -379,7 +390,7 @@ def render_recall(rec: dict[str, Any]) -> list[str]:
         return f"{x['p50_ms']:.3f} / {x['p99_ms']:.3f}{extra}"
 
     rows: list[tuple[int, int, str, list[str]]] = []
-    for order, path in enumerate(("nats", "http", "in_worker")):
+    for order, path in enumerate(("nats", "http", "grpc", "in_worker")):
         for size in rec[path][modes[0]]:
             cells = [cell(rec[path][m][size]) for m in modes]
             rows.append((int(size), order, path.replace("_", "-"), cells))

@@ -32,6 +32,7 @@ class Stack:
     procs: list[tuple[str, subprocess.Popen[bytes]]]
     stopped: list[str] = field(default_factory=list)  # stopped on purpose during the run
     env: dict[str, str] = field(default_factory=dict)  # of the engram processes
+    grpc_target: str = ""  # the first gateway's gRPC API (host:port)
 
     def start_gateway(self, name: str, workers: int) -> str:
         """Another gateway (``workers`` processes) on a free port, beside the first
@@ -39,7 +40,11 @@ class Stack:
         :meth:`stop_gracefully`."""
         url = f"http://127.0.0.1:{free_port()}"
         port = url.rsplit(":", 1)[1]
-        env = self.env | {"ENGRAM_HTTP_PORT": port, "ENGRAM_HTTP_WORKERS": str(workers)}
+        env = self.env | {
+            "ENGRAM_HTTP_PORT": port,
+            "ENGRAM_HTTP_WORKERS": str(workers),
+            "ENGRAM_GRPC_PORT": str(free_port()),  # its own (the first one's is taken)
+        }
         _spawn(self, "gateway", env, name=name)
         _wait_ready(self, url)
         return url
@@ -182,13 +187,15 @@ def new_stack(prefix: str, **extra: str) -> tuple[Stack, int]:
     """A stack's work dir, free loopback ports and environment (the caller's
     ``ENGRAM_*`` left out, ``extra`` added); its NATS port. Nothing started yet."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    nats_port, http_port = free_port(), free_port()
+    nats_port, http_port, grpc_port = free_port(), free_port(), free_port()
     stack = Stack(workdir, f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{http_port}", [])
+    stack.grpc_target = f"127.0.0.1:{grpc_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     env |= {
         "ENGRAM_NATS_URL": stack.nats_url,
         "ENGRAM_HTTP_HOST": "127.0.0.1",
         "ENGRAM_HTTP_PORT": str(http_port),
+        "ENGRAM_GRPC_PORT": str(grpc_port),
         "ENGRAM_DATA_DIR": str(workdir / "data"),
         **extra,
     }

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from engram_contract.messages import RecallMode, encode_embedding
+from engram_proto.v1 import queries_pb2
 
 # ---------------------------------------------------------------------------
 # NATS helpers
@@ -67,10 +68,26 @@ def recall_body(vector: np.ndarray, k: int, mode: RecallMode) -> bytes:
     return cue_body(vector, k, "eventual", mode=mode, max_hops=RECALL_HOPS, reinforce=True)
 
 
+def grpc_recall_body(space: str, vector: np.ndarray, k: int, mode: RecallMode) -> bytes:
+    """:func:`recall_body` as a gRPC ``engram.v1.RecallRequest`` (serialized): the
+    vector as ``embedding_b64`` bytes, the same fields otherwise."""
+    request = queries_pb2.RecallRequest(
+        memory_space_id=space,
+        embedding_b64=np.asarray(vector, dtype="<f4").tobytes(),
+        k=k,
+        consistency="eventual",
+        mode=mode,
+        max_hops=RECALL_HOPS,
+        reinforce=True,
+    )
+    return request.SerializeToString()
+
+
 def recall_name(path: str, mode: str) -> str:
-    """``engram nats recall`` and ``engram http recall`` stay the similarity figures
-    (what they measured before recall had modes); every other one names its mode."""
-    if path in ("nats", "http"):
+    """``engram nats recall``, ``engram http recall`` (and ``engram grpc recall``)
+    stay the similarity figures (what they measured before recall had modes);
+    every other one names its mode."""
+    if path in ("nats", "http", "grpc"):
         return f"engram {path} recall" + ("" if mode == "similarity" else f" {mode}")
     return f"{path} recall {mode}"
 

@@ -1,6 +1,6 @@
 """``engram dev`` with keys required: nats-server runs with the auth callout, an
-agent gets in over NATS with its key (and only with a key), the service
-processes with the generated service user."""
+agent gets in over NATS with its key (and only with a key), and over the
+gateway's gRPC API too, the service processes with the generated service user."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ ADMIN_KEY = "dev-admin-key-" + "y" * 20
 
 
 def test_engram_dev_with_keys_required_checks_nats_connections(tmp_path: Path) -> None:
-    http_port, nats_port = free_port(), free_port()
+    http_port, nats_port, grpc_port = free_port(), free_port(), free_port()
     data = tmp_path / "data"
     env = {
         **os.environ,
         "ENGRAM_DATA_DIR": str(data),
         "ENGRAM_HTTP_PORT": str(http_port),
+        "ENGRAM_GRPC_PORT": str(grpc_port),
         "ENGRAM_NATS_URL": f"nats://127.0.0.1:{nats_port}",
         "ENGRAM_METRICS_PORT": "0",
         "ENGRAM_AUTH": "required",
@@ -48,17 +49,24 @@ def test_engram_dev_with_keys_required_checks_nats_connections(tmp_path: Path) -
         banner = _read_banner(proc)
         assert "token=KEY" in banner and "api_key=KEY" in banner, banner
         assert "ENGRAM_NATS_USER=engram" in banner, banner
+        assert f"gRPC      127.0.0.1:{grpc_port} (engram.v1.MemoryService" in banner, banner
         for name in ("issuer.nk", "service.password", "system.password", "nats-auth.conf"):
             mode = (data / "nats-auth" / name).stat().st_mode
             assert stat.S_IMODE(mode) == 0o600, name
-        asyncio.run(_agent(f"http://127.0.0.1:{http_port}", f"nats://127.0.0.1:{nats_port}"))
+        asyncio.run(
+            _agent(
+                f"http://127.0.0.1:{http_port}",
+                f"nats://127.0.0.1:{nats_port}",
+                f"127.0.0.1:{grpc_port}",
+            )
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
     assert code == 0
 
 
-async def _agent(http: str, url: str) -> None:
+async def _agent(http: str, url: str, grpc: str) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with httpx.AsyncClient(base_url=http, timeout=30) as h:
         r = await h.post("/api/v1/spaces", json={"id": "alpha", "dim": 16}, headers=admin)
@@ -72,6 +80,13 @@ async def _agent(http: str, url: str) -> None:
         written = await c.space("alpha").remember("an agent's note")
         found = await c.space("alpha").recall("note", k=1)
         assert found.results[0].memory.id == written.ids[0]
+        # the gateway's gRPC API checks the same key
+        async with EngramClient.grpc(grpc, api_key=key) as g:
+            seen = await g.space("alpha").recall("note", k=1)
+            assert seen.results[0].memory.id == written.ids[0]
+        with pytest.raises(Unauthorized):
+            async with EngramClient.grpc(grpc, api_key="") as g:
+                await g.space("alpha").recall("note", k=1)
         # revoked through the gateway: the agent's open connection is cut
         async with httpx.AsyncClient(base_url=http, timeout=30) as h:
             r = await h.delete(f"/api/v1/keys/{key.split('_')[1]}", headers=admin)

@@ -40,6 +40,7 @@ def test_three_nodes_two_workers_two_gateways(tmp_path: Path) -> None:
         **os.environ,
         "ENGRAM_DATA_DIR": str(tmp_path / "data"),
         "ENGRAM_HTTP_PORT": str(port),
+        "ENGRAM_GRPC_PORT": str(free_port()),
         "ENGRAM_NATS_URL": f"nats://127.0.0.1:{free_port()}",
     }
     env.pop("ENGRAM_STREAM_REPLICAS", None)
@@ -67,6 +68,9 @@ def test_three_nodes_two_workers_two_gateways(tmp_path: Path) -> None:
         gateways = re.findall(r"(http://127\.0\.0\.1:\d+)/api/v1/spaces", banner)
         nats_urls = re.findall(r"(nats://127\.0\.0\.1:\d+)  \(monitoring", banner)
         assert len(gateways) == 2 and len(set(gateways)) == 2, banner
+        grpc = re.findall(r"^  (?:gRPC      |            )(127\.0\.0\.1:\d+)$", banner, re.M)
+        grpc += re.findall(r"(127\.0\.0\.1:\d+) \(engram\.v1\.MemoryService", banner)
+        assert len(set(grpc)) == 2, banner  # each gateway its own gRPC port
         assert len(nats_urls) == 3, banner
         assert len(re.findall(r"/metrics \(worker-\d\)", banner)) == 2, banner
         children = _children(proc.pid)

@@ -26,7 +26,7 @@ from engram_client import (
 from engram_contract.messages import EventsGap, MemoryForgotten, MemoryIn, MemoryStored
 from engram_nats.streams import EVENTS_STREAM
 from engram_worker.worker import Worker
-from tests.helpers import NatsServer, gateway_settings, running_gateway
+from tests.helpers import NatsServer, free_port, gateway_settings, running_gateway
 
 DIM = 16
 
@@ -36,7 +36,7 @@ def basis(i: int) -> list[float]:
     return [1.0 if j == i else 0.0 for j in range(DIM)]
 
 
-@pytest.fixture(params=["http", "nats"])
+@pytest.fixture(params=["http", "nats", "grpc"])
 async def engram(
     request: pytest.FixtureRequest, nats_server: NatsServer, worker: Worker
 ) -> AsyncIterator[EngramClient]:
@@ -44,6 +44,13 @@ async def engram(
         async with (
             running_gateway(gateway_settings(nats_server.url)) as http,
             EngramClient.http(str(http.base_url)) as client,
+        ):
+            yield client
+    elif request.param == "grpc":
+        port = free_port()
+        async with (
+            running_gateway(gateway_settings(nats_server.url, grpc_port=port)),
+            EngramClient.grpc(f"127.0.0.1:{port}") as client,
         ):
             yield client
     else:

@@ -14,18 +14,19 @@ import pytest
 from engram_cli.devstack import free_port
 
 
-@pytest.mark.parametrize("which", ["http", "nats"])
+@pytest.mark.parametrize("which", ["http", "nats", "grpc"])
 def test_a_taken_port_is_refused_with_the_setting_to_change(tmp_path: Path, which: str) -> None:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    http, nats = (taken, free_port()) if which == "http" else (free_port(), taken)
+    ports = {"http": free_port(), "nats": free_port(), "grpc": free_port(), which: taken}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")},
         "ENGRAM_DATA_DIR": str(tmp_path),
-        "ENGRAM_HTTP_PORT": str(http),
-        "ENGRAM_NATS_URL": f"nats://127.0.0.1:{nats}",
+        "ENGRAM_HTTP_PORT": str(ports["http"]),
+        "ENGRAM_NATS_URL": f"nats://127.0.0.1:{ports['nats']}",
+        "ENGRAM_GRPC_PORT": str(ports["grpc"]),
     }
     try:
         done = subprocess.run(
@@ -39,6 +40,8 @@ def test_a_taken_port_is_refused_with_the_setting_to_change(tmp_path: Path, whic
     finally:
         holder.close()
     assert done.returncode == 2, done.stderr
-    setting = "ENGRAM_HTTP_PORT" if which == "http" else "ENGRAM_NATS_URL"
+    setting = {"http": "ENGRAM_HTTP_PORT", "nats": "ENGRAM_NATS_URL", "grpc": "ENGRAM_GRPC_PORT"}[
+        which
+    ]
     assert f"port {taken} (set {setting}) in use by another process" in done.stderr
     assert "running" not in done.stdout

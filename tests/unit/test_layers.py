@@ -1,7 +1,9 @@
 """The layers, read from the source: which top-level package may import which.
 
 engram_contract (ids, subjects, settings, messages) is the bottom and imports no
-other engram package; engram_nats adds the NATS plumbing on top of it; the SDK
+other engram package, nor does engram_proto (the code generated from the .proto
+files, which the gRPC server and the SDK's gRPC transport use); engram_nats adds
+the NATS plumbing on top of it; the SDK
 (engram_client) and the two services (engram_gateway, engram_worker) sit on
 those two and never on each other; engram_cli may use everything. Nothing that
 ships (libs/, services/, cli/) or the ops tools import the test tree. The
@@ -27,6 +29,7 @@ SOURCE_DIRS = ("libs", "services", "cli", "ops")
 
 ENGRAM = (
     "engram_contract",
+    "engram_proto",
     "engram_nats",
     "engram_client",
     "engram_gateway",
@@ -36,9 +39,10 @@ ENGRAM = (
 #: package → the other engram packages it may import
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "engram_contract": frozenset(),
+    "engram_proto": frozenset(),
     "engram_nats": frozenset({"engram_contract"}),
-    "engram_client": frozenset({"engram_contract", "engram_nats"}),
-    "engram_gateway": frozenset({"engram_contract", "engram_nats"}),
+    "engram_client": frozenset({"engram_contract", "engram_nats", "engram_proto"}),
+    "engram_gateway": frozenset({"engram_contract", "engram_nats", "engram_proto"}),
     "engram_worker": frozenset({"engram_contract", "engram_nats"}),
     "engram_cli": frozenset(ENGRAM) - {"engram_cli"},
 }

@@ -21,6 +21,9 @@ PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
 FILES = sorted((PROTO_DIR / "engram" / "v1").glob("*.proto"))
 #: messages of the proto contract that no pydantic model mirrors
 PROTO_ONLY = {"QueryErrorReply"}
+#: the gRPC service's file: its request/response envelopes mirror no model (the
+#: messages they carry do, and are checked here)
+SERVICE_FILE = "service.proto"
 
 INTS = {"int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64"}
 SCALARS = INTS | {"double", "float", "bool", "string", "bytes"}
@@ -54,6 +57,8 @@ def parse(text: str) -> dict[str, dict[str, ProtoField]]:
     for name, body in re.findall(r"\bmessage\s+(\w+)\s*\{([^{}]*)\}", text):
         fields: dict[str, ProtoField] = {}
         for line in filter(None, (ln.strip() for ln in body.split(";"))):
+            if line.startswith("reserved "):
+                continue  # a retired field (fields.lock keeps its number)
             m = _FIELD.match(line + ";")
             assert m, f"{name}: cannot parse {line!r}"
             label, typ, key, value, fname, number = m.groups()
@@ -81,6 +86,8 @@ def proto() -> dict[str, dict[str, ProtoField]]:
             assert imp.startswith("google/protobuf/") or (PROTO_DIR / imp).is_file(), imp
         parsed = parse(text)
         assert not set(parsed) & set(found), f"{path.name} redefines {set(parsed) & set(found)}"
+        if path.name == SERVICE_FILE:
+            PROTO_ONLY.update(parsed)
         found.update(parsed)
     return found
 

@@ -21,6 +21,7 @@ from engram_contract.settings import GatewaySettings
 from engram_gateway.asyncapi import asyncapi_routes
 from engram_gateway.auth import Gatekeeper, RateLimiter, authorize, keys_required
 from engram_gateway.bridge import NatsBridge
+from engram_gateway.grpc_api.server import start_grpc_api
 from engram_gateway.metrics import GatewayMetrics, gateway_metrics
 from engram_gateway.openapi import openapi_config
 from engram_gateway.problems import EXCEPTION_HANDLERS
@@ -118,9 +119,12 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         # NATS gone: requests answer 503 within ENGRAM_NATS_UNAVAILABLE_AFTER
         bridge.liveness = liveness = Liveness(nc, settings.nats_unavailable_after)
         liveness.start()
+        grpc = await start_grpc_api(settings, app.state) if settings.grpc_port else None
         try:
             yield
         finally:
+            if grpc is not None:
+                await grpc.stop()
             await liveness.stop()
             await keys.close()
             await registry.close()

@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import math
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -28,6 +28,9 @@ from engram_contract.keys import NOBODY_CHECKED, Principal, Role
 from engram_contract.settings import GatewaySettings
 from engram_gateway.spaces import RESOLVED_SPACE
 from engram_nats.keys import KeyStore
+
+if TYPE_CHECKING:
+    from engram_gateway.bridge import NatsBridge
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("engram.audit")
@@ -185,11 +188,16 @@ async def authorize(
     # the space first: an invalid id is the same 400 for every key and role
     space = connection.app.state.spaces.resolve(connection, path_space)
     scope[RESOLVED_SPACE] = space
+    await admit(principal, role, space, connection.app.state.bridge)
+
+
+async def admit(principal: Principal, role: Role, space: str, bridge: NatsBridge) -> None:
+    """Raise unless ``principal`` may act with ``role`` on ``space`` (HTTP and gRPC):
+    403 outside its spaces or role, whether the space exists or not; a scoped key
+    writes only to spaces an admin created (404 otherwise)."""
     if not principal.may(role, space):
         raise forbidden(role, space)
     if role == "write" and not principal.admin:
-        # a scoped key writes only to spaces an admin created
-        bridge = connection.app.state.bridge
         rec = await bridge.spaces.record(space)
         if rec is None:
             raise space_not_found(
@@ -211,7 +219,11 @@ def require(connection: ASGIConnection[Any, Any, Any, Any], role: Role, space: s
 
 def audit_log(connection: ASGIConnection[Any, Any, Any, Any], action: str, **what: Any) -> None:
     """One structured line per admin action (never a secret)."""
-    principal = principal_of(connection)
+    audit_line(principal_of(connection), action, **what)
+
+
+def audit_line(principal: Principal, action: str, **what: Any) -> None:
+    """The audit line of an admin action by ``principal`` (HTTP and gRPC)."""
     fields = " ".join(f"{k}={v!r}" for k, v in what.items())
     audit.info("audit action=%s by_key=%s %s", action, principal.key_id, fields)
 
@@ -223,6 +235,8 @@ __all__ = [
     "READ",
     "WRITE",
     "Gatekeeper",
+    "admit",
+    "audit_line",
     "audit_log",
     "authorize",
     "keys_required",

@@ -9,10 +9,13 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
+import nats.js.errors
 from nats.aio.client import Client
 
-from engram_contract.errors import Unavailable, space_not_found
+from engram_contract.errors import Unavailable, field_error, space_not_found
 from engram_contract.messages import (
+    ConsolidateRequest,
+    ConsolidateResponse,
     SpaceStatusRow,
     StatusRequest,
     StatusResponse,
@@ -82,6 +85,38 @@ class NatsBridge(MemoryService):
         if not self.registry.watching:
             return "the gateway's space registry watch is not running"
         return None
+
+    async def check_min_seq(self, space: str, min_seq: int | None) -> None:
+        """A ``min_seq`` a client sends must be a sequence the space's WAL has: one
+        beyond its last could only be waited for until the apply timeout (a 504), so
+        it is a 400 now. Asked of JetStream only when a client sends one."""
+        if not min_seq:
+            return
+        try:
+            info = await self.js.stream_info(stream_name(space))
+        except nats.js.errors.NotFoundError:
+            raise space_not_found(space) from None
+        last = int(info.state.last_seq)
+        if min_seq > last:
+            raise field_error(
+                "min_seq",
+                f"{min_seq} is beyond the last sequence of space {space!r}'s WAL ({last}): "
+                "no write has it yet",
+                hint="Send a seq a write answered with, or leave min_seq out.",
+            )
+
+    async def consolidate(self, space: str, request: ConsolidateRequest) -> bytes:
+        """The worker's ``ConsolidateResponse`` (HTTP and gRPC): after this gateway's
+        writes; the commands it wrote count as this gateway's (read-your-writes)."""
+        await self.spaces.for_write(space, create=False)
+        await self.check_min_seq(space, request.min_seq)
+        if request.min_seq is None:
+            request = request.model_copy(update={"min_seq": self.acked.get(space)})
+        data = await self.query(space, "consolidate", request)
+        seq = ConsolidateResponse.model_validate_json(data).seq
+        if seq is not None:  # the worker wrote into the WAL on this gateway's behalf
+            self.acked.note(space, seq)
+        return data
 
     # -- status --------------------------------------------------------------
 

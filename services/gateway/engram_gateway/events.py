@@ -127,26 +127,35 @@ class EventFeed:
             return
         await close_consumer(self._js, EVENTS_STREAM, sub)
 
+    async def events(self) -> AsyncIterator[tuple[int | None, str, bytes] | None]:
+        """``(id, kind, data)`` of each event (SSE and gRPC): first a ``gap`` (id
+        ``None``) when events the client asked for are gone; ``None`` each
+        ``heartbeat`` seconds without one."""
+        if self.gap is not None:
+            after, first = self.gap
+            gap = EventsGap(space=self.space, after=after, first_kept=first)
+            yield None, "gap", gap.model_dump_json().encode()
+        while (sub := self._sub) is not None:
+            try:
+                msg = await sub.next_msg(timeout=self.heartbeat)
+            except nats.errors.TimeoutError:
+                yield None
+                continue
+            try:
+                seq = msg.metadata.sequence.stream
+            except nats.errors.NotJSMessageError:
+                continue  # a control message
+            yield seq, msg.subject.rpartition(".")[2], msg.data
+
     async def messages(self) -> AsyncIterator[ServerSentEventMessage]:
         try:
-            if self.gap is not None:
-                after, first = self.gap
-                gap = EventsGap(space=self.space, after=after, first_kept=first)
-                yield ServerSentEventMessage(data=gap.model_dump_json(), event="gap")
-            while (sub := self._sub) is not None:
-                try:
-                    msg = await sub.next_msg(timeout=self.heartbeat)
-                except nats.errors.TimeoutError:
+            async for event in self.events():
+                if event is None:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
                     continue
-                try:
-                    seq = msg.metadata.sequence.stream
-                except nats.errors.NotJSMessageError:
-                    continue  # a control message
+                seq, kind, data = event
                 yield ServerSentEventMessage(
-                    data=msg.data.decode(),
-                    event=msg.subject.rpartition(".")[2],
-                    id=str(seq),
+                    data=data.decode(), event=kind, id=None if seq is None else str(seq)
                 )
         finally:
             # the client went away: the response's cancel scope is cancelled, so

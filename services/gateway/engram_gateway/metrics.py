@@ -28,6 +28,8 @@ class GatewayMetrics:
     request_seconds: Histogram
     default_fallback: Counter
     spaces: Gauge
+    grpc_requests: Counter
+    grpc_request_seconds: Histogram
 
 
 def gateway_metrics(registry: CollectorRegistry) -> GatewayMetrics:
@@ -49,7 +51,7 @@ def gateway_metrics(registry: CollectorRegistry) -> GatewayMetrics:
         ),
         default_fallback=Counter(
             "engram_memory_space_default_fallback_total",
-            "Requests on legacy routes that fell back to the default memory space.",
+            "Requests (legacy HTTP routes, gRPC calls) that fell back to the default memory space.",
             registry=registry,
         ),
         spaces=Gauge(
@@ -59,6 +61,19 @@ def gateway_metrics(registry: CollectorRegistry) -> GatewayMetrics:
             registry=registry,
             # several processes: the one answering /metrics has just set it
             multiprocess_mode="mostrecent",
+        ),
+        grpc_requests=Counter(
+            "engram_grpc_requests_total",
+            "gRPC calls, by method (engram.v1.MemoryService/<Method>) and status code.",
+            ["method", "code"],
+            registry=registry,
+        ),
+        grpc_request_seconds=Histogram(
+            "engram_grpc_request_duration_seconds",
+            "gRPC call duration (a stream's: until it ends), by method.",
+            ["method"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
         ),
     )
 

@@ -91,28 +91,36 @@ class SpaceResolver:
         return self.default_space
 
     def _fallback(self, request: ASGIConnection[Any, Any, Any, Any]) -> None:
-        self.metrics.default_fallback.inc()
         cast("dict[str, Any]", request.scope)[_FALLBACK] = self.default_space
-        client = (
+        self.fallback(
             request.client.host if request.client else "",
             request.headers.get("user-agent", ""),
+            f"{request.scope.get('method', '')} {request.url.path}",
+            "set the X-Memory-Space header or ?space=",
         )
+
+    def fallback(self, host: str, agent: str, what: str, how: str) -> str:
+        """The default space for a request that named none (``what``, e.g. ``POST
+        /api/v1/recall``): counted, and logged once per client (``host``, ``agent``)
+        with ``how`` to name one. Only while explicit spaces are not required."""
+        self.metrics.default_fallback.inc()
+        client = (host, agent)
         if client in self._warned:
             self._warned.move_to_end(client)
-            return
+            return self.default_space
         self._warned[client] = None
         if len(self._warned) > self.max_clients:
             self._warned.popitem(last=False)
         log.warning(
-            "client %s (User-Agent %r) sent %s %s without a memory space: using the "
-            "default space %r; set the X-Memory-Space header or ?space= "
-            "(ENGRAM_REQUIRE_EXPLICIT_SPACE=true rejects such requests)",
-            client[0] or "?",
-            client[1],
-            request.scope.get("method", ""),
-            request.url.path,
+            "client %s (User-Agent %r) sent %s without a memory space: using the "
+            "default space %r; %s (ENGRAM_REQUIRE_EXPLICIT_SPACE=true rejects such requests)",
+            host or "?",
+            agent,
+            what,
             self.default_space,
+            how,
         )
+        return self.default_space
 
 
 def resolve_space(request: Request[Any, Any, Any], path_space: str | None) -> str:

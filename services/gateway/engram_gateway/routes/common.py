@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import nats.js.errors
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
-from engram_contract.errors import field_error, space_not_found
-from engram_contract.subjects import stream_name
+from engram_contract.errors import field_error
 from engram_gateway.bridge import NatsBridge
 
 JSON = "application/json"
@@ -34,23 +32,8 @@ def raw_json(data: bytes, status: int = 200) -> Response[bytes]:
 
 
 async def check_min_seq(bridge: NatsBridge, space: str, min_seq: int | None) -> None:
-    """A ``min_seq`` a client sends must be a sequence the space's WAL has: one
-    beyond its last could only be waited for until the apply timeout (a 504), so
-    it is a 400 now. Asked of JetStream only when a client sends one."""
-    if not min_seq:
-        return
-    try:
-        info = await bridge.js.stream_info(stream_name(space))
-    except nats.js.errors.NotFoundError:
-        raise space_not_found(space) from None
-    last = int(info.state.last_seq)
-    if min_seq > last:
-        raise field_error(
-            "min_seq",
-            f"{min_seq} is beyond the last sequence of space {space!r}'s WAL ({last}): "
-            "no write has it yet",
-            hint="Send a seq a write answered with, or leave min_seq out.",
-        )
+    """:meth:`NatsBridge.check_min_seq` (the routes' name for it)."""
+    await bridge.check_min_seq(space, min_seq)
 
 
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:

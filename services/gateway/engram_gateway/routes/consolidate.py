@@ -12,7 +12,7 @@ from engram_contract.messages import ConsolidateRequest, ConsolidateResponse
 from engram_gateway.auth import WRITE
 from engram_gateway.openapi import Content, api
 from engram_gateway.problems import parse_body
-from engram_gateway.routes.common import bridge_of, check_min_seq, raw_json
+from engram_gateway.routes.common import bridge_of, raw_json
 from engram_gateway.spaces import resolve_space
 
 
@@ -43,15 +43,7 @@ async def consolidate(
     bridge = bridge_of(state)
     raw = await request.body()
     req = parse_body(ConsolidateRequest, raw) if raw.strip() else ConsolidateRequest()
-    await bridge.spaces.for_write(space, create=False)
-    await check_min_seq(bridge, space, req.min_seq)
-    if req.min_seq is None:
-        req = req.model_copy(update={"min_seq": bridge.acked.get(space)})
-    data = await bridge.query(space, "consolidate", req)
-    seq = ConsolidateResponse.model_validate_json(data).seq
-    if seq is not None:  # the worker wrote into the WAL on this gateway's behalf
-        bridge.acked.note(space, seq)
-    return raw_json(data)
+    return raw_json(await bridge.consolidate(space, req))
 
 
 ROUTES = [consolidate]

@@ -11,10 +11,8 @@ memories first and links last.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
@@ -24,24 +22,15 @@ from litestar.response import Stream
 
 from engram_contract.errors import (
     EngramError,
-    error_for,
     field_error,
 )
-from engram_contract.messages import (
-    MAX_TAG_CHARS,
-    MAX_TAGS,
-    ExportEnd,
-    ExportHeader,
-    ExportRequest,
-    ImportResult,
-    SpaceSettings,
-)
+from engram_contract.messages import ImportResult
 from engram_gateway.auth import READ, WRITE
-from engram_gateway.importer import Importer
 from engram_gateway.openapi import Content, api
 from engram_gateway.openapi_rules import idempotency_key_header
 from engram_gateway.routes.common import bridge_of
 from engram_gateway.spaces import resolve_space
+from engram_gateway.transfer import checked_import_key, checked_tags, open_export, run_import
 
 NDJSON = "application/x-ndjson"
 #: a longer line is refused (a memory is at most 100 KiB of text and 4096 floats)
@@ -67,16 +56,6 @@ Tags = Annotated[
     list[str] | None,
     QueryParameter(description="Only memories carrying this tag (repeat: all of them)."),
 ]
-
-
-def _checked_tags(tags: list[str] | None) -> list[str]:
-    tags = tags or []
-    if len(tags) > MAX_TAGS:
-        raise field_error("tag", f"at most {MAX_TAGS} tags")
-    for tag in tags:
-        if not 1 <= len(tag) <= MAX_TAG_CHARS:
-            raise field_error("tag", f"a tag is 1-{MAX_TAG_CHARS} characters, got {tag!r}")
-    return tags
 
 
 def _line(doc: Any) -> bytes:
@@ -110,59 +89,22 @@ def _line(doc: Any) -> bytes:
 async def export_space(
     space: FromPath[str], request: Request[Any, Any, Any], state: State, tag: Tags = None
 ) -> Stream:
-    bridge = bridge_of(state)
     space = resolve_space(request, space)
-    tags = _checked_tags(tag)
-    rec = await bridge.spaces.for_read(space)
-    min_seq = bridge.acked.get(space)
-
-    async def page(cursor: str | None) -> dict[str, Any]:
-        req = ExportRequest(cursor=cursor, tags=tags, min_seq=min_seq)
-        doc: dict[str, Any] = json.loads(await bridge.query(space, "export", req))
-        return doc
-
     # the first page before the response starts: an unknown space, no worker or a
     # timeout is still a problem+json answer
-    first = await page(None)
-    header = ExportHeader(
-        engram_export=1,
-        space=space,
-        exported_at=datetime.now(UTC),
-        applied_seq=int(first["applied_seq"]),
-        tags=tags,
-        settings=SpaceSettings(
-            dim=rec.dim,
-            metric=rec.metric,
-            embedder=rec.embedder,
-            links=rec.links,
-            decay=rec.decay,
-            consolidation=rec.consolidation,
-        ),
-    )
+    export = await open_export(bridge_of(state), space, checked_tags(tag))
 
     async def lines() -> AsyncIterator[bytes]:
-        yield header.model_dump_json().encode() + b"\n"
-        doc, memories, links = first, 0, 0
-        while True:
-            chunk = []
-            for memory in doc["memories"]:
-                memories += 1
-                links += len(memory.get("links", ()))
-                chunk.append(_line(memory))
-            yield b"".join(chunk)
-            cursor = doc["next_cursor"]
-            if cursor is None:
-                break
-            try:
-                doc = await page(cursor)
-            except EngramError as exc:
-                # the status line is long gone: say it in the stream (an import of
-                # this body is refused; the CLI reports it)
-                yield _line(
-                    {"error": {"status": exc.status, "title": exc.title, "detail": exc.detail}}
-                )
-                return
-        yield _line({"end": ExportEnd(memories=memories, links=links).model_dump()})
+        yield export.header.model_dump_json().encode() + b"\n"
+        try:
+            async for page in export.pages():
+                yield b"".join(_line(memory) for memory in page)
+        except EngramError as exc:
+            # the status line is long gone: say it in the stream (an import of
+            # this body is refused; the CLI reports it)
+            yield _line({"error": {"status": exc.status, "title": exc.title, "detail": exc.detail}})
+            return
+        yield _line({"end": export.end().model_dump()})
 
     return Stream(
         lines(),
@@ -227,48 +169,9 @@ async def import_space(
         bool, QueryParameter(description="Create the space from the export's settings.")
     ] = False,
 ) -> Response[dict[str, Any]]:
-    bridge = bridge_of(state)
     space = resolve_space(request, space)
-    rec = await bridge.spaces.record(space)
-    if rec is None and not create:
-        rec = await bridge.spaces.for_write(space, create=False)  # the 404
-    if rec is not None and rec.status != "active":
-        raise error_for(409, "Space not writable", f"memory space {space!r} is {rec.status}")
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 1 <= len(key) <= 100:
-        raise field_error("Idempotency-Key", "must be 1-100 characters")
-    importer = Importer(space, rec, key, None if rec is None else bridge.spaces.embedder(rec))
-    try:
-        async for chunk in _numbered_lines(request):
-            await asyncio.to_thread(importer.check, chunk)
-        importer.finish()
-        created = False
-        if rec is None:
-            assert importer.header is not None
-            s = importer.header.settings
-            rec, created = await bridge.spaces.create_or_get(
-                space,
-                dim=s.dim,
-                metric=s.metric,
-                embedder=s.embedder,
-                links=s.links,
-                decay=s.decay,
-                consolidation=s.consolidation,
-            )
-        else:
-            await bridge.spaces.for_write(space, create=False)
-        seq: int | None = None
-        for batch in importer.messages():
-            seq = await bridge.publish_raw(space, batch)
-    finally:
-        importer.spool.close()
-    result = ImportResult(
-        space=space,
-        created=created,
-        memories=importer.memories,
-        links=len(importer.links),
-        seq=seq,
-    )
+    key = checked_import_key(request.headers.get("idempotency-key"))
+    result = await run_import(bridge_of(state), space, create, key, _numbered_lines(request))
     return Response(result.model_dump(mode="json"), status_code=200)
 
 
