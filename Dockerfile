@@ -19,7 +19,7 @@ RUN pip install . && useradd --system --uid 10001 engram \
     && mkdir /nats-auth && chown engram /nats-auth && chmod 0700 /nats-auth
 USER engram
 
-# the gateway's HTTP port and a worker's /metrics, /health, /ready
-EXPOSE 7432 9464
+# the gateway's HTTP and gRPC ports and a worker's /metrics, /health, /ready
+EXPOSE 7432 7433 9464
 ENTRYPOINT ["engram"]
 CMD ["gateway"]

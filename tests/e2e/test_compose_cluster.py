@@ -54,7 +54,7 @@ def cluster() -> Iterator[object]:
     compose = DockerCompose(ROOT, compose_file_name="docker-compose.yml", build=True, wait=False)
     compose.start()
     try:
-        for port in (7432, 7433):
+        for port in (7432, 7442):
             _wait_ready(f"http://127.0.0.1:{port}")
         yield compose
     finally:
@@ -87,7 +87,7 @@ def _recall(url: str, space: str) -> httpx.Response:
 
 
 def test_remember_recall_and_lose_a_worker(cluster: object) -> None:
-    one, other = "http://127.0.0.1:7432", "http://127.0.0.1:7433"
+    one, other = "http://127.0.0.1:7432", "http://127.0.0.1:7442"
     space = f"e2e-{int(time.time())}"
     assert httpx.post(f"{one}/api/v1/spaces", json={"id": space}, timeout=30).status_code == 401
     r = httpx.post(f"{one}/api/v1/spaces", json={"id": space}, headers=_headers(), timeout=30)

@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engram_cli.devstack import free_port
+from engram_client import EngramClient
+from engram_client.errors import Unavailable
 from engram_worker.worker import Worker
 from tests.helpers import NatsServer, gateway_settings, running_gateway, worker_settings
 
@@ -51,8 +54,12 @@ async def test_nats_down_is_a_prompt_503_and_everything_comes_back(own_nats: Nat
     worker = Worker(worker_settings(own_nats.url))
     await worker.start()
     try:
-        settings = gateway_settings(own_nats.url, nats_unavailable_after=1.0)
-        async with running_gateway(settings) as client:
+        grpc_port = free_port()
+        settings = gateway_settings(own_nats.url, nats_unavailable_after=1.0, grpc_port=grpc_port)
+        async with (
+            running_gateway(settings) as client,
+            EngramClient.grpc(f"127.0.0.1:{grpc_port}", timeout=10) as over_grpc,
+        ):
             space = "outage"
             r = await client.post("/api/v1/spaces", json={"id": space, "dim": DIM})
             assert r.status_code == 201, r.text
@@ -71,6 +78,9 @@ async def test_nats_down_is_a_prompt_503_and_everything_comes_back(own_nats: Nat
                 assert r.headers.get("retry-after") == "2"
             ready = await client.get("/ready")
             assert ready.status_code == 503 and ready.json()["nats_connected"] is False
+            # gRPC too: UNAVAILABLE with the same words, promptly
+            with pytest.raises(Unavailable, match="NATS unavailable"):
+                await asyncio.wait_for(over_grpc.space(space).get("m1"), 5)
 
             own_nats.start()  # the same port and store: nothing restarts but the broker
             for method, path, body in _requests(space):
@@ -89,5 +99,6 @@ async def test_nats_down_is_a_prompt_503_and_everything_comes_back(own_nats: Nat
             async with client.stream("GET", f"/api/v1/spaces/{space}/events") as events:
                 assert events.status_code == 200
             assert (await client.get("/ready")).status_code == 200
+            assert (await over_grpc.space(space).get("m1")).id == "m1"
     finally:
         await worker.stop()

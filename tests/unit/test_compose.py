@@ -77,6 +77,10 @@ def test_nats_requires_keys_and_every_engram_process_has_the_service_credentials
     assert "ENGRAM_ADMIN_KEY" in SERVICES["auth-callout"]["environment"]
     # agents reach NATS on the host, and only through the callout
     assert SERVICES["nats1"]["ports"] == ["4222:4222"]
+    # each gateway publishes its HTTP and its gRPC port (ENGRAM_GRPC_PORT's 7433)
+    for name in ("gateway1", "gateway2"):
+        inside = sorted(p.split(":")[1] for p in SERVICES[name]["ports"])
+        assert inside == ["7432", "7433"], name
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"mkdir {AUTH_DIR} && chown engram {AUTH_DIR}" in dockerfile
 

@@ -34,6 +34,7 @@ from engram_contract.keys import Principal, Role
 from engram_contract.settings import GatewaySettings
 from engram_gateway.auth import Gatekeeper, admit, forbidden
 from engram_gateway.bridge import NatsBridge
+from engram_gateway.infra_errors import classify
 from engram_gateway.metrics import GatewayMetrics
 from engram_gateway.problems import problem_body
 from engram_gateway.spaces import MISSING, SpaceResolver, checked_space
@@ -210,6 +211,10 @@ async def fail(call: Call | None, context: Any, method: str, exc: EngramError) -
 
 
 def internal(exc: Exception, method: str) -> EngramError:
+    known = classify(exc)  # the broker down or a JetStream limit: not a bug
+    if known is not None:
+        log.warning("gRPC %s: %s", method, known)
+        return known
     log.exception("unhandled error in gRPC %s", method, exc_info=exc)
     return EngramError(
         500,
@@ -263,6 +268,8 @@ async def open_call(
     principal = api.gate.principal(metadata.get("authorization"))
     call = Call(api, context, method, metadata, principal)
     api.gate.throttle(principal)
+    if api.bridge.liveness is not None:
+        await api.bridge.liveness.usable()  # NATS gone a while: UNAVAILABLE now
     if not spec.in_space:
         if not principal.has(spec.role):
             raise forbidden(spec.role, None)
