@@ -42,6 +42,16 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
 
 
 @pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of the test's own, for tests that kill it or change what the
+    session's server shares (the events stream's limits)."""
+    server = NatsServer(tmp_path / "store")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def space_id() -> str:
     """A fresh space id for this test."""
     return f"t-{uuid.uuid4().hex[:12]}"

@@ -7,21 +7,9 @@ of a NATS shares."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from engram_worker.worker import Worker
 from tests.helpers import NatsServer, gateway_settings, running_gateway, worker_settings
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "store")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_sse_past_the_consumer_limit_is_a_named_problem(own_nats: NatsServer) -> None:

@@ -7,8 +7,6 @@ nats-server, which the test kills and starts again on the same port and store.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,14 +18,6 @@ from engram_worker.worker import Worker
 from tests.helpers import NatsServer, gateway_settings, running_gateway, worker_settings
 
 DIM = 8
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "store")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _requests(space: str) -> list[tuple[str, str, object]]:
